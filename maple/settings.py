@@ -1,0 +1,318 @@
+"""Maple's one typed settings object.
+
+Values come from, in rising precedence: the defaults below, an optional YAML file (``--config`` or
+``MAPLE_CONFIG``), and ``MAPLE_*`` environment variables. The environment variable for a setting is
+``MAPLE_<SECTION>_<FIELD>`` (``MAPLE_KAFKA_BOOTSTRAP``) or ``MAPLE_<FIELD>`` for top-level fields
+(``MAPLE_DATA_DIR``). Anything invalid stops start-up with a :class:`SettingsError` naming the key,
+the value and what would have been accepted: a typo must never silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+
+ENV_PREFIX = "MAPLE_"
+CONFIG_ENV = "MAPLE_CONFIG"
+
+
+class SettingsError(ValueError):
+    """A setting could not be accepted; the message names the key and the accepted values."""
+
+
+def setting(default: Any, doc: str, *, choices: tuple[str, ...] | None = None, minimum: float | None = None,
+            maximum: float | None = None, secret: bool = False) -> Any:
+    """Declare a settings field with the facts the loader needs to validate and explain it."""
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "maximum": maximum, "secret": secret}
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples for sequence defaults")
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap: str = setting("", "Bootstrap servers of an existing Kafka cluster (host:port,...). "
+                                 "Empty: Maple runs its own local broker from the Maven Central jars.")
+    port: int = setting(9092, "Client port of the first local broker; broker N listens on port+N-1.",
+                        minimum=1, maximum=65535)
+    controller_port: int = setting(9192, "KRaft controller port of the first local node; node N uses +N-1.",
+                                   minimum=1, maximum=65535)
+    brokers: int = setting(1, "Number of local KRaft nodes (combined broker+controller) that "
+                              "`maple kafka start` and `maple up` run.", minimum=1, maximum=5)
+    heap: str = setting("512m", "JVM heap of each local broker (-Xmx/-Xms).")
+    partitions: int = setting(6, "Partitions of the topics Maple creates: the ceiling for worker and "
+                                 "sink processes per consumer group.", minimum=1, maximum=10000)
+    replication_factor: int = setting(1, "Replication factor of the topics Maple creates.", minimum=1, maximum=7)
+    start_timeout_s: float = setting(90.0, "How long `maple kafka start` waits for produce/consume to work.",
+                                     minimum=1)
+
+
+@dataclass(frozen=True)
+class ClickHouseSettings:
+    url: tuple[str, ...] = setting((), "ClickHouse HTTP URL(s), http[s]://user:pass@host:8123/db; several "
+                                       "comma-separated URLs name the shards of a cluster. Empty: the "
+                                       "embedded engine (chDB) under data_dir.", secret=True)
+    database: str = setting("otel", "Database for Maple's tables, unless the URL names one.")
+    embedded_host: str = setting("127.0.0.1", "Address the embedded ClickHouse host listens on.")
+    embedded_port: int = setting(8123, "HTTP port of the embedded ClickHouse host (ClickHouse's HTTP "
+                                       "protocol, so clickhouse-connect and curl work against it).",
+                                 minimum=1, maximum=65535)
+    connect_timeout_s: float = setting(10.0, "Connect timeout for ClickHouse HTTP requests.", minimum=0.1)
+    query_timeout_s: float = setting(300.0, "Send/receive timeout for ClickHouse HTTP requests.", minimum=1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = setting(Path(".maple"), "Where Maple keeps local state: Kafka logs, the embedded "
+                                             "ClickHouse data, process files.")
+    cache_dir: Path = setting(Path("~/.cache/maple"), "Where downloaded artifacts (the Kafka jars) are cached.")
+    log_level: str = setting("info", "Log verbosity.", choices=("debug", "info", "warning", "error"))
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir.expanduser().resolve()
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return not self.clickhouse.url
+
+    @property
+    def local_kafka(self) -> bool:
+        return not self.kafka.bootstrap
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(Settings)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings) if dataclasses.is_dataclass(hints[f.name])}
+
+
+def _env_name(section: str | None, name: str) -> str:
+    return (ENV_PREFIX + (f"{section}_" if section else "") + name).upper()
+
+
+def _key(section: str | None, name: str) -> str:
+    return f"{section}.{name}" if section else name
+
+
+def _coerce(key: str, env: str, raw: Any, hint: Any, meta: Mapping[str, Any]) -> Any:
+    """Turn a raw YAML or environment value into the field's type, or raise a SettingsError."""
+    where = f"{key} ({env})"
+
+    def fail(expected: str) -> typing.NoReturn:
+        raise SettingsError(f"invalid value for {where}: {raw!r}; expected {expected}")
+
+    if hint is bool:
+        if isinstance(raw, bool):
+            value: Any = raw
+        elif str(raw).strip().lower() in ("1", "true", "yes", "on"):
+            value = True
+        elif str(raw).strip().lower() in ("0", "false", "no", "off"):
+            value = False
+        else:
+            fail("one of true, false, 1, 0, yes, no")
+    elif hint is int:
+        if isinstance(raw, bool):
+            fail("an integer")
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            fail("an integer")
+    elif hint is float:
+        if isinstance(raw, bool):
+            fail("a number")
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            fail("a number")
+    elif hint is Path:
+        if not isinstance(raw, (str, Path)) or not str(raw).strip():
+            fail("a path")
+        value = Path(str(raw).strip())
+    elif hint is str:
+        if isinstance(raw, (dict, list)):
+            fail("a string")
+        value = str(raw).strip()
+    elif typing.get_origin(hint) is tuple:
+        if isinstance(raw, str):
+            items = [part.strip() for part in raw.split(",")]
+        elif isinstance(raw, (list, tuple)):
+            items = [str(part).strip() for part in raw]
+        else:
+            fail("a list or a comma-separated string")
+        value = tuple(item for item in items if item)
+    else:  # pragma: no cover - a programming error, not user input
+        raise TypeError(f"unsupported settings type {hint!r} for {key}")
+
+    choices = meta.get("choices")
+    if choices:
+        value = value.lower()
+        if value not in choices:
+            fail("one of " + ", ".join(choices))
+    low, high = meta.get("minimum"), meta.get("maximum")
+    if low is not None and value < low or high is not None and value > high:
+        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+        fail(f"a number {bounds}")
+    return value
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path} is not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"config file {path} must hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> SettingsError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else f"; known: {', '.join(sorted(known))}"
+    return SettingsError(f"unknown {kind} {name}{hint}")
+
+
+def load_settings(config: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the effective Settings from defaults, the YAML file and the environment."""
+    environ = os.environ if environ is None else environ
+    config = config or environ.get(CONFIG_ENV) or None
+    file_values = _read_yaml(Path(config)) if config else {}
+    sections = _sections()
+
+    # Every field: (section or None, field, type hint, metadata)
+    fields: list[tuple[str | None, dataclasses.Field[Any], Any]] = []
+    top_hints = typing.get_type_hints(Settings)
+    for f in dataclasses.fields(Settings):
+        if f.name not in sections:
+            fields.append((None, f, top_hints[f.name]))
+    for section, cls in sections.items():
+        hints = typing.get_type_hints(cls)
+        fields.extend((section, f, hints[f.name]) for f in dataclasses.fields(cls))
+
+    known_env = {_env_name(s, f.name) for s, f, _ in fields} | {CONFIG_ENV}
+    for name in environ:
+        if name.startswith(ENV_PREFIX) and name not in known_env:
+            raise _unknown("environment variable", name, sorted(known_env))
+
+    known_top = [f.name for s, f, _ in fields if s is None] + list(sections)
+    for name, value in file_values.items():
+        if name not in known_top:
+            raise _unknown("setting", str(name), known_top)
+        if name in sections:
+            if not isinstance(value, dict):
+                raise SettingsError(f"setting {name} must be a mapping of {name}.* keys")
+            known = [f.name for s, f, _ in fields if s == name]
+            for sub in value:
+                if sub not in known:
+                    raise _unknown("setting", f"{name}.{sub}", [f"{name}.{k}" for k in known])
+
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {s: {} for s in sections}
+    for section, f, hint in fields:
+        env = _env_name(section, f.name)
+        source = file_values.get(section, {}) if section else file_values
+        raw: Any = None
+        if env in environ:
+            raw = environ[env]
+        elif f.name in source:
+            raw = source[f.name]
+        if raw is None:
+            continue
+        value = _coerce(_key(section, f.name), env, raw, hint, f.metadata)
+        (nested[section] if section else top)[f.name] = value
+
+    for section, cls in sections.items():
+        top[section] = cls(**nested[section])
+    settings = Settings(**top)
+    _check_urls(settings)
+    return settings
+
+
+def _check_urls(settings: Settings) -> None:
+    for url in settings.clickhouse.url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SettingsError(f"invalid value for clickhouse.url (MAPLE_CLICKHOUSE_URL): {mask_url(url)!r}; "
+                                "expected http[s]://[user[:password]@]host[:port][/database]")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Showing
+
+
+def mask_url(url: str) -> str:
+    """Replace the password in a URL with ****."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[1]}"))
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_masked(v) for v in value]
+    if isinstance(value, str) and re.match(r"^[a-z][a-z0-9+.-]*://", value):
+        return mask_url(value)
+    return "****" if value else value
+
+
+def describe(settings: Settings, environ: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every setting as key, env var, effective value (secrets masked), default and documentation."""
+    environ = os.environ if environ is None else environ
+    rows: list[dict[str, Any]] = []
+    sections = _sections()
+    for f in dataclasses.fields(Settings):
+        if f.name in sections:
+            section_value = getattr(settings, f.name)
+            for sub in dataclasses.fields(section_value):
+                rows.append(_row(f.name, sub, getattr(section_value, sub.name), environ))
+        else:
+            rows.append(_row(None, f, getattr(settings, f.name), environ))
+    return rows
+
+
+def _row(section: str | None, f: dataclasses.Field[Any], value: Any, environ: Mapping[str, str]) -> dict[str, Any]:
+    env = _env_name(section, f.name)
+    shown = _masked(value) if f.metadata.get("secret") else value
+    if isinstance(shown, Path):
+        shown = str(shown)
+    if isinstance(shown, tuple):
+        shown = list(shown)
+    return {"key": _key(section, f.name), "env": env, "value": shown, "from_env": env in environ,
+            "doc": f.metadata.get("doc", "")}
+
+
+def as_yaml(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
+    """The effective settings as a YAML document that `--config` accepts back (secrets masked)."""
+    tree: dict[str, Any] = {}
+    for row in describe(settings, environ):
+        section, _, name = row["key"].rpartition(".")
+        (tree.setdefault(section, {}) if section else tree)[name] = row["value"]
+    return yaml.safe_dump(tree, sort_keys=False, default_flow_style=False)

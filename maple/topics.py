@@ -1,0 +1,41 @@
+"""Topic names and the Kafka message contract between Maple's stages, kept in one place.
+
+Every Kafka message carries a *batch*, never a single span or log line:
+
+* raw topics (ingest -> workers): the value is one OTLP export request as protobuf bytes, exactly as
+  the OTLP spec defines ``Export{Traces,Logs,Metrics}ServiceRequest``; JSON requests are converted to
+  protobuf at the ingest. The headers below say who sent it, how, and when.
+* processed topics (workers -> sinks): the value is a batch of rows for one ClickHouse table.
+* the dead-letter topic: a batch ClickHouse rejected for good, with the error and source offsets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    producer: str
+    consumer: str
+    doc: str
+
+
+RAW_TRACES = Topic("otlp.traces.raw", "ingest", "traces worker", "ExportTraceServiceRequest protobuf")
+RAW_LOGS = Topic("otlp.logs.raw", "ingest", "logs worker", "ExportLogsServiceRequest protobuf")
+RAW_METRICS = Topic("otlp.metrics.raw", "ingest", "metrics worker", "ExportMetricsServiceRequest protobuf")
+LOGS = Topic("otel.logs", "logs worker", "sink", "row batches for otel_logs")
+METRICS = Topic("otel.metrics", "metrics worker, RED connector", "sink", "row batches for otel_metrics_*")
+SPANS = Topic("otel.spans", "traces worker", "sampler", "span batches keyed by TraceId")
+SPANS_SAMPLED = Topic("otel.spans.sampled", "sampler", "sink", "row batches for otel_traces")
+DEAD_LETTER = Topic("maple.dlq", "sink", "operators (maple dlq)", "batches ClickHouse rejected for good")
+
+ALL_TOPICS: tuple[Topic, ...] = (RAW_TRACES, RAW_LOGS, RAW_METRICS, LOGS, METRICS, SPANS, SPANS_SAMPLED,
+                                 DEAD_LETTER)
+RAW_BY_SIGNAL = {"traces": RAW_TRACES, "logs": RAW_LOGS, "metrics": RAW_METRICS}
+
+# Record headers on raw topics.
+HEADER_TENANT = "maple.tenant"          # tenant name from the API key, "default" without keys
+HEADER_ENCODING = "maple.encoding"      # the client's original encoding: "protobuf" or "json"
+HEADER_RECEIVED_NS = "maple.received"   # ingest receive time, Unix nanoseconds as decimal ASCII
