@@ -91,7 +91,7 @@ def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes:
     if encoding == "lz4":
         import lz4.frame
 
-        out = lz4.frame.decompress(body)
+        out = lz4.frame.LZ4FrameDecompressor().decompress(body, max_length=limit + 1)
     else:
         raise RequestError(415, 48, f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or lz4")
     if len(out) > limit:
@@ -288,7 +288,8 @@ def serve(settings: Settings, *, threads: int = 4, max_body: int = 1 << 30,
     advert = host_file(settings)
 
     async def main() -> None:
-        runner = web.AppRunner(build_app(engine, metrics, max_body), access_log=None)
+        # Decompression is ours (decode_body), bounded by max_body; aiohttp would inflate gzip unbounded.
+        runner = web.AppRunner(build_app(engine, metrics, max_body), access_log=None, auto_decompress=False)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         try:

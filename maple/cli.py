@@ -1,0 +1,239 @@
+"""The `maple` command line: one entry point for every stage and operation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from maple import __version__
+from maple.log import setup_logging
+from maple.settings import Settings, SettingsError, as_yaml, describe, load_settings
+
+EPILOG = """\
+Settings come from MAPLE_* environment variables and an optional YAML file (--config or MAPLE_CONFIG);
+`maple config show` prints every setting, its variable and its effective value.
+"""
+
+
+def _settings(args: argparse.Namespace, **flags: object) -> Settings:
+    """Load settings; command-line flags override like environment variables and are validated alike."""
+    environ = dict(os.environ)
+    environ.update({f"MAPLE_{name.upper()}": str(value) for name, value in flags.items() if value is not None})
+    settings = load_settings(args.config, environ)
+    setup_logging(args.command, settings.log_level)
+    return settings
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from maple.supervisor import run_up
+
+    return run_up(_settings(args), args.config)
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from maple import localkafka
+
+    settings = _settings(args, kafka_brokers=args.brokers, kafka_port=args.port)
+    if not settings.local_kafka:
+        print(f"MAPLE_KAFKA_BOOTSTRAP is set ({settings.kafka.bootstrap}): Maple does not manage that cluster",
+              file=sys.stderr)
+        return 2
+    if args.action == "start":
+        bootstrap = localkafka.start(settings, say=_say)
+        _say(f"kafka healthy at {bootstrap}; stop it with `maple kafka stop`")
+    elif args.action == "stop":
+        stopped = localkafka.stop(settings, say=_say)
+        if not stopped:
+            _say("kafka was not running")
+    else:
+        rows = localkafka.status(settings)
+        for row in rows:
+            state = f"running (pid {row['pid']})" if row["pid"] else "stopped"
+            _say(f"node {row['node']}  127.0.0.1:{row['port']}  {state}  log {row['log']}")
+        return 0 if all(row["pid"] for row in rows) else 3
+    return 0
+
+
+def cmd_clickhouse_serve(args: argparse.Namespace) -> int:
+    from maple import chhost
+
+    settings = _settings(args)
+    if not settings.embedded_clickhouse:
+        print("MAPLE_CLICKHOUSE_URL is set: there is no embedded engine to serve", file=sys.stderr)
+        return 2
+    chhost.serve(settings, threads=args.threads)
+    return 0
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from maple import clickhouse
+
+    settings = _settings(args)
+    database = args.database or settings.clickhouse.database
+    client = clickhouse.connect(settings)
+    try:
+        exists = client.query("SELECT count() FROM system.databases WHERE name = {db:String}",
+                              parameters={"db": database}).result_rows[0][0]
+        if exists:
+            client.database = database  # so Maple's tables can be named unqualified
+        elif args.database:
+            raise SettingsError(f"--database {database}: no such database")
+        out = client.raw_query(args.sql, fmt=args.format)
+    finally:
+        client.close()
+    sys.stdout.write(out.decode("utf-8", errors="replace"))
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_schema_apply(args: argparse.Namespace) -> int:
+    from maple import clickhouse
+    from sinks import schema
+
+    settings = _settings(args)
+    database = settings.clickhouse.database
+    if args.dry_run:
+        for statement in schema.plan(database):
+            _say(statement + ";")
+        for migration in schema.MIGRATIONS:
+            for statement in migration.statements:
+                _say(statement.format(db=database) + ";")
+        return 0
+    client = clickhouse.connect(settings)
+    try:
+        ran = schema.apply(client, database, say=_say)
+        version = max(schema.applied_versions(client, database), default=0)
+    finally:
+        client.close()
+    _say(f"schema of `{database}` at version {version} ({len(ran)} migration(s) applied now) "
+         f"on {clickhouse.describe_engine(settings)}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.format == "yaml":
+        sys.stdout.write(as_yaml(settings))
+    elif args.format == "json":
+        print(json.dumps(describe(settings), indent=2, default=str))
+    else:
+        for row in describe(settings):
+            source = "env" if row["from_env"] else ""
+            _say(f"{row['key']:<32} {json.dumps(row['value'], default=str):<40} {row['env']:<34} {source}")
+    return 0
+
+
+def cmd_not_built(stage: str, issue: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        _settings(args)
+        print(f"maple {stage}: not built yet ({issue}).", file=sys.stderr)
+        return 3
+
+    return run
+
+
+# -- parser ----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="YAML settings file (default: $MAPLE_CONFIG)")
+
+    parser = argparse.ArgumentParser(
+        prog="maple", parents=[common], epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Maple: OpenTelemetry into ClickHouse through Kafka. OTLP ingest -> Kafka -> Faust workers "
+                    "-> exactly-once sinks -> ClickHouse (embedded chDB by default).")
+    parser.add_argument("--version", action="version", version=f"maple {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int], description: str = "",
+            into: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+        p = into.add_parser(name, help=help_text, description=description or help_text, parents=[common],
+                            epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    add("up", "run everything locally: Kafka, embedded ClickHouse and the pipeline stages", cmd_up,
+        "Start the local Kafka broker (unless MAPLE_KAFKA_BOOTSTRAP is set), create Maple's topics, start the "
+        "embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set) and the pipeline stages as child "
+        "processes. Prints the endpoints once everything is healthy, restarts a stage that dies (with "
+        "backoff), and stops everything on Ctrl-C or SIGTERM. Data persists in the data dir, so a second "
+        "`maple up` resumes where the first stopped.")
+
+    kafka = add("kafka", "run Maple's local Apache Kafka (KRaft, jars from Maven Central)", cmd_kafka,
+                "Manage the local Kafka cluster under <data_dir>/kafka. `start` fetches the broker jars with mvn "
+                "into the cache dir (once), formats KRaft storage, starts the nodes in the background and returns "
+                "when a record can be produced and consumed. `stop` is clean and idempotent; a stopped broker "
+                "restarts with its data. `status` exits 3 unless every node runs.")
+    kafka.add_argument("action", choices=("start", "stop", "status"))
+    kafka.add_argument("--brokers", type=int, help="number of KRaft nodes (default: kafka.brokers, 1)")
+    kafka.add_argument("--port", type=int, help="client port of the first node (default: kafka.port, 9092)")
+
+    ch = sub.add_parser("clickhouse", help="the embedded ClickHouse host", parents=[common],
+                        description="The embedded ClickHouse engine (chDB).")
+    ch_sub = ch.add_subparsers(dest="action", metavar="ACTION", required=True)
+    serve = add("serve", "own the embedded chDB data dir and serve ClickHouse's HTTP protocol on loopback",
+                cmd_clickhouse_serve,
+                "chDB lets one process open a data dir. This process owns it and serves ClickHouse's HTTP "
+                "interface (clickhouse.embedded_host:embedded_port, default 127.0.0.1:8123) so that sinks, "
+                "`maple query` and curl reach the same engine. `maple up` runs it for you.", into=ch_sub)
+    serve.add_argument("--threads", type=int, default=4, help="concurrent queries (default 4)")
+
+    query = add("query", "run one SQL statement against Maple's ClickHouse and print the result", cmd_query,
+                "Runs against MAPLE_CLICKHOUSE_URL, else the running embedded host (`maple up`), else opens the "
+                "embedded engine in this process. Tables of Maple's database can be named unqualified.")
+    query.add_argument("sql", help='the statement, e.g. "SELECT count() FROM otel_logs"')
+    query.add_argument("--format", default="PrettyCompactMonoBlock",
+                       help="ClickHouse output format (default PrettyCompactMonoBlock; e.g. TSV, JSONEachRow, CSV)")
+    query.add_argument("--database", help="default database for the statement (default: clickhouse.database)")
+
+    schema = sub.add_parser("schema", help="Maple's ClickHouse schema", parents=[common])
+    schema_sub = schema.add_subparsers(dest="action", metavar="ACTION", required=True)
+    apply = add("apply", "create or upgrade Maple's database and tables (idempotent)", cmd_schema_apply,
+                "Creates the database and applies every schema migration not yet recorded in "
+                "maple_schema_versions, in order. Re-applying is a no-op.", into=schema_sub)
+    apply.add_argument("--dry-run", action="store_true", help="print the DDL instead of applying it")
+
+    config = sub.add_parser("config", help="inspect settings", parents=[common])
+    config_sub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = add("show", "print the effective settings (secrets masked)", cmd_config_show, into=config_sub)
+    show.add_argument("--format", choices=("table", "yaml", "json"), default="table")
+
+    add("ingest", "serve OTLP gRPC :4317 and HTTP :4318 into Kafka (not built yet)",
+        cmd_not_built("ingest", "the OTLP ingest issue"))
+    add("worker", "run the Faust processing workers (not built yet)",
+        cmd_not_built("worker", "the logs/metrics and traces issues"))
+    add("sink", "run the exactly-once ClickHouse sink (not built yet)",
+        cmd_not_built("sink", "the logs/metrics issue"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"maple: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear one-line reason, the traceback only at debug level
+        logging.getLogger("maple").debug("command failed", exc_info=True)
+        print(f"maple {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""`maple up`: the all-in-one local run, a small supervisor over Maple's processes.
+
+It brings up Kafka (the local KRaft broker unless MAPLE_KAFKA_BOOTSTRAP is set), creates Maple's topics,
+starts the embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), then the pipeline stages, each
+as a child process. A child that dies is restarted with exponential backoff and the reason is logged.
+SIGINT/SIGTERM stop everything in reverse order of start; children also get SIGTERM from the kernel if
+the supervisor itself is killed (PR_SET_PDEATHSIG), so no process is left behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from maple import clickhouse, localkafka
+from maple import kafka as kafka_clients
+from maple.settings import Settings
+
+log = logging.getLogger("maple.up")
+
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 30.0
+STABLE_AFTER_S = 60.0  # a child that ran this long has its backoff reset
+STOP_GRACE_S = 20.0
+
+# Stages that later issues build; `maple up` lists them until they exist.
+PENDING_STAGES = {"ingest": "the OTLP ingest issue", "worker": "the logs/metrics and traces issues",
+                  "sink": "the logs/metrics issue"}
+
+
+def die_with_parent() -> None:
+    """preexec_fn: ask the kernel to SIGTERM this child when the supervisor dies, however it dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Child:
+    """One supervised process, with how to (re)start it and its restart history."""
+
+    name: str
+    start: Callable[[], list[subprocess.Popen[bytes]]]
+    stop: Callable[[list[subprocess.Popen[bytes]]], None] | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    started_at: float = 0.0
+    backoff: float = BACKOFF_START_S
+    restart_at: float | None = None
+
+    def launch(self) -> None:
+        # Keep members still alive (the other nodes of a Kafka cluster); start() brings up the rest.
+        self.procs = [p for p in self.procs if p.poll() is None] + self.start()
+        self.started_at = time.monotonic()
+
+    def exited(self) -> list[tuple[int, int]]:
+        return [(p.pid, code) for p in self.procs if (code := p.poll()) is not None]
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _terminate(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("pid %d did not stop within %.0fs; killing it", proc.pid, grace)
+            proc.kill()
+            proc.wait()
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, config: str | None, say: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.config = config
+        self.say = say
+        self.children: list[Child] = []
+        self.stopping = threading.Event()
+        self.env = dict(os.environ)
+        if config:
+            self.env["MAPLE_CONFIG"] = str(Path(config).resolve())
+        self.env["MAPLE_DATA_DIR"] = str(settings.data_path)
+
+    # -- the parts ---------------------------------------------------------------------------------
+
+    def _maple(self, *args: str) -> list[subprocess.Popen[bytes]]:
+        cmd = [sys.executable, "-m", "maple", *args]
+        return [subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True,
+                                 preexec_fn=die_with_parent)]
+
+    def _start_kafka(self) -> str:
+        settings = self.settings
+        if not settings.local_kafka:
+            kafka_clients.probe(settings.kafka.bootstrap, timeout=settings.kafka.start_timeout_s)
+            return f"{settings.kafka.bootstrap} (existing cluster)"
+        cluster = localkafka.LocalCluster(settings)
+        running = localkafka.running_nodes(cluster)
+        if len(running) == len(cluster.nodes):
+            localkafka.wait_healthy(cluster, settings.kafka.start_timeout_s)
+            return f"{cluster.bootstrap} (local KRaft, already running; left running on exit)"
+
+        def start() -> list[subprocess.Popen[bytes]]:
+            return localkafka.spawn(cluster, detach=True, say=self.say, preexec_fn=die_with_parent)
+
+        child = Child("kafka", start, stop=lambda procs: _terminate(procs, 60.0))
+        child.launch()
+        self.children.append(child)
+        localkafka.wait_healthy(cluster, settings.kafka.start_timeout_s)
+        nodes = len(cluster.nodes)
+        return f"{cluster.bootstrap} (local KRaft, {nodes} node{'s' if nodes > 1 else ''}, data {cluster.root})"
+
+    def _start_clickhouse(self) -> str:
+        settings = self.settings
+        if not settings.embedded_clickhouse:
+            client = clickhouse.connect(settings)
+            version = client.server_version
+            client.close()
+            return f"{clickhouse.describe_engine(settings)} (ClickHouse {version})"
+        other = clickhouse.running_host(settings)
+        if other is not None:
+            raise RuntimeError(f"an embedded ClickHouse host (pid {other['pid']}) already serves "
+                               f"{settings.data_path}; is another `maple up` running on this data dir?")
+        child = Child("clickhouse", lambda: self._maple("clickhouse", "serve"))
+        child.launch()
+        self.children.append(child)
+        deadline = time.monotonic() + 60
+        while clickhouse.running_host(settings) is None:
+            if child.exited():
+                raise RuntimeError("the embedded ClickHouse host exited during start-up (see its log above)")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the embedded ClickHouse host did not answer /ping within 60s")
+            time.sleep(0.2)
+        client = clickhouse.connect(settings, in_process=False)
+        try:
+            version = client.server_version
+            client.command("SELECT 1")
+        finally:
+            client.close()
+        host = clickhouse.running_host(settings)
+        assert host is not None
+        return f"{host['url']} (embedded chDB, ClickHouse {version}, data {clickhouse.embedded_data_path(settings)})"
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: self.stopping.set())
+        try:
+            kafka_line = self._start_kafka()
+            created = kafka_clients.ensure_topics(
+                kafka_clients.admin_client(kafka_clients.bootstrap_servers(self.settings)),
+                self.settings.kafka.partitions, self.settings.kafka.replication_factor)
+            if created:
+                self.say(f"created topics: {', '.join(created)}")
+            if self.stopping.is_set():
+                return self.shutdown(0)
+            clickhouse_line = self._start_clickhouse()
+        except Exception as exc:
+            self.say(f"maple up failed: {exc}")
+            return self.shutdown(1)
+        lines = ["maple is up", f"  kafka       healthy  {kafka_line}", f"  clickhouse  healthy  {clickhouse_line}"]
+        lines += [f"  {name:<10}  not built yet ({issue})" for name, issue in PENDING_STAGES.items()]
+        lines.append(f"  query it:   maple query \"SELECT version()\"   (data dir {self.settings.data_path})")
+        lines.append("Ctrl-C stops everything.")
+        self.say("\n".join(lines))
+        while not self.stopping.wait(0.5):
+            self._watch()
+        return self.shutdown(0)
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    child.restart_at = None
+                    try:
+                        child.launch()
+                        self.say(f"{child.name} restarted")
+                    except Exception as exc:
+                        self.say(f"{child.name} could not be restarted: {exc}")
+                        child.restart_at, child.backoff = now + child.backoff, min(child.backoff * 2, BACKOFF_MAX_S)
+                continue
+            exited = child.exited()
+            if not exited:
+                if now - child.started_at > STABLE_AFTER_S:
+                    child.backoff = BACKOFF_START_S
+                continue
+            pid, code = exited[0]
+            self.say(f"{child.name} (pid {pid}) {_describe_exit(code)}; restarting in {child.backoff:.0f}s")
+            child.restart_at = now + child.backoff
+            child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
+
+    def shutdown(self, code: int) -> int:
+        for child in reversed(self.children):
+            if not any(p.poll() is None for p in child.procs):
+                continue
+            self.say(f"stopping {child.name}")
+            (child.stop or (lambda procs: _terminate(procs, STOP_GRACE_S)))(child.procs)
+        self.say("maple stopped")
+        return code
+
+
+def run_up(settings: Settings, config: str | None) -> int:
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    return Supervisor(settings, config, say).run()
