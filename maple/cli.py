@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -89,12 +90,20 @@ def cmd_query(args: argparse.Namespace) -> int:
             client.database = database  # so Maple's tables can be named unqualified
         elif args.database:
             raise SettingsError(f"--database {database}: no such database")
-        out = client.raw_query(args.sql, fmt=args.format)
+        # Only row-returning statements take an output format; `INSERT ... VALUES` would choke on one.
+        out = client.raw_query(args.sql, fmt=args.format if _wants_format(args.sql) else None)
     finally:
         client.close()
     sys.stdout.write(out.decode("utf-8", errors="replace"))
     sys.stdout.flush()
     return 0
+
+
+def _wants_format(sql: str) -> bool:
+    words = sql.lstrip(" \t\n(").split(None, 1)
+    first = words[0].upper() if words else ""
+    has_own = re.search(r"\bFORMAT\s+\w+\s*;?\s*$", sql, re.IGNORECASE) is not None
+    return first in ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "EXISTS", "CHECK") and not has_own
 
 
 def cmd_schema_apply(args: argparse.Namespace) -> int:

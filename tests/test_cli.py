@@ -1,0 +1,165 @@
+"""The `maple` command as a user runs it: help, clear errors, and `maple up` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clean_environ, free_port
+
+COMMANDS = [[], ["up"], ["kafka"], ["clickhouse"], ["clickhouse", "serve"], ["query"], ["schema"],
+            ["schema", "apply"], ["config"], ["config", "show"], ["ingest"], ["worker"], ["sink"]]
+
+
+def maple(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "maple", *args], capture_output=True, text=True,
+                          env=env or clean_environ(), timeout=timeout)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "maple")
+def test_every_command_explains_itself(command: list[str]) -> None:
+    result = maple(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "usage: maple" in result.stdout
+    assert "MAPLE_" in result.stdout  # points at how settings are given
+
+
+def test_invalid_setting_stops_start_up_naming_the_key() -> None:
+    result = maple("up", env=clean_environ(MAPLE_KAFKA_PARTITIONS="many"))
+    assert result.returncode == 2
+    assert "kafka.partitions (MAPLE_KAFKA_PARTITIONS): 'many'; expected an integer" in result.stderr
+
+
+def test_config_show_masks_the_password() -> None:
+    result = maple("config", "show", "--format", "yaml",
+                   env=clean_environ(MAPLE_CLICKHOUSE_URL="http://writer:hunter2@ch:8123/otel"))
+    assert result.returncode == 0
+    assert "http://writer:****@ch:8123/otel" in result.stdout and "hunter2" not in result.stdout
+
+
+def test_stages_of_later_issues_say_so() -> None:
+    result = maple("sink")
+    assert result.returncode == 3 and "not built yet" in result.stderr
+
+
+def test_query_and_schema_open_the_engine_in_process_when_no_host_runs(tmp_path: Path) -> None:
+    env = clean_environ(MAPLE_DATA_DIR=str(tmp_path))
+    first = maple("schema", "apply", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "schema of `otel` at version 0" in first.stdout
+    again = maple("schema", "apply", env=env)
+    assert "(0 migration(s) applied now)" in again.stdout
+    result = maple("query", "SELECT name FROM system.tables WHERE database = 'otel'", "--format", "TSV", env=env)
+    assert result.stdout.split() == ["maple_schema_versions"]
+    bad = maple("query", "SELECT * FROM nowhere", env=env)
+    assert bad.returncode == 1 and "UNKNOWN_TABLE" in bad.stderr
+
+
+class Up:
+    """A `maple up` child process whose output is read line by line in the background."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "maple", "up"], env=env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=1)
+            except queue.Empty:
+                assert self.proc.poll() is None, "maple up exited:\n" + "".join(self.output)
+                continue
+            self.output.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"no {text!r} within {timeout}s:\n" + "".join(self.output))
+
+    def stop(self, sig: int) -> int:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(120)
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return code
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _children(env: dict[str, str]) -> list[int]:
+    """Pids of the Kafka node and the ClickHouse host that `maple up` runs for this data dir."""
+    data = Path(env["MAPLE_DATA_DIR"])
+    host = json.loads((data / "clickhouse" / "host.json").read_text())
+    broker = int((data / "kafka" / "node-1" / "broker.pid").read_text())
+    return [int(host["pid"]), broker]
+
+
+def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(tmp_path: Path) -> None:
+    env = clean_environ(MAPLE_DATA_DIR=str(tmp_path), MAPLE_KAFKA_PORT=str(free_port()),
+                        MAPLE_KAFKA_CONTROLLER_PORT=str(free_port()), MAPLE_KAFKA_HEAP="384m",
+                        MAPLE_CLICKHOUSE_EMBEDDED_PORT=str(free_port()))
+    up = Up(env)
+    try:
+        up.wait_for("Ctrl-C stops everything")
+        text = "".join(up.output)
+        assert "kafka       healthy" in text and "clickhouse  healthy" in text
+        assert f"127.0.0.1:{env['MAPLE_KAFKA_PORT']}" in text
+        assert f"http://127.0.0.1:{env['MAPLE_CLICKHOUSE_EMBEDDED_PORT']}" in text
+
+        version = maple("query", "SELECT version()", "--format", "TSV", env=env)
+        assert version.returncode == 0, version.stderr
+        assert version.stdout.strip().split(".")[0].isdigit()
+        assert maple("schema", "apply", env=env).returncode == 0
+        created = maple("query", "CREATE TABLE otel.resume_check (n UInt32) ENGINE = MergeTree ORDER BY n", env=env)
+        assert created.returncode == 0, created.stderr
+        assert maple("query", "INSERT INTO otel.resume_check VALUES (7)", env=env).returncode == 0
+        assert maple("kafka", "status", env=env).returncode == 0
+        pids = _children(env)
+
+        # A dying stage is restarted, and says why.
+        os.kill(pids[0], signal.SIGKILL)
+        up.wait_for("clickhouse restarted", timeout=60)
+        deadline = time.monotonic() + 60
+        while (maple("query", "SELECT 1", env=env).returncode != 0 or _children(env)[0] == pids[0]):
+            assert time.monotonic() < deadline, "the restarted ClickHouse host never served"
+            time.sleep(0.5)
+        old_host, pids = pids[0], _children(env)
+        assert not _alive(old_host)
+    finally:
+        code = up.stop(signal.SIGINT)
+    assert code == 0, "".join(up.output)
+    assert "maple stopped" in "".join(up.output)
+    assert not any(_alive(pid) for pid in pids), "a process outlived maple up"
+
+    second = Up(env)
+    try:
+        second.wait_for("Ctrl-C stops everything")
+        kept = maple("query", "SELECT n FROM resume_check", "--format", "TSV", env=env)
+        assert kept.stdout.strip() == "7", kept.stderr
+        pids = _children(env)
+    finally:
+        code = second.stop(signal.SIGTERM)
+    assert code == 0
+    assert not any(_alive(pid) for pid in pids)
