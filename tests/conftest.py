@@ -81,7 +81,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory, docker: bool) -> I
         yield os.environ["MAPLE_KAFKA_BOOTSTRAP"]
         return
     if docker:
-        from testcontainers.kafka import KafkaContainer
+        from testcontainers.community.kafka import KafkaContainer
 
         with KafkaContainer("apache/kafka:4.1.2").with_kraft() as container:
             yield container.get_bootstrap_server()
@@ -101,7 +101,7 @@ def clickhouse_settings(tmp_path_factory: pytest.TempPathFactory, docker: bool) 
         yield load_settings(environ={"MAPLE_CLICKHOUSE_URL": os.environ["MAPLE_CLICKHOUSE_URL"]})
         return
     if docker:
-        from testcontainers.clickhouse import ClickHouseContainer
+        from testcontainers.community.clickhouse import ClickHouseContainer
 
         with ClickHouseContainer("clickhouse/clickhouse-server:25.8") as container:
             url = (f"http://{container.username}:{container.password}@{container.get_container_host_ip()}:"

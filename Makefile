@@ -1,0 +1,33 @@
+# Two commands on a fresh machine (Python 3.11, Java 17, Maven): `make up` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: help install up test kafka-start kafka-stop clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/maple: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+install: $(BIN)/maple  ## create .venv and install Maple with its test extras
+
+up: install  ## run Maple locally: Kafka (KRaft) + embedded ClickHouse + stages; Ctrl-C stops
+	$(BIN)/maple up
+
+test: install  ## run the test suite against a real Kafka broker and the real ClickHouse engine
+	$(BIN)/python -m pytest -ra
+
+kafka-start: install  ## start only the local Kafka in the background
+	$(BIN)/maple kafka start
+
+kafka-stop: install  ## stop the local Kafka
+	$(BIN)/maple kafka stop
+
+clean:  ## remove the virtualenv and local data (.maple)
+	-$(BIN)/maple kafka stop
+	rm -rf $(VENV) .maple
