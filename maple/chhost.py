@@ -26,17 +26,17 @@ import signal
 import tempfile
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import chdb
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from maple.clickhouse import embedded_data_path, embedded_root, host_file
+from maple.compression import CorruptPayload, PayloadTooLarge, UnsupportedEncoding, inflate
+from maple.metrics import LATENCY_BUCKETS, exposition
 from maple.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,31 +72,9 @@ class HostMetrics:
                                 ["kind", "outcome"], registry=self.registry)
         self.seconds = Histogram("maple_clickhouse_host_request_seconds", "Request latency by kind", ["kind"],
                                  registry=self.registry,
-                                 buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30))
+                                 buckets=LATENCY_BUCKETS)
         self.insert_bytes = Counter("maple_clickhouse_host_insert_bytes", "Uncompressed insert payload bytes",
                                     registry=self.registry)
-
-
-def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes:
-    """Undo Content-Encoding, refusing to inflate past `limit` bytes."""
-    encoding = (encoding or "").strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding in ("gzip", "deflate", "x-gzip"):
-        inflater = zlib.decompressobj(wbits=31 if "gzip" in encoding else 15)
-        out = inflater.decompress(body, limit + 1)
-        if len(out) > limit:
-            raise RequestError(413, 241, f"decompressed request body exceeds {limit} bytes")
-        return out
-    if encoding == "lz4":
-        import lz4.frame
-
-        out = lz4.frame.LZ4FrameDecompressor().decompress(body, max_length=limit + 1)
-    else:
-        raise RequestError(415, 48, f"unsupported Content-Encoding {encoding!r}; use gzip, deflate or lz4")
-    if len(out) > limit:
-        raise RequestError(413, 241, f"decompressed request body exceeds {limit} bytes")
-    return out
 
 
 def _quote(value: str) -> str:
@@ -233,14 +211,22 @@ def build_app(engine: Engine, metrics: HostMetrics, max_body: int) -> web.Applic
         return web.Response(text="Ok.\n")
 
     async def prometheus(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body, content_type = exposition(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def query(http: web.Request) -> web.Response:
         started = time.perf_counter()
         kind = "query"
         try:
             raw = await http.read()
-            body = decode_body(raw, http.headers.get("Content-Encoding"), max_body)
+            try:
+                body = inflate(raw, http.headers.get("Content-Encoding"), max_body)
+            except PayloadTooLarge as exc:
+                raise RequestError(413, 241, str(exc)) from exc
+            except UnsupportedEncoding as exc:
+                raise RequestError(415, 48, str(exc)) from exc
+            except CorruptPayload as exc:
+                raise RequestError(400, 354, str(exc)) from exc
             request = Request.parse(dict(http.query), body)
             if request.data is not None:
                 kind = "insert"

@@ -66,6 +66,13 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from ingest.server import run
+
+    run(_settings(args))
+    return 0
+
+
 def cmd_clickhouse_serve(args: argparse.Namespace) -> int:
     from maple import chhost
 
@@ -219,8 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = add("show", "print the effective settings (secrets masked)", cmd_config_show, into=config_sub)
     show.add_argument("--format", choices=("table", "yaml", "json"), default="table")
 
-    add("ingest", "serve OTLP gRPC :4317 and HTTP :4318 into Kafka (not built yet)",
-        cmd_not_built("ingest", "the OTLP ingest issue"))
+    add("ingest", "serve OTLP gRPC :4317 and HTTP :4318, writing every accepted request to Kafka", cmd_ingest,
+        "The OTLP receivers. Each accepted export request becomes one Kafka record (split at resource/scope "
+        "boundaries if it exceeds the topic's record limit) on otlp.{traces,logs,metrics}.raw; the client "
+        "gets success only after Kafka acknowledged. Also serves /healthz, /readyz (ready while Kafka is "
+        "reachable) and Prometheus /metrics on the HTTP port. See `maple config show` for ingest.*.")
     add("worker", "run the Faust processing workers (not built yet)",
         cmd_not_built("worker", "the logs/metrics and traces issues"))
     add("sink", "run the exactly-once ClickHouse sink (not built yet)",

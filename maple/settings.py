@@ -72,6 +72,29 @@ class ClickHouseSettings:
 
 
 @dataclass(frozen=True)
+class IngestSettings:
+    host: str = setting("127.0.0.1", "Address the OTLP receivers listen on (0.0.0.0 to accept other hosts).")
+    grpc_port: int = setting(4317, "OTLP/gRPC port.", minimum=1, maximum=65535)
+    http_port: int = setting(4318, "OTLP/HTTP port; also serves /healthz, /readyz and /metrics.",
+                             minimum=1, maximum=65535)
+    max_request_bytes: int = setting(64 * 1024 * 1024, "Largest request accepted, checked before and after "
+                                     "decompression (413 / RESOURCE_EXHAUSTED above it).", minimum=1024)
+    max_inflight_bytes: int = setting(256 * 1024 * 1024, "Memory budget for requests received but not yet "
+                                      "acknowledged by Kafka; past it clients get 429 / RESOURCE_EXHAUSTED "
+                                      "with a retry delay (memory-limiter semantics).", minimum=1024)
+    max_record_bytes: int = setting(0, "Largest Kafka record the ingest writes; bigger requests are split at "
+                                    "resource/scope boundaries. 0: the raw topics' max.message.bytes.", minimum=0)
+    kafka_timeout_s: float = setting(10.0, "How long a request waits for Kafka's acknowledgement before the "
+                                     "client gets 503 / UNAVAILABLE.", minimum=0.5)
+    retry_after_s: int = setting(5, "Retry-After (and gRPC RetryInfo) given with 429 and 503.", minimum=1)
+    api_keys: tuple[str, ...] = setting((), "API keys as key=tenant entries (comma-separated in the "
+                                            "environment). Empty: no authentication, tenant 'default'.",
+                                        secret=True)
+    api_key_header: str = setting("authorization", "Header (gRPC metadata key) carrying the API key; for "
+                                  "'authorization' the value is 'Bearer <key>'.")
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting(Path(".maple"), "Where Maple keeps local state: Kafka logs, the embedded "
                                              "ClickHouse data, process files.")
@@ -79,6 +102,7 @@ class Settings:
     log_level: str = setting("info", "Log verbosity.", choices=("debug", "info", "warning", "error"))
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
 
     @property
     def data_path(self) -> Path:
@@ -250,7 +274,21 @@ def load_settings(config: str | Path | None = None, environ: Mapping[str, str] |
         top[section] = cls(**nested[section])
     settings = Settings(**top)
     _check_urls(settings)
+    _check_api_keys(settings)
     return settings
+
+
+def _check_api_keys(settings: Settings) -> None:
+    for entry in settings.ingest.api_keys:
+        key, sep, tenant = entry.partition("=")
+        if not sep or not key.strip() or not tenant.strip():
+            raise SettingsError("invalid value for ingest.api_keys (MAPLE_INGEST_API_KEYS): an entry is not "
+                                "key=tenant; expected entries like 's3cr3t=team-a'")
+
+
+def api_key_tenants(settings: Settings) -> dict[str, str]:
+    """API key -> tenant name, from the key=tenant entries."""
+    return {key.strip(): tenant.strip() for key, _, tenant in (e.partition("=") for e in settings.ingest.api_keys)}
 
 
 def _check_urls(settings: Settings) -> None:
@@ -280,6 +318,8 @@ def _masked(value: Any) -> Any:
         return [_masked(v) for v in value]
     if isinstance(value, str) and re.match(r"^[a-z][a-z0-9+.-]*://", value):
         return mask_url(value)
+    if isinstance(value, str) and "=" in value:  # key=tenant: the tenant is not secret
+        return "****=" + value.partition("=")[2]
     return "****" if value else value
 
 

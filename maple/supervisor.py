@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,7 @@ STABLE_AFTER_S = 60.0  # a child that ran this long has its backoff reset
 STOP_GRACE_S = 20.0
 
 # Stages that later issues build; `maple up` lists them until they exist.
-PENDING_STAGES = {"ingest": "the OTLP ingest issue", "worker": "the logs/metrics and traces issues",
-                  "sink": "the logs/metrics issue"}
+PENDING_STAGES = {"worker": "the logs/metrics and traces issues", "sink": "the logs/metrics issue"}
 
 
 def die_with_parent() -> None:
@@ -71,6 +71,14 @@ def _describe_exit(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exited with code {code}"
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def _terminate(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
@@ -158,6 +166,22 @@ class Supervisor:
         assert host is not None
         return f"{host['url']} (embedded chDB, ClickHouse {version}, data {clickhouse.embedded_data_path(settings)})"
 
+    def _start_ingest(self) -> str:
+        cfg = self.settings.ingest
+        child = Child("ingest", lambda: self._maple("ingest"))
+        child.launch()
+        self.children.append(child)
+        ready = f"http://{cfg.host}:{cfg.http_port}/readyz"
+        deadline = time.monotonic() + 60
+        while not _http_ok(ready):
+            if child.exited():
+                raise RuntimeError("the OTLP ingest exited during start-up (see its log above)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the OTLP ingest was not ready within 60s ({ready})")
+            time.sleep(0.2)
+        return (f"OTLP gRPC {cfg.host}:{cfg.grpc_port}, OTLP HTTP http://{cfg.host}:{cfg.http_port} "
+                f"(metrics /metrics)")
+
     # -- running -----------------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -173,10 +197,12 @@ class Supervisor:
             if self.stopping.is_set():
                 return self.shutdown(0)
             clickhouse_line = self._start_clickhouse()
+            ingest_line = self._start_ingest()
         except Exception as exc:
             self.say(f"maple up failed: {exc}")
             return self.shutdown(1)
-        lines = ["maple is up", f"  kafka       healthy  {kafka_line}", f"  clickhouse  healthy  {clickhouse_line}"]
+        lines = ["maple is up", f"  kafka       healthy  {kafka_line}", f"  clickhouse  healthy  {clickhouse_line}",
+                 f"  ingest      ready    {ingest_line}"]
         lines += [f"  {name:<10}  not built yet ({issue})" for name, issue in PENDING_STAGES.items()]
         lines.append(f"  query it:   maple query \"SELECT version()\"   (data dir {self.settings.data_path})")
         lines.append("Ctrl-C stops everything.")

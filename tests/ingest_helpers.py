@@ -1,0 +1,101 @@
+"""Helpers for ingest tests: run `maple ingest` as a process, and read what it wrote to Kafka."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from maple import kafka
+from tests.conftest import clean_environ, free_port
+
+
+@dataclass
+class IngestProcess:
+    bootstrap: str
+    env: dict[str, str]
+    http_port: int = field(default_factory=free_port)
+    grpc_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[str] | None = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self, wait_ready: bool = True) -> IngestProcess:
+        env = clean_environ(MAPLE_KAFKA_BOOTSTRAP=self.bootstrap, MAPLE_INGEST_HTTP_PORT=str(self.http_port),
+                            MAPLE_INGEST_GRPC_PORT=str(self.grpc_port), **self.env)
+        self.proc = subprocess.Popen([sys.executable, "-m", "maple", "ingest"], env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if wait_ready:
+            deadline = time.monotonic() + 60
+            while status(f"{self.http}/readyz") != 200:
+                if self.proc.poll() is not None:
+                    raise AssertionError("maple ingest exited:\n" + (self.proc.stdout.read() if self.proc.stdout else ""))
+                assert time.monotonic() < deadline, "maple ingest never became ready"
+                time.sleep(0.2)
+        return self
+
+    def stop(self) -> str:
+        assert self.proc is not None
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=60)
+        return out
+
+
+def status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = Consumer(kafka.consumer_config(bootstrap, "offsets-probe"))
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    finally:
+        consumer.close()
+
+
+def read_since(bootstrap: str, topic: str, start: dict[int, int], timeout: float = 30) -> list[Any]:
+    """Every record written to `topic` after the `start` offsets (taken with end_offsets)."""
+    end = end_offsets(bootstrap, topic)
+    wanted = {p: e for p, e in end.items() if e > start.get(p, 0)}
+    consumer = Consumer(kafka.consumer_config(bootstrap, "reader"))
+    consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in wanted])
+    records: list[Any] = []
+    remaining = sum(wanted[p] - start.get(p, 0) for p in wanted)
+    deadline = time.monotonic() + timeout
+    while remaining > 0 and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None or msg.error():
+            continue
+        records.append(msg)
+        remaining -= 1
+    consumer.close()
+    assert remaining == 0, f"{remaining} records could not be read back"
+    return records
