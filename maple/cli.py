@@ -73,6 +73,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    from ingest import bench
+
+    settings = _settings(args)
+    report = bench.run(settings, url=args.url, pid=args.pid, spans=args.spans, concurrency=args.concurrency,
+                       duration=args.duration, warmup=args.warmup,
+                       say=lambda message: print(message, file=sys.stderr, flush=True))  # progress, not results
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _say(f"requests/s          {report['requests_per_s']:.0f}   ({report['requests']} requests, errors "
+         f"{report['errors'] or 'none'})")
+    _say(f"spans/s             {report['spans_per_s']:.0f}")
+    _say(f"MB/s                {report['mb_per_s']:.1f}")
+    _say(f"latency p50 / p99   {report['latency_p50_ms']:.1f} / {report['latency_p99_ms']:.1f} ms")
+    if "ingest_cpu_s_per_million_spans" in report:
+        _say(f"ingest CPU          {report['ingest_cpu_s_per_million_spans']:.2f} s per million spans "
+             f"({report['ingest_cpu_cores']:.2f} cores)")
+    return 0
+
+
 def cmd_clickhouse_serve(args: argparse.Namespace) -> int:
     from maple import chhost
 
@@ -231,6 +252,24 @@ def build_parser() -> argparse.ArgumentParser:
         "boundaries if it exceeds the topic's record limit) on otlp.{traces,logs,metrics}.raw; the client "
         "gets success only after Kafka acknowledged. Also serves /healthz, /readyz (ready while Kafka is "
         "reachable) and Prometheus /metrics on the HTTP port. See `maple config show` for ingest.*.")
+    bench = sub.add_parser("bench", help="benchmarks (figures for the README's performance section)",
+                           parents=[common])
+    bench_sub = bench.add_subparsers(dest="action", metavar="BENCHMARK", required=True)
+    bench_ingest = add("ingest", "drive OTLP/HTTP protobuf trace requests at an ingest and measure it",
+                       cmd_bench_ingest,
+                       "Sends pre-built ExportTraceServiceRequest bodies from `--concurrency` connections for "
+                       "`--duration` seconds after a warm-up, then reports requests/s, spans/s, MB/s, p50/p99 "
+                       "latency and the ingest's CPU seconds per million spans (read from /proc). Without --url it "
+                       "starts its own `maple ingest` against the configured Kafka (which must be running: "
+                       "`maple kafka start`).", into=bench_sub)
+    bench_ingest.add_argument("--url", help="a running ingest's HTTP base URL (default: start one)")
+    bench_ingest.add_argument("--pid", type=int, help="that ingest's pid, for its CPU time")
+    bench_ingest.add_argument("--spans", type=int, default=512, help="spans per request (default 512)")
+    bench_ingest.add_argument("--concurrency", type=int, default=8, help="concurrent connections (default 8)")
+    bench_ingest.add_argument("--duration", type=float, default=20, help="measured seconds (default 20)")
+    bench_ingest.add_argument("--warmup", type=float, default=3, help="warm-up seconds, not measured (default 3)")
+    bench_ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+
     add("worker", "run the Faust processing workers (not built yet)",
         cmd_not_built("worker", "the logs/metrics and traces issues"))
     add("sink", "run the exactly-once ClickHouse sink (not built yet)",

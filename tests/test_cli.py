@@ -108,6 +108,21 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _processes_of(data_dir: Path) -> list[str]:
+    """Command lines of live processes started for this data dir (they inherit MAPLE_DATA_DIR)."""
+    marker = f"MAPLE_DATA_DIR={data_dir}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid() or not _alive(int(proc.name)):
+            continue
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return found
+
+
 def _children(env: dict[str, str]) -> list[int]:
     """Pids of the Kafka node and the ClickHouse host that `maple up` runs for this data dir."""
     data = Path(env["MAPLE_DATA_DIR"])
@@ -119,12 +134,14 @@ def _children(env: dict[str, str]) -> list[int]:
 def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     env = clean_environ(MAPLE_DATA_DIR=str(tmp_path), MAPLE_KAFKA_PORT=str(free_port()),
                         MAPLE_KAFKA_CONTROLLER_PORT=str(free_port()), MAPLE_KAFKA_HEAP="384m",
-                        MAPLE_CLICKHOUSE_EMBEDDED_PORT=str(free_port()))
+                        MAPLE_CLICKHOUSE_EMBEDDED_PORT=str(free_port()), MAPLE_INGEST_HTTP_PORT=str(free_port()),
+                        MAPLE_INGEST_GRPC_PORT=str(free_port()))
     up = Up(env)
     try:
         up.wait_for("Ctrl-C stops everything")
         text = "".join(up.output)
-        assert "kafka       healthy" in text and "clickhouse  healthy" in text
+        assert "kafka       healthy" in text and "clickhouse  healthy" in text and "ingest      ready" in text
+        assert f"OTLP HTTP http://127.0.0.1:{env['MAPLE_INGEST_HTTP_PORT']}" in text
         assert f"127.0.0.1:{env['MAPLE_KAFKA_PORT']}" in text
         assert f"http://127.0.0.1:{env['MAPLE_CLICKHOUSE_EMBEDDED_PORT']}" in text
 
@@ -152,6 +169,7 @@ def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(
     assert code == 0, "".join(up.output)
     assert "maple stopped" in "".join(up.output)
     assert not any(_alive(pid) for pid in pids), "a process outlived maple up"
+    assert _processes_of(tmp_path) == [], "a process outlived maple up"
 
     second = Up(env)
     try:
@@ -163,3 +181,4 @@ def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(
         code = second.stop(signal.SIGTERM)
     assert code == 0
     assert not any(_alive(pid) for pid in pids)
+    assert _processes_of(tmp_path) == []

@@ -414,3 +414,42 @@ def test_json_encoded_ids_for_base64_would_be_wrong() -> None:
                                     trace_service_pb2.ExportTraceServiceRequest())
     assert request.resource_spans[0].scope_spans[0].spans[0].trace_id == base64.b64decode(TRACE_ID)
     assert request.resource_spans[0].scope_spans[0].spans[0].trace_id != bytes.fromhex(TRACE_ID)
+
+
+def test_an_item_too_big_for_any_record_is_reported_in_partial_success(kafka_bootstrap: str) -> None:
+    limit = 16 * 1024
+    splitting = IngestProcess(kafka_bootstrap, {"MAPLE_INGEST_MAX_RECORD_BYTES": str(limit)}).start()
+    try:
+        request = _trace_request(400, "fits")
+        giant = request.resource_spans[0].scope_spans[0].spans.add(name="giant", trace_id=uuid.uuid4().bytes)
+        giant.attributes.add(key="blob", value={"string_value": "x" * (2 * limit)})
+        start = end_offsets(kafka_bootstrap, RAW_TRACES.name)
+        code, _, reply = post(f"{splitting.http}/v1/traces", request.SerializeToString(), PROTOBUF)
+        assert code == 200
+        partial = trace_service_pb2.ExportTraceServiceResponse.FromString(reply).partial_success
+        assert partial.rejected_spans == 1 and "exceeds the Kafka record limit" in partial.error_message
+        stored = [span.name for record in read_since(kafka_bootstrap, RAW_TRACES.name, start)
+                  for rs in trace_service_pb2.ExportTraceServiceRequest.FromString(record.value()).resource_spans
+                  for ss in rs.scope_spans for span in ss.spans]
+        assert sorted(stored) == sorted(f"fits-{i}" for i in range(400))
+    finally:
+        splitting.stop()
+
+
+def test_bench_ingest_reports_every_figure(ingest: IngestProcess) -> None:
+    """The benchmark command works (its figures are for the README, not asserted here)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import clean_environ
+
+    assert ingest.proc is not None
+    result = subprocess.run([sys.executable, "-m", "maple", "bench", "ingest", "--url", ingest.http, "--pid",
+                             str(ingest.proc.pid), "--duration", "1", "--warmup", "0.5", "--spans", "64",
+                             "--concurrency", "2", "--json"], capture_output=True, text=True, env=clean_environ(),
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["requests"] > 0 and report["errors"] == {}
+    assert report["spans_per_s"] > 0 and report["latency_p99_ms"] >= report["latency_p50_ms"] > 0
+    assert report["ingest_cpu_s_per_million_spans"] > 0
