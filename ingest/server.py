@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ingest import grpc as grpc_receiver
 from ingest import http as http_receiver
-from ingest.kafka_writer import KafkaWriter
+from maple.producer import AsyncProducer
 from ingest.metrics import IngestMetrics
 from ingest.otlp import SIGNALS
 from ingest.service import IngestService
@@ -29,7 +29,7 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
     cfg = settings.ingest
     bootstrap = kafka_clients.bootstrap_servers(settings)
     metrics = IngestMetrics()
-    writer = KafkaWriter(bootstrap, cfg.kafka_timeout_s, on_ready_change=lambda ok: metrics.kafka_ready.set(int(ok)))
+    writer = AsyncProducer(bootstrap, cfg.kafka_timeout_s, on_ready_change=lambda ok: metrics.kafka_ready.set(int(ok)))
     loop = asyncio.get_running_loop()
     writer.start(loop)
     if not await loop.run_in_executor(None, writer.wait_ready, settings.kafka.start_timeout_s):

@@ -7,9 +7,10 @@ to its own status codes (see ingest/http.py and ingest/grpc.py).
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 
-from ingest.kafka_writer import KafkaBacklogFull, KafkaUnavailable, KafkaWriter
+from maple.producer import AsyncProducer, KafkaBacklogFull, KafkaUnavailable, Record
 from ingest.metrics import IngestMetrics
 from ingest.otlp import InvalidRequest, Signal, parse_json, parse_protobuf, split
 from maple.topics import HEADER_ENCODING, HEADER_RECEIVED_NS, HEADER_TENANT
@@ -53,7 +54,7 @@ class InflightBudget:
 
 
 class IngestService:
-    def __init__(self, writer: KafkaWriter, metrics: IngestMetrics, *, max_request_bytes: int,
+    def __init__(self, writer: AsyncProducer, metrics: IngestMetrics, *, max_request_bytes: int,
                  max_inflight_bytes: int, max_value_bytes: int, api_keys: dict[str, str],
                  api_key_header: str) -> None:
         self.writer = writer
@@ -100,7 +101,9 @@ class IngestService:
         if values:
             headers = [(HEADER_TENANT, tenant.encode()), (HEADER_ENCODING, encoding.encode()),
                        (HEADER_RECEIVED_NS, str(received_ns).encode())]
-            waited = await self.writer.write(signal.topic.name, values, headers)
+            # A random key spreads records evenly over partitions (a request has no natural key).
+            waited = await self.writer.write([Record(signal.topic.name, value, headers, key=uuid.uuid4().bytes)
+                                              for value in values])
             self.metrics.produce_seconds.labels(signal.name).observe(waited)
             self.metrics.records.labels(signal.name).inc(len(values))
         self.metrics.items.labels(signal.name, "accepted").inc(items - rejected)

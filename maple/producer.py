@@ -1,9 +1,9 @@
-"""Produce accepted requests to Kafka and wait for the acknowledgement, from asyncio.
+"""An asyncio facade over the idempotent Kafka producer: produce records, await Kafka's acknowledgement.
 
-The idempotent producer (acks=all) runs its own threads; a poll thread turns delivery reports into
-resolved futures on the event loop. Readiness follows the cluster: librdkafka's all-brokers-down error
-clears it, and a metadata check every second sets it again, so requests fail fast with 503 while Kafka
-is away instead of queueing until they time out.
+The ingest (raw requests) and the workers (row batches) both write through it. The producer (acks=all,
+idempotent) runs its own threads; a poll thread turns delivery reports into resolved futures on the
+event loop. Readiness follows the cluster: librdkafka's all-brokers-down error clears it, and a
+metadata check every second sets it again, so callers can fail fast while Kafka is away.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import asyncio
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -35,12 +35,23 @@ class KafkaBacklogFull(RuntimeError):
     """The producer's local queue is full; the client should retry later."""
 
 
-class KafkaWriter:
-    def __init__(self, bootstrap: str, timeout_s: float, on_ready_change: Any = None) -> None:
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    key: bytes | None = None
+    partition: int | None = None  # None: the partitioner picks from the key
+
+
+class AsyncProducer:
+    def __init__(self, bootstrap: str, timeout_s: float, on_ready_change: Any = None,
+                 on_fatal: Any = None, **overrides: Any) -> None:
         self.bootstrap = bootstrap
         self._ready = threading.Event()
         self._closing = threading.Event()
         self._on_ready_change = on_ready_change
+        self._on_fatal = on_fatal
         self._loop: asyncio.AbstractEventLoop | None = None
         self.producer = Producer(kafka_clients.producer_config(bootstrap, **{
             "message.timeout.ms": int(timeout_s * 1000),
@@ -48,6 +59,7 @@ class KafkaWriter:
             "queue.buffering.max.kbytes": 1024 * 1024,
             "error_cb": self._on_error,
             "log_level": 3,
+            **overrides,
         }))
         self._threads = [threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True),
                          threading.Thread(target=self._health_loop, name="kafka-health", daemon=True)]
@@ -86,6 +98,8 @@ class KafkaWriter:
     def _on_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._ALL_BROKERS_DOWN or err.fatal():
             self._set_ready(False, err.str())
+        if err.fatal() and self._on_fatal is not None:
+            self._on_fatal(err)
 
     def _poll_loop(self) -> None:
         while not self._closing.is_set():
@@ -124,43 +138,52 @@ class KafkaWriter:
 
     # -- producing ---------------------------------------------------------------------------------
 
-    async def write(self, topic: str, values: Sequence[bytes], headers: list[tuple[str, bytes]]) -> float:
-        """Produce `values` and return once Kafka acknowledged all of them (seconds waited).
+    def produce_all(self, records: Sequence[Record]) -> asyncio.Future[float]:
+        """Queue `records` in order; the future resolves (seconds waited) once Kafka acknowledged all.
 
-        Raises KafkaUnavailable if any was not acknowledged, KafkaBacklogFull if the local queue is full.
+        It fails with KafkaUnavailable if any was not acknowledged. Raises KafkaBacklogFull at once if the
+        local queue is full. Call from the event loop thread.
         """
-        if not self._ready.is_set():
-            raise KafkaUnavailable(f"Kafka at {self.bootstrap} is unavailable")
         assert self._loop is not None
         loop = self._loop
         started = time.perf_counter()
-        futures = []
-        for value in values:
-            future: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[float] = loop.create_future()
+        if not records:
+            done.set_result(0.0)
+            return done
+        remaining = [len(records)]
 
-            def on_delivery(err: KafkaError | None, _msg: Any, future: asyncio.Future[None] = future) -> None:
-                loop.call_soon_threadsafe(_settle, future, err)
+        def settle(err: KafkaError | None) -> None:
+            if done.done():
+                return
+            if err is not None:
+                done.set_exception(KafkaUnavailable(f"Kafka did not acknowledge: {err.str()}"))
+                return
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                done.set_result(time.perf_counter() - started)
 
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            loop.call_soon_threadsafe(settle, err)
+
+        for record in records:
+            kwargs: dict[str, Any] = {"value": record.value, "headers": record.headers, "on_delivery": on_delivery}
+            if record.key is not None:
+                kwargs["key"] = record.key
+            if record.partition is not None:
+                kwargs["partition"] = record.partition
             try:
-                # A random key spreads records evenly over partitions (a request has no natural key).
-                self.producer.produce(topic, value=value, key=uuid.uuid4().bytes, headers=headers,
-                                      on_delivery=on_delivery)
+                self.producer.produce(record.topic, **kwargs)
             except BufferError as exc:
-                for f in futures:
-                    f.cancel()  # delivery reports for records already queued will find them cancelled
+                # Records already queued still get delivery reports; they find `done` settled.
+                if not done.done():
+                    done.set_exception(KafkaBacklogFull("the Kafka producer queue is full"))
                 raise KafkaBacklogFull("the Kafka producer queue is full") from exc
-            futures.append(future)
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise KafkaUnavailable(str(errors[0]))
-        return time.perf_counter() - started
+        return done
 
+    async def write(self, records: Sequence[Record]) -> float:
+        """Produce `records` and return once Kafka acknowledged all of them (seconds waited)."""
+        if not self._ready.is_set():
+            raise KafkaUnavailable(f"Kafka at {self.bootstrap} is unavailable")
+        return await self.produce_all(records)
 
-def _settle(future: asyncio.Future[None], err: KafkaError | None) -> None:
-    if future.done():
-        return
-    if err is None:
-        future.set_result(None)
-    else:
-        future.set_exception(KafkaUnavailable(f"Kafka did not acknowledge: {err.str()}"))
