@@ -66,6 +66,13 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from topologies.app import run
+
+    run(_settings(args))
+    return 0
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.server import run
 
@@ -145,11 +152,11 @@ def cmd_schema_apply(args: argparse.Namespace) -> int:
             _say(statement + ";")
         for migration in schema.MIGRATIONS:
             for statement in migration.statements:
-                _say(statement.format(db=database) + ";")
+                _say(schema.render(statement, database, settings.clickhouse.ttl_days) + ";")
         return 0
     client = clickhouse.connect(settings)
     try:
-        ran = schema.apply(client, database, say=_say)
+        ran = schema.apply(client, database, settings.clickhouse.ttl_days, say=_say)
         version = max(schema.applied_versions(client, database), default=0)
     finally:
         client.close()
@@ -270,8 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_ingest.add_argument("--warmup", type=float, default=3, help="warm-up seconds, not measured (default 3)")
     bench_ingest.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    add("worker", "run the Faust processing workers (not built yet)",
-        cmd_not_built("worker", "the logs/metrics and traces issues"))
+    add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,
+        "A Faust app (consumer group worker.group) with one agent per signal in worker.signals: logs (JSON "
+        "bodies parsed, severity inferred) and metrics (one row per data point, by type). Each raw record "
+        "becomes JSONColumns row batches on otel.logs / otel.metrics, acknowledged in order after Kafka "
+        "stored them. Run more processes to scale, up to the partition count.")
     add("sink", "run the exactly-once ClickHouse sink (not built yet)",
         cmd_not_built("sink", "the logs/metrics issue"))
     return parser

@@ -67,6 +67,9 @@ class AsyncProducer:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver acknowledgements to `loop` from now on; idempotent."""
+        if self._loop is not None:
+            return
         self._loop = loop
         for thread in self._threads:
             thread.start()

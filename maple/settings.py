@@ -67,6 +67,8 @@ class ClickHouseSettings:
     embedded_port: int = setting(8123, "HTTP port of the embedded ClickHouse host (ClickHouse's HTTP "
                                        "protocol, so clickhouse-connect and curl work against it).",
                                  minimum=1, maximum=65535)
+    ttl_days: int = setting(30, "Retention of Maple's tables in days (TTL with ttl_only_drop_parts); 0 keeps "
+                                "data forever. Applied when `maple schema apply` creates a table.", minimum=0)
     connect_timeout_s: float = setting(10.0, "Connect timeout for ClickHouse HTTP requests.", minimum=0.1)
     query_timeout_s: float = setting(300.0, "Send/receive timeout for ClickHouse HTTP requests.", minimum=1)
 
@@ -95,6 +97,33 @@ class IngestSettings:
 
 
 @dataclass(frozen=True)
+class WorkerSettings:
+    group: str = setting("maple-worker", "Consumer group (Faust app id) of the processing workers.")
+    signals: tuple[str, ...] = setting(("logs", "metrics"), "Signals a worker process handles.")
+    metrics_port: int = setting(9465, "Prometheus /metrics port of a worker (0: off; a taken port is "
+                                      "skipped with a warning).", minimum=0, maximum=65535)
+    inflight_batches: int = setting(256, "Raw records processed ahead of Kafka's acknowledgement of their "
+                                         "output (acks stay in order).", minimum=1)
+    json_max_depth: int = setting(4, "Nesting levels of a JSON log body flattened into LogAttributes.",
+                                  minimum=1, maximum=32)
+    json_max_body_bytes: int = setting(65536, "Log bodies longer than this are not parsed as JSON.", minimum=0)
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    group: str = setting("maple-sink", "Consumer group of the ClickHouse sinks.")
+    batch_rows: int = setting(100_000, "Insert once a partition has buffered this many rows...", minimum=1)
+    batch_bytes: int = setting(32 * 1024 * 1024, "...or this many bytes...", minimum=1024)
+    flush_interval_s: float = setting(1.0, "...or its oldest buffered batch is this old.", minimum=0.05)
+    max_retries: int = setting(8, "Attempts for an insert failing with an unknown ClickHouse error before its "
+                                  "rows are bisected and the bad ones dead-lettered. Network errors and known "
+                                  "transient codes are retried without limit.", minimum=1)
+    retry_backoff_max_s: float = setting(30.0, "Longest pause between insert retries.", minimum=0.1)
+    metrics_port: int = setting(9464, "Prometheus /metrics port of a sink (0: off; a taken port is skipped "
+                                      "with a warning).", minimum=0, maximum=65535)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting(Path(".maple"), "Where Maple keeps local state: Kafka logs, the embedded "
                                              "ClickHouse data, process files.")
@@ -103,6 +132,8 @@ class Settings:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    sink: SinkSettings = field(default_factory=SinkSettings)
 
     @property
     def data_path(self) -> Path:
@@ -275,6 +306,10 @@ def load_settings(config: str | Path | None = None, environ: Mapping[str, str] |
     settings = Settings(**top)
     _check_urls(settings)
     _check_api_keys(settings)
+    unknown = set(settings.worker.signals) - {"logs", "metrics", "traces"}
+    if unknown:
+        raise SettingsError(f"invalid value for worker.signals (MAPLE_WORKER_SIGNALS): {sorted(unknown)}; "
+                            "expected some of logs, metrics, traces")
     return settings
 
 

@@ -39,3 +39,40 @@ RAW_BY_SIGNAL = {"traces": RAW_TRACES, "logs": RAW_LOGS, "metrics": RAW_METRICS}
 HEADER_TENANT = "maple.tenant"          # tenant name from the API key, "default" without keys
 HEADER_ENCODING = "maple.encoding"      # the client's original encoding: "protobuf" or "json"
 HEADER_RECEIVED_NS = "maple.received"   # ingest receive time, Unix nanoseconds as decimal ASCII
+
+# Record headers on processed topics (row batches). The value is one JSONColumns object for one table:
+# {"Column": [v1, v2, ...], ...}, which ClickHouse parses itself, so a sink concatenates without decoding.
+HEADER_TABLE = "maple.table"            # target table name, e.g. otel_logs
+HEADER_ROWS = "maple.rows"              # row count, decimal ASCII
+HEADER_SOURCE = "maple.source"          # "<topic>/<partition>/<offset>/<part>" of the record it came from
+# HEADER_TENANT and HEADER_RECEIVED_NS are carried over from the raw record.
+
+# Dead letters keep their payload as it was (raw OTLP bytes, or a JSONColumns row block); headers say why.
+HEADER_STAGE = "maple.stage"            # "worker" or "sink"
+HEADER_ERROR = "maple.error"            # the error text
+HEADER_ERROR_CODE = "maple.error_code"  # ClickHouse error code, when there is one
+HEADER_TOKEN = "maple.token"            # the insert deduplication token the rows were tried with
+HEADER_SOURCE_RANGE = "maple.source_range"  # "<topic>/<partition>/<first>-<last>" of the sink batch
+
+
+@dataclass(frozen=True, order=True)
+class SourcePosition:
+    """Where a row batch came from. A source record may yield several batches (one per table): `part`."""
+
+    topic: str
+    partition: int
+    offset: int
+    part: int = 0
+
+    @property
+    def key(self) -> str:
+        """Identifies the source partition (the unit whose offsets only grow)."""
+        return f"{self.topic}/{self.partition}"
+
+    def header(self) -> bytes:
+        return f"{self.topic}/{self.partition}/{self.offset}/{self.part}".encode()
+
+    @classmethod
+    def parse(cls, header: bytes) -> SourcePosition:
+        topic, partition, offset, part = header.decode().rsplit("/", 3)
+        return cls(topic, int(partition), int(offset), int(part))

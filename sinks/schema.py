@@ -19,11 +19,149 @@ VERSIONS_TABLE = "maple_schema_versions"
 class Migration:
     version: int
     name: str
-    statements: tuple[str, ...]  # may use {db}
+    statements: tuple[str, ...]  # placeholders {db}, {ttl_logs}, {ttl_metrics}, {table_settings}: see render()
 
 
-# The exporter-compatible tables arrive with the logs/metrics and traces issues, as migrations 1, 2, ...
-MIGRATIONS: tuple[Migration, ...] = ()
+# Every table keeps insert deduplication hashes for its most recent blocks: the sinks' idempotent retries
+# rely on it (plain MergeTree has no dedup window by default).
+DEDUP_WINDOW = 10000
+TABLE_SETTINGS = f"index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = {DEDUP_WINDOW}"
+
+_MAP = "Map(LowCardinality(String), String) CODEC(ZSTD(1))"
+_METRIC_COMMON = f"""
+    ResourceAttributes {_MAP},
+    ResourceSchemaUrl String CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    ScopeAttributes {_MAP},
+    ScopeDroppedAttrCount UInt32 CODEC(ZSTD(1)),
+    ScopeSchemaUrl String CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    MetricName String CODEC(ZSTD(1)),
+    MetricDescription String CODEC(ZSTD(1)),
+    MetricUnit String CODEC(ZSTD(1)),
+    Attributes {_MAP},
+    StartTimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),
+    TimeUnix DateTime64(9) CODEC(Delta, ZSTD(1)),"""
+_EXEMPLARS = """
+    Exemplars Nested (
+        FilteredAttributes Map(LowCardinality(String), String),
+        TimeUnix DateTime64(9),
+        Value Float64,
+        SpanId String,
+        TraceId String
+    ) CODEC(ZSTD(1)),"""
+_METRIC_INDEXES = """
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1"""
+_METRIC_TAIL = """
+) ENGINE = MergeTree
+PARTITION BY toDate(TimeUnix)
+ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
+{ttl_clause}
+SETTINGS {table_settings}"""
+
+
+def _metric_table(name: str, columns: str, exemplars: bool = True) -> str:
+    return (f"CREATE TABLE IF NOT EXISTS `{{db}}`.{name} ({_METRIC_COMMON}{columns}"
+            f"{_EXEMPLARS if exemplars else ''}{_METRIC_INDEXES}{_METRIC_TAIL}").replace(
+                "{ttl_clause}", "{ttl_metrics}")
+
+
+LOGS_TABLE = f"""CREATE TABLE IF NOT EXISTS `{{db}}`.otel_logs (
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TimestampTime DateTime DEFAULT toDateTime(Timestamp),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    TraceFlags UInt8,
+    SeverityText LowCardinality(String) CODEC(ZSTD(1)),
+    SeverityNumber UInt8,
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    Body String CODEC(ZSTD(1)),
+    ResourceSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes {_MAP},
+    ScopeSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeAttributes {_MAP},
+    LogAttributes {_MAP},
+    `__hdx_materialized_k8s.cluster.name` LowCardinality(String) MATERIALIZED ResourceAttributes['k8s.cluster.name'] CODEC(ZSTD(1)),
+    `__hdx_materialized_k8s.namespace.name` LowCardinality(String) MATERIALIZED ResourceAttributes['k8s.namespace.name'] CODEC(ZSTD(1)),
+    `__hdx_materialized_k8s.pod.name` LowCardinality(String) MATERIALIZED ResourceAttributes['k8s.pod.name'] CODEC(ZSTD(1)),
+    `__hdx_materialized_k8s.container.name` LowCardinality(String) MATERIALIZED ResourceAttributes['k8s.container.name'] CODEC(ZSTD(1)),
+    `__hdx_materialized_deployment.environment.name` LowCardinality(String) MATERIALIZED ResourceAttributes['deployment.environment'] CODEC(ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_key mapKeys(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_log_attr_value mapValues(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_body Body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8,
+    INDEX idx_lower_body lower(Body) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8,
+    INDEX idx_body_ngrambf Body TYPE ngrambf_v1(4, 32768, 3, 0) GRANULARITY 1
+) ENGINE = MergeTree
+PARTITION BY toDate(TimestampTime)
+PRIMARY KEY (ServiceName, TimestampTime)
+ORDER BY (ServiceName, TimestampTime, Timestamp)
+{{ttl_logs}}
+SETTINGS {{table_settings}}"""
+
+LOGS_AND_METRICS = Migration(1, "otel_logs and otel_metrics_* (Collector ClickHouse exporter layout)", (
+    LOGS_TABLE,
+    _metric_table("otel_metrics_gauge", """
+    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),"""),
+    _metric_table("otel_metrics_sum", """
+    Value Float64 CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),
+    IsMonotonic Boolean CODEC(Delta, ZSTD(1)),"""),
+    _metric_table("otel_metrics_histogram", """
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    BucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    ExplicitBounds Array(Float64) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),"""),
+    _metric_table("otel_metrics_exponential_histogram", """
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    Scale Int32 CODEC(ZSTD(1)),
+    ZeroCount UInt64 CODEC(ZSTD(1)),
+    PositiveOffset Int32 CODEC(ZSTD(1)),
+    PositiveBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    NegativeOffset Int32 CODEC(ZSTD(1)),
+    NegativeBucketCounts Array(UInt64) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),
+    Min Float64 CODEC(ZSTD(1)),
+    Max Float64 CODEC(ZSTD(1)),
+    AggregationTemporality Int32 CODEC(ZSTD(1)),"""),
+    _metric_table("otel_metrics_summary", """
+    Count UInt64 CODEC(Delta, ZSTD(1)),
+    Sum Float64 CODEC(ZSTD(1)),
+    ValueAtQuantiles Nested (
+        Quantile Float64,
+        Value Float64
+    ) CODEC(ZSTD(1)),
+    Flags UInt32 CODEC(ZSTD(1)),""", exemplars=False),
+))
+
+MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS,)
+
+
+def render(statement: str, database: str, ttl_days: int) -> str:
+    """Fill a migration statement's placeholders: database, TTL clauses (none for 0 days), table settings."""
+    ttl_logs = f"TTL TimestampTime + toIntervalDay({ttl_days})" if ttl_days else ""
+    ttl_metrics = f"TTL toDateTime(TimeUnix) + toIntervalDay({ttl_days})" if ttl_days else ""
+    return (statement.replace("{db}", database).replace("{ttl_logs}", ttl_logs)
+            .replace("{ttl_metrics}", ttl_metrics).replace("{table_settings}", TABLE_SETTINGS))
 
 
 def applied_versions(client: Client, database: str) -> set[int]:
@@ -40,7 +178,7 @@ def plan(database: str) -> list[str]:
     ]
 
 
-def apply(client: Client, database: str, migrations: tuple[Migration, ...] = MIGRATIONS,
+def apply(client: Client, database: str, ttl_days: int = 30, migrations: tuple[Migration, ...] = MIGRATIONS,
           say: Callable[[str], None] = print) -> list[Migration]:
     """Bring `database` up to the newest migration; returns the migrations that ran."""
     for statement in plan(database):
@@ -52,7 +190,7 @@ def apply(client: Client, database: str, migrations: tuple[Migration, ...] = MIG
             continue
         say(f"applying schema migration {migration.version}: {migration.name}")
         for statement in migration.statements:
-            client.command(statement.format(db=database))
+            client.command(render(statement, database, ttl_days))
         client.insert(f"`{database}`.{VERSIONS_TABLE}", [[migration.version], [migration.name]],
                       column_names=["version", "name"], column_oriented=True)
         ran.append(migration)

@@ -1,0 +1,107 @@
+"""Logs: one OTLP export request in, the columns of `otel_logs` out (one row per log record).
+
+JSON object bodies (and structured kvlist bodies) are flattened into LogAttributes with dotted keys, up
+to a depth limit; they never overwrite an attribute the record already has, and the body is kept as
+it came. A record without SeverityNumber gets one inferred (see processors/severity.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from processors import severity
+from processors.values import attributes, datetime64, to_python, to_text
+
+TABLE = "otel_logs"
+COLUMNS = ("Timestamp", "TraceId", "SpanId", "TraceFlags", "SeverityText", "SeverityNumber", "ServiceName", "Body",
+           "ResourceSchemaUrl", "ResourceAttributes", "ScopeSchemaUrl", "ScopeName", "ScopeVersion",
+           "ScopeAttributes", "LogAttributes")
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    json_max_depth: int = 4          # nesting levels flattened into dotted keys; deeper values stay JSON text
+    json_max_body_bytes: int = 65536  # larger bodies are not parsed
+
+
+def flatten(obj: dict[str, Any], out: dict[str, str], depth: int, prefix: str = "") -> None:
+    """Add `obj`'s leaves to `out` as dotted keys, keeping any key `out` already has."""
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and depth > 1 and value:
+            flatten(value, out, depth - 1, name + ".")
+            continue
+        if name in out:
+            continue
+        if isinstance(value, str):
+            out[name] = value
+        elif isinstance(value, bool):
+            out[name] = "true" if value else "false"
+        elif value is None:
+            out[name] = ""
+        elif isinstance(value, (int, float)):
+            out[name] = str(value)
+        else:
+            out[name] = orjson.dumps(value).decode()
+
+
+def _json_object(text: str, limit: int) -> dict[str, Any] | None:
+    stripped = text.lstrip()
+    if not stripped.startswith("{") or len(text) > limit:
+        return None
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: LogOptions = LogOptions()
+               ) -> dict[str, list[Any]]:
+    cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
+    (timestamp, trace_id, span_id, flags, sev_text, sev_num, service, body_col, res_url, res_attrs, scope_url,
+     scope_name, scope_version, scope_attrs, log_attrs) = (cols[name].append for name in COLUMNS)
+    for resource_logs in request.resource_logs:
+        resource = attributes(resource_logs.resource.attributes)
+        service_name = resource.get("service.name", "")
+        for scope_logs in resource_logs.scope_logs:
+            scope = scope_logs.scope
+            scope_attributes = attributes(scope.attributes)
+            for record in scope_logs.log_records:
+                body = record.body
+                kind = body.WhichOneof("value")
+                text = to_text(body)
+                attrs = attributes(record.attributes)
+                parsed = None
+                if kind == "string_value":
+                    parsed = _json_object(text, options.json_max_body_bytes)
+                elif kind == "kvlist_value":
+                    parsed = to_python(body)
+                if parsed:
+                    flatten(parsed, attrs, options.json_max_depth)
+                number, level = record.severity_number, record.severity_text
+                if not 1 <= number <= 24:
+                    inferred = (severity.from_fields(parsed) if parsed else None) or severity.from_text(text)
+                    level, number = inferred if inferred else (level, 0)
+                elif not level:
+                    level = severity.from_number(number)
+                timestamp(datetime64(record.time_unix_nano or record.observed_time_unix_nano or received_ns))
+                trace_id(record.trace_id.hex())
+                span_id(record.span_id.hex())
+                flags(record.flags & 0xFF)
+                sev_text(level)
+                sev_num(number)
+                service(service_name)
+                body_col(text)
+                res_url(resource_logs.schema_url)
+                res_attrs(resource)
+                scope_url(scope_logs.schema_url)
+                scope_name(scope.name)
+                scope_version(scope.version)
+                scope_attrs(scope_attributes)
+                log_attrs(attrs)
+    return cols

@@ -1,0 +1,62 @@
+"""OTLP values as ClickHouse column values: attributes become Map(String, String), ids become hex, times
+become DateTime64(9) text. Maps and arrays are stored as JSON strings, as the Collector's exporter does."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+
+def to_python(value: AnyValue) -> Any:
+    """An AnyValue as plain Python (for JSON encoding of maps and arrays)."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    if kind == "array_value":
+        return [to_python(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: to_python(kv.value) for kv in value.kvlist_value.values}
+    return None
+
+
+def to_text(value: AnyValue) -> str:
+    """An AnyValue as the string stored in a Map(String, String) or a String column."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return str(value.int_value)
+    if kind == "bool_value":
+        return "true" if value.bool_value else "false"
+    if kind == "double_value":
+        return repr(value.double_value)
+    if kind is None:
+        return ""
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return orjson.dumps(to_python(value)).decode()
+
+
+def attributes(pairs: Iterable[KeyValue]) -> dict[str, str]:
+    return {kv.key: to_text(kv.value) for kv in pairs}
+
+
+def datetime64(unix_nano: int) -> str:
+    """Unix nanoseconds as DateTime64(9) input text (seconds.nanoseconds), exact to the nanosecond."""
+    return f"{unix_nano // 1_000_000_000}.{unix_nano % 1_000_000_000:09d}"
+
+
+def hex_id(raw: bytes) -> str:
+    return raw.hex()

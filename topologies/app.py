@@ -1,0 +1,159 @@
+"""`maple worker`: the Faust app whose agents turn raw OTLP topics into row-batch topics.
+
+One Faust event is one raw record, i.e. one OTLP export request (a batch of log records or data points):
+Faust's per-event cost is paid per batch, never per row. Each agent:
+
+1. reads its raw topic with manual acks (`stream.noack()`),
+2. hands the record to the pure processors (topologies/batches.py -> processors/),
+3. produces the row batches with Maple's idempotent producer, to the output partition matching the
+   source partition, with `enable.gapless.guarantee` so a failed batch can never be followed by a
+   delivered later one,
+4. acks the event only once Kafka acknowledged its batches. Acks stay in source order; up to
+   `worker.inflight_batches` records are processed ahead of the acknowledgements.
+
+Faust commits acked offsets. A crash or rebalance re-processes the records after the last commit; the
+sink drops the batches it already has (docs/exactly-once.md). If the producer fails for good the process
+exits: it must never ack past a batch that was not written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+
+import faust
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from maple import kafka as kafka_clients
+from maple import metrics as prom
+from maple.producer import AsyncProducer, Record
+from maple.settings import Settings
+from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_SOURCE, HEADER_STAGE, LOGS, METRICS, RAW_LOGS, RAW_METRICS,
+                          SourcePosition, Topic)
+from processors.logs import LogOptions
+from topologies.batches import RawRecord, log_batches, metric_batches
+
+log = logging.getLogger(__name__)
+EXIT_PRODUCER_FAILED = 70
+
+Transform = Callable[[RawRecord], list[Record]]
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter("maple_worker_records", "Raw records processed", ["signal"], registry=r)
+        self.rows = Counter("maple_worker_rows", "Rows produced to processed topics", ["signal"], registry=r)
+        self.dead_letters = Counter("maple_worker_dead_letters", "Raw records that could not be decoded",
+                                    ["signal"], registry=r)
+        self.process_seconds = Histogram("maple_worker_process_seconds", "Processing time per raw record",
+                                         ["signal"], buckets=prom.LATENCY_BUCKETS, registry=r)
+
+
+def _fatal(reason: str) -> None:
+    log.critical("stopping the worker without acking further records: %s", reason)
+    logging.shutdown()
+    os._exit(EXIT_PRODUCER_FAILED)
+
+
+def _dead_letter(raw: RawRecord, error: Exception) -> Record:
+    """The raw record as it came, with why it could not be processed."""
+    return Record(DEAD_LETTER.name, raw.value, [
+        (HEADER_STAGE, b"worker"), (HEADER_ERROR, f"{type(error).__name__}: {error}".encode()[:4096]),
+        (HEADER_SOURCE, SourcePosition(raw.topic, raw.partition, raw.offset).header())])
+
+
+def build_app(settings: Settings) -> faust.App:
+    bootstrap = kafka_clients.bootstrap_servers(settings)
+    cfg = settings.worker
+    app = faust.App(
+        cfg.group,
+        broker=[f"kafka://{server}" for server in bootstrap.split(",")],
+        value_serializer="raw", key_serializer="raw",
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        web_enabled=False, store="memory://",
+        stream_buffer_maxsize=4096,
+    )
+    metrics = WorkerMetrics()
+    producer = AsyncProducer(bootstrap, timeout_s=300.0, on_fatal=lambda err: _fatal(f"producer: {err.str()}"),
+                             **{"enable.gapless.guarantee": True, "linger.ms": 10})
+    admin = kafka_clients.admin_client(bootstrap)
+    kafka_clients.ensure_topics(admin, settings.kafka.partitions, settings.kafka.replication_factor,
+                                [RAW_LOGS, RAW_METRICS, LOGS, METRICS, DEAD_LETTER])
+    partitions = {t.name: len(admin.list_topics(t.name, timeout=30).topics[t.name].partitions) for t in (LOGS, METRICS)}
+
+    @app.task
+    async def serve_metrics() -> None:
+        prom.serve(metrics.registry, cfg.metrics_port, "worker")
+
+    options = LogOptions(json_max_depth=cfg.json_max_depth, json_max_body_bytes=cfg.json_max_body_bytes)
+    transforms: dict[str, tuple[Topic, Transform]] = {
+        "logs": (RAW_LOGS, lambda raw: log_batches(raw, partitions[LOGS.name], options)),
+        "metrics": (RAW_METRICS, lambda raw: metric_batches(raw, partitions[METRICS.name])),
+    }
+    for signal in cfg.signals:
+        if signal in transforms:
+            source, transform = transforms[signal]
+            _add_agent(app, signal, source, transform, producer, metrics, cfg.inflight_batches)
+    return app
+
+
+def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform, producer: AsyncProducer,
+               metrics: WorkerMetrics, window: int) -> None:
+    topic = app.topic(source.name, value_serializer="raw", key_serializer="raw")
+    records_counter, rows_counter = metrics.records.labels(signal), metrics.rows.labels(signal)
+    dead_counter, seconds = metrics.dead_letters.labels(signal), metrics.process_seconds.labels(signal)
+
+    async def agent(stream: faust.StreamT) -> None:
+        pending: asyncio.Queue = asyncio.Queue(maxsize=window)
+
+        async def ack_in_order() -> None:
+            while True:
+                event, written = await pending.get()
+                try:
+                    await written
+                except Exception as exc:  # the batch is not in Kafka: never ack past it
+                    _fatal(f"{signal} batch from {event.message.tp}@{event.message.offset} not written: {exc}")
+                await stream.ack(event)
+
+        producer.start(asyncio.get_running_loop())
+        acker = asyncio.ensure_future(ack_in_order())
+        try:
+            async for event in stream.noack().events():
+                message = event.message
+                raw = RawRecord(event.value, message.topic, message.partition, message.offset,
+                                {k: bytes(v) for k, v in (message.headers or [])}, int((message.timestamp or 0) * 1000))
+                with seconds.time():
+                    try:
+                        records = transform(raw)
+                    except Exception as exc:  # not an OTLP request: keep it, with the reason, and go on
+                        log.warning("%s record %s/%d@%d is not decodable, dead-lettered: %s", signal,
+                                    raw.topic, raw.partition, raw.offset, exc)
+                        dead_counter.inc()
+                        records = [_dead_letter(raw, exc)]
+                records_counter.inc()
+                rows_counter.inc(sum(int(dict(r.headers).get("maple.rows", b"0")) for r in records))
+                await pending.put((event, producer.produce_all(records)))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # Faust would restart the agent and carry on after this record, writing later batches before
+            # this one: a restart from the last commit is the only safe way on.
+            _fatal(f"{signal} agent failed: {type(exc).__name__}: {exc}")
+        finally:
+            acker.cancel()
+
+    app.agent(topic, name=f"maple.{signal}")(agent)
+
+
+def run(settings: Settings) -> None:
+    app = build_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
