@@ -66,6 +66,13 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sink(args: argparse.Namespace) -> int:
+    from sinks.runner import run
+
+    run(_settings(args))
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from topologies.app import run
 
@@ -178,15 +185,6 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_not_built(stage: str, issue: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        _settings(args)
-        print(f"maple {stage}: not built yet ({issue}).", file=sys.stderr)
-        return 3
-
-    return run
-
-
 # -- parser ----------------------------------------------------------------------------------------
 
 
@@ -282,8 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
         "bodies parsed, severity inferred) and metrics (one row per data point, by type). Each raw record "
         "becomes JSONColumns row batches on otel.logs / otel.metrics, acknowledged in order after Kafka "
         "stored them. Run more processes to scale, up to the partition count.")
-    add("sink", "run the exactly-once ClickHouse sink (not built yet)",
-        cmd_not_built("sink", "the logs/metrics issue"))
+    add("sink", "run the exactly-once ClickHouse sink: processed topics -> ClickHouse tables", cmd_sink,
+        "Consumes otel.logs and otel.metrics (group sink.group), gathers row batches per partition up to "
+        "sink.batch_rows / batch_bytes / flush_interval_s, inserts them with deduplication tokens, and commits "
+        "offsets only after ClickHouse acknowledged. Rows ClickHouse rejects for good go to maple.dlq. Run "
+        "more processes to scale, up to the partition count. See docs/exactly-once.md.")
     return parser
 
 

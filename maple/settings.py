@@ -102,6 +102,8 @@ class WorkerSettings:
     signals: tuple[str, ...] = setting(("logs", "metrics"), "Signals a worker process handles.")
     metrics_port: int = setting(9465, "Prometheus /metrics port of a worker (0: off; a taken port is "
                                       "skipped with a warning).", minimum=0, maximum=65535)
+    session_timeout_s: float = setting(10.0, "Consumer-group session timeout: how soon the partitions of a "
+                                       "worker that died move to the others.", minimum=6, maximum=300)
     inflight_batches: int = setting(256, "Raw records processed ahead of Kafka's acknowledgement of their "
                                          "output (acks stay in order).", minimum=1)
     json_max_depth: int = setting(4, "Nesting levels of a JSON log body flattened into LogAttributes.",
@@ -115,6 +117,8 @@ class SinkSettings:
     batch_rows: int = setting(100_000, "Insert once a partition has buffered this many rows...", minimum=1)
     batch_bytes: int = setting(32 * 1024 * 1024, "...or this many bytes...", minimum=1024)
     flush_interval_s: float = setting(1.0, "...or its oldest buffered batch is this old.", minimum=0.05)
+    session_timeout_s: float = setting(10.0, "Consumer-group session timeout: how soon the partitions of a "
+                                       "sink that died move to the others.", minimum=6, maximum=300)
     max_retries: int = setting(8, "Attempts for an insert failing with an unknown ClickHouse error before its "
                                   "rows are bisected and the bad ones dead-lettered. Network errors and known "
                                   "transient codes are retried without limit.", minimum=1)

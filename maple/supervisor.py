@@ -33,8 +33,6 @@ BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 60.0  # a child that ran this long has its backoff reset
 STOP_GRACE_S = 20.0
 
-# Stages that later issues build; `maple up` lists them until they exist.
-PENDING_STAGES = {"worker": "the logs/metrics and traces issues", "sink": "the logs/metrics issue"}
 
 
 def die_with_parent() -> None:
@@ -182,6 +180,25 @@ class Supervisor:
         return (f"OTLP gRPC {cfg.host}:{cfg.grpc_port}, OTLP HTTP http://{cfg.host}:{cfg.http_port} "
                 f"(metrics /metrics)")
 
+    def _start_pipeline(self) -> list[str]:
+        """Apply the schema, then start the workers and the sink."""
+        from sinks import schema
+
+        client = clickhouse.connect(self.settings, in_process=False)
+        try:
+            ran = schema.apply(client, self.settings.clickhouse.database, self.settings.clickhouse.ttl_days,
+                               say=self.say)
+        finally:
+            client.close()
+        lines = [f"  schema      ready    `{self.settings.clickhouse.database}` "
+                 f"({len(ran)} migration(s) applied now)"]
+        for name, args in (("worker", ("worker",)), ("sink", ("sink",))):
+            child = Child(name, lambda args=args: self._maple(*args))
+            child.launch()
+            self.children.append(child)
+            lines.append(f"  {name:<10}  running  pid {child.procs[0].pid}")
+        return lines
+
     # -- running -----------------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -198,12 +215,13 @@ class Supervisor:
                 return self.shutdown(0)
             clickhouse_line = self._start_clickhouse()
             ingest_line = self._start_ingest()
+            pipeline_lines = self._start_pipeline()
         except Exception as exc:
             self.say(f"maple up failed: {exc}")
             return self.shutdown(1)
         lines = ["maple is up", f"  kafka       healthy  {kafka_line}", f"  clickhouse  healthy  {clickhouse_line}",
                  f"  ingest      ready    {ingest_line}"]
-        lines += [f"  {name:<10}  not built yet ({issue})" for name, issue in PENDING_STAGES.items()]
+        lines += pipeline_lines
         lines.append(f"  query it:   maple query \"SELECT version()\"   (data dir {self.settings.data_path})")
         lines.append("Ctrl-C stops everything.")
         self.say("\n".join(lines))

@@ -80,6 +80,8 @@ def build_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=8 * 1024 * 1024,
         web_enabled=False, store="memory://",
         stream_buffer_maxsize=4096,
+        broker_session_timeout=cfg.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, cfg.session_timeout_s / 4),
     )
     metrics = WorkerMetrics()
     producer = AsyncProducer(bootstrap, timeout_s=300.0, on_fatal=lambda err: _fatal(f"producer: {err.str()}"),

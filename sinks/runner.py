@@ -1,0 +1,237 @@
+"""`maple sink`: consume the processed topics and write them to ClickHouse, exactly once.
+
+For each input partition the loop gathers row batches (sinks/batch.py) until the rows, bytes or age limit,
+then:
+
+1. commits the batch's *intent*: the offset stays at the batch's first message, the metadata names the
+   batch's last offset and the watermarks it started from;
+2. inserts each table's blocks with a token derived from that offset range (sinks/writer.py), retrying
+   until ClickHouse acknowledges; rows ClickHouse rejects for good go to the dead-letter topic;
+3. commits the offset after the batch, with the new watermarks.
+
+A kill at any point leaves either no intent (the batch is re-read and re-gathered: it was never inserted)
+or an intent (the same range is rebuilt and re-inserted under the same tokens: ClickHouse drops what
+landed). A rebalance moves that state with the partition, because it lives in the group's commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from maple import clickhouse
+from maple import kafka as kafka_clients
+from maple import metrics as prom
+from maple.settings import Settings
+from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_ERROR_CODE, HEADER_RECEIVED_NS, HEADER_ROWS,
+                          HEADER_SOURCE, HEADER_SOURCE_RANGE, HEADER_STAGE, HEADER_TABLE, HEADER_TOKEN, LOGS, METRICS,
+                          SourcePosition, Topic)
+from sinks.batch import Limits, PartitionBatch, RowBatch, decode_state
+from sinks.writer import Inserter, Rejected
+
+log = logging.getLogger(__name__)
+
+SINK_TOPICS: tuple[Topic, ...] = (LOGS, METRICS)
+
+
+class SinkMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.rows = Counter("maple_sink_rows", "Rows inserted into ClickHouse", ["table"], registry=r)
+        self.batches = Counter("maple_sink_batches", "Partition batches committed", ["topic"], registry=r)
+        self.insert_seconds = Histogram("maple_sink_insert_seconds", "ClickHouse insert latency per table batch",
+                                        ["table"], buckets=prom.LATENCY_BUCKETS, registry=r)
+        self.retries = Counter("maple_sink_retries", "Insert attempts that failed and were retried",
+                               ["reason", "table"], registry=r)
+        self.dead_letter_rows = Counter("maple_sink_dead_letter_rows", "Rows ClickHouse rejected for good",
+                                        ["table"], registry=r)
+        self.duplicates = Counter("maple_sink_duplicate_batches", "Row batches dropped as copies a worker "
+                                  "emitted again", ["topic"], registry=r)
+        self.freshness = Histogram("maple_sink_freshness_seconds", "Ingest acknowledgement to ClickHouse "
+                                   "acknowledgement, per source request", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5,
+                                                                                   10, 30, 60, 300), registry=r)
+        self.buffered_rows = Gauge("maple_sink_buffered_rows", "Rows gathered and not yet inserted", registry=r)
+
+
+def _row_batch(message: Any) -> RowBatch | None:
+    headers = {key: value for key, value in (message.headers() or [])}
+    table = headers.get(HEADER_TABLE)
+    if not table:
+        return None
+    source = headers.get(HEADER_SOURCE)
+    received = headers.get(HEADER_RECEIVED_NS)
+    return RowBatch(offset=message.offset(), table=table.decode(), rows=int(headers.get(HEADER_ROWS, b"0")),
+                    value=message.value(), source=SourcePosition.parse(source) if source else None,
+                    received_ns=int(received) if received else None)
+
+
+class CommitFailed(RuntimeError):
+    """The group moved on (rebalance, expired membership): this process no longer owns the partition."""
+
+
+class Sink:
+    def __init__(self, settings: Settings, topics: tuple[Topic, ...] = SINK_TOPICS) -> None:
+        self.settings = settings
+        cfg = settings.sink
+        self.group = cfg.group
+        self.topics = [t.name for t in topics]
+        self.limits = Limits(cfg.batch_rows, cfg.batch_bytes, cfg.flush_interval_s)
+        self.metrics = SinkMetrics()
+        self.stopping = threading.Event()
+        bootstrap = kafka_clients.bootstrap_servers(settings)
+        self.consumer = Consumer(kafka_clients.consumer_config(bootstrap, self.group, **{
+            # Inserts retry until ClickHouse answers; stay in the group meanwhile (30 min).
+            "max.poll.interval.ms": 30 * 60 * 1000,
+            "session.timeout.ms": int(cfg.session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(cfg.session_timeout_s * 1000 / 4),
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        }))
+        self.dead_letters = Producer(kafka_clients.producer_config(bootstrap))
+        self.inserter = Inserter(lambda: clickhouse.connect(settings, database=settings.clickhouse.database,
+                                                            in_process=False),
+                                 settings.clickhouse.database, max_retries=cfg.max_retries,
+                                 backoff_max_s=cfg.retry_backoff_max_s,
+                                 on_retry=lambda reason, table: self.metrics.retries.labels(reason, table).inc(),
+                                 sleep=self._sleep)
+        self.batches: dict[tuple[str, int], PartitionBatch] = {}
+
+    def _sleep(self, seconds: float) -> None:
+        # Waiting out ClickHouse: a stop request does not abandon the batch (it is not committed; the next
+        # owner redoes it), so stopping here is safe and prompt.
+        if self.stopping.wait(seconds):
+            raise SystemExit(0)
+
+    # -- partition ownership -------------------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = consumer.committed(partitions, timeout=30)
+        for tp in committed:
+            wm, end = decode_state(tp.metadata)
+            start = tp.offset if tp.offset >= 0 else -1
+            self.batches[(tp.topic, tp.partition)] = PartitionBatch(tp.topic, tp.partition, start, wm, end)
+            if end is not None:
+                log.info("%s[%d]: resuming an interrupted batch %d-%d", tp.topic, tp.partition, start, end)
+        log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing")
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.batches.pop((tp.topic, tp.partition), None)  # uncommitted: the next owner re-reads it
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        prom.serve(self.metrics.registry, self.settings.sink.metrics_port, "sink")
+        self.consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                on_lost=self._on_revoke)
+        log.info("sink %s consuming %s into ClickHouse %s", self.group, ", ".join(self.topics),
+                 clickhouse.describe_engine(self.settings))
+        try:
+            while not self.stopping.is_set():
+                for message in self.consumer.consume(num_messages=2000, timeout=0.2):
+                    if message.error():
+                        if message.error().code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer: %s", message.error())
+                        continue
+                    self._take(message)
+                now = time.monotonic()
+                for key, batch in list(self.batches.items()):
+                    if batch.ready(now, self.limits):
+                        self._flush(key)
+                self.metrics.buffered_rows.set(sum(b.rows for b in self.batches.values()))
+        except SystemExit:
+            pass
+        finally:
+            self.consumer.close()
+            self.dead_letters.flush(10)
+
+    def _take(self, message: Any) -> None:
+        key = (message.topic(), message.partition())
+        batch = self.batches.get(key)
+        if batch is None:  # a message for a partition revoked in between: the next owner has it
+            return
+        if batch.start < 0:
+            batch.start = message.offset()
+        if not batch.belongs(message.offset()):
+            self._flush(key)
+            batch = self.batches.get(key)
+            if batch is None:
+                return
+        row_batch = _row_batch(message)
+        if row_batch is None:
+            log.warning("%s[%d]@%d has no %s header; dead-lettered", key[0], key[1], message.offset(), HEADER_TABLE)
+            self._dead_letter(Rejected("", message.value() or b"", "", f"no {HEADER_TABLE} header", None), batch)
+            batch.skip(message.offset(), time.monotonic())
+            return
+        if not batch.add(row_batch, time.monotonic()):
+            self.metrics.duplicates.labels(key[0]).inc()
+
+    def _commit(self, batch: PartitionBatch, offset: int, metadata: str) -> None:
+        try:
+            self.consumer.commit(offsets=[TopicPartition(batch.topic, batch.partition, offset, metadata=metadata)],
+                                 asynchronous=False)
+        except KafkaException as exc:
+            raise CommitFailed(str(exc)) from exc
+
+    def _flush(self, key: tuple[str, int]) -> None:
+        batch = self.batches[key]
+        topic, partition = key
+        try:
+            tables = batch.tables()
+            if tables:
+                self._commit(batch, batch.start, batch.intent())
+                for table, blocks in sorted(tables.items()):
+                    started = time.perf_counter()
+                    rejected = self.inserter.insert(table, blocks, batch.token(self.group, table))
+                    self.metrics.insert_seconds.labels(table).observe(time.perf_counter() - started)
+                    for item in rejected:
+                        self._dead_letter(item, batch)
+                    self.metrics.rows.labels(table).inc(sum(b.rows for b in batch.taken if b.table == table))
+                if self.dead_letters.flush(60):
+                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "dead letters not acknowledged"))
+            self._commit(batch, batch.end + 1, batch.done())
+        except CommitFailed as exc:
+            log.warning("%s[%d]: commit refused (%s); re-reading from the last commit", topic, partition, exc)
+            self._reset(key)
+            return
+        now_ns = time.time_ns()
+        for row_batch in batch.taken:
+            if row_batch.received_ns:
+                self.metrics.freshness.observe(max(0.0, (now_ns - row_batch.received_ns) / 1e9))
+        self.metrics.batches.labels(topic).inc()
+        self.batches[key] = batch.following()
+
+    def _reset(self, key: tuple[str, int]) -> None:
+        """Forget the partition's batch and read it again from its committed state (if still ours)."""
+        self.batches.pop(key, None)
+        try:
+            tp = self.consumer.committed([TopicPartition(*key)], timeout=30)[0]
+            wm, end = decode_state(tp.metadata)
+            self.consumer.seek(TopicPartition(key[0], key[1], tp.offset if tp.offset >= 0 else 0))
+            self.batches[key] = PartitionBatch(key[0], key[1], tp.offset if tp.offset >= 0 else -1, wm, end)
+        except KafkaException as exc:  # not ours any more: the rebalance callbacks take it from here
+            log.info("%s[%d] is no longer assigned here (%s)", key[0], key[1], exc)
+
+    def _dead_letter(self, item: Rejected, batch: PartitionBatch) -> None:
+        rows = item.rows
+        headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, item.table.encode()), (HEADER_ERROR, item.error.encode()),
+                   (HEADER_TOKEN, item.token.encode()),
+                   (HEADER_SOURCE_RANGE, f"{batch.topic}/{batch.partition}/{batch.start}-{batch.end}".encode())]
+        if item.code is not None:
+            headers.append((HEADER_ERROR_CODE, str(item.code).encode()))
+        self.dead_letters.produce(DEAD_LETTER.name, value=item.block, headers=headers)
+        self.metrics.dead_letter_rows.labels(item.table or "unknown").inc(max(rows, 1))
+
+
+def run(settings: Settings) -> None:
+    sink = Sink(settings)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sink.stopping.set())
+    sink.run()

@@ -1,0 +1,160 @@
+"""Insert JSONColumns blocks into ClickHouse: idempotently, retrying what is transient, isolating bad rows.
+
+* Every insert carries an `insert_deduplication_token` and is forced into one block, so a retried or
+  repeated insert of the same rows with the same token is dropped by ClickHouse whole.
+* Network errors and transient server codes are retried with backoff, without limit: the sink never
+  moves past a batch ClickHouse has not acknowledged.
+* A data error (ClickHouse cannot parse or convert a value) is deterministic: the blocks are bisected,
+  each half inserted under a derived token, down to single rows; a row that fails alone is returned
+  for the dead-letter topic and the rest lands. The search is capped at BISECT_BUDGET inserts per batch:
+  an error that hits every row (a column the table lacks) dead-letters whole blocks instead of costing
+  one insert per row. Unknown errors are retried `max_retries` times first.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+log = logging.getLogger(__name__)
+
+# One block per insert, parsed in one piece: an insert that fails leaves nothing behind.
+INSERT_SETTINGS = {"max_insert_block_size": 100_000_000, "min_insert_block_size_rows": 100_000_000,
+                   "min_insert_block_size_bytes": 4 << 30, "input_format_parallel_parsing": 0}
+
+# Server codes worth waiting out: overload, timeouts, readonly or missing replicas, unknown insert status,
+# and tables or databases that are not there yet (the schema is being applied).
+TRANSIENT_CODES = frozenset({3, 60, 81, 159, 164, 202, 203, 209, 210, 236, 241, 242, 252, 285, 319, 425, 439, 999,
+                             1000})
+# Codes that mean the data itself cannot go into the table.
+DATA_CODES = frozenset({6, 16, 25, 26, 27, 32, 33, 38, 41, 53, 62, 69, 70, 72, 76, 117, 130, 131, 190, 349, 407,
+                        691, 1001})
+_CODE = re.compile(r"code:\s*(\d+)", re.IGNORECASE)
+
+TRANSIENT, DATA, UNKNOWN = "transient", "data", "unknown"
+BISECT_BUDGET = 64
+
+
+def classify(exc: BaseException) -> tuple[str, int | None]:
+    if isinstance(exc, OperationalError):
+        return TRANSIENT, None
+    if isinstance(exc, DatabaseError):
+        match = _CODE.search(str(exc))
+        code = int(match.group(1)) if match else None
+        if code in TRANSIENT_CODES:
+            return TRANSIENT, code
+        if code in DATA_CODES:
+            return DATA, code
+        return UNKNOWN, code
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        return TRANSIENT, None
+    return UNKNOWN, None
+
+
+@dataclass(frozen=True)
+class Rejected:
+    table: str
+    block: bytes  # one or more JSONColumns objects, newline-separated, as they were inserted
+    token: str
+    error: str
+    code: int | None
+
+    @property
+    def rows(self) -> int:
+        return count_rows(self.block)
+
+
+def count_rows(data: bytes) -> int:
+    """Rows in newline-separated JSONColumns objects (JSON text never holds a raw newline)."""
+    total = 0
+    for line in data.split(b"\n"):
+        try:
+            columns = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(columns, dict) and columns:
+            total += min((len(v) for v in columns.values() if isinstance(v, list)), default=0)
+    return total
+
+
+def split_block(block: bytes) -> tuple[bytes, bytes] | None:
+    """Cut one JSONColumns block into two halves by rows; None if it holds one row or is not JSONColumns."""
+    try:
+        columns = orjson.loads(block)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(columns, dict) or not columns:
+        return None
+    rows = min((len(v) for v in columns.values() if isinstance(v, list)), default=0)
+    if rows < 2:
+        return None
+    middle = rows // 2
+    return (orjson.dumps({k: v[:middle] for k, v in columns.items()}),
+            orjson.dumps({k: v[middle:] for k, v in columns.items()}))
+
+
+class Inserter:
+    def __init__(self, connect: Callable[[], object], database: str, *, max_retries: int, backoff_max_s: float,
+                 on_retry: Callable[[str, str], None] = lambda reason, table: None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._connect = connect
+        self._client: object | None = None
+        self.database = database
+        self.max_retries = max_retries
+        self.backoff_max_s = backoff_max_s
+        self.on_retry = on_retry
+        self.sleep = sleep
+
+    def _insert_once(self, table: str, data: bytes, token: str) -> None:
+        if self._client is None:
+            self._client = self._connect()
+        self._client.raw_insert(f"`{self.database}`.`{table}`", None, insert_block=data,  # type: ignore[attr-defined]
+                                settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
+                                fmt="JSONColumns")
+
+    def insert(self, table: str, blocks: list[bytes], token: str) -> list[Rejected]:
+        """Insert `blocks` as one deduplicated block; returns the rows dead-lettered (normally none)."""
+        return self._insert(table, blocks, token, [BISECT_BUDGET])
+
+    def _insert(self, table: str, blocks: list[bytes], token: str, budget: list[int]) -> list[Rejected]:
+        data = b"\n".join(blocks)
+        backoff, attempts = 0.2, 0
+        while True:
+            try:
+                self._insert_once(table, data, token)
+                return []
+            except Exception as exc:
+                kind, code = classify(exc)
+                attempts += 1
+                if kind == DATA or (kind == UNKNOWN and attempts >= self.max_retries):
+                    return self._bisect(table, blocks, token, exc, code, budget)
+                if kind == TRANSIENT and isinstance(exc, OperationalError):
+                    self._client = None  # reconnect: the server (or the embedded host) may have restarted
+                self.on_retry(kind if code is None else f"{kind}:{code}", table)
+                log.warning("insert into %s failed (%s%s), retry %d in %.1fs: %s", table, kind,
+                            f" code {code}" if code else "", attempts, backoff, str(exc).splitlines()[0][:300])
+                self.sleep(backoff)
+                backoff = min(backoff * 2, self.backoff_max_s)
+
+    def _bisect(self, table: str, blocks: list[bytes], token: str, exc: Exception, code: int | None,
+                budget: list[int]) -> list[Rejected]:
+        halves: tuple[list[bytes], list[bytes]] | None = None
+        if len(blocks) > 1:
+            middle = len(blocks) // 2
+            halves = blocks[:middle], blocks[middle:]
+        elif (rows := split_block(blocks[0])) is not None:
+            halves = [rows[0]], [rows[1]]
+        if halves is None or budget[0] < 2:
+            message = str(exc).splitlines()[0][:2000]
+            log.error("%s for %s rejected by ClickHouse and dead-lettered: %s",
+                      "a row" if halves is None else "a block", table, message)
+            return [Rejected(table, b"\n".join(blocks), token, message, code)]
+        budget[0] -= 2
+        return (self._insert(table, halves[0], f"{token}/0", budget)
+                + self._insert(table, halves[1], f"{token}/1", budget))
