@@ -54,8 +54,11 @@ def attributes(pairs: Iterable[KeyValue]) -> dict[str, str]:
 
 
 def datetime64(unix_nano: int) -> str:
-    """Unix nanoseconds as DateTime64(9) input text (seconds.nanoseconds), exact to the nanosecond."""
-    return f"{unix_nano // 1_000_000_000}.{unix_nano % 1_000_000_000:09d}"
+    """Unix nanoseconds as DateTime64(9) input text: seconds.nanoseconds, exact to the nanosecond.
+
+    The seconds are zero-padded to ten digits: ClickHouse reads shorter numbers as dates ("1.5" would
+    become a day in May), so a zero start time must be "0000000000.000000000"."""
+    return f"{unix_nano // 1_000_000_000:010d}.{unix_nano % 1_000_000_000:09d}"
 
 
 def hex_id(raw: bytes) -> str:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import orjson
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
+from maple.clickhouse import ClickHouseUnavailable
+
 log = logging.getLogger(__name__)
 
 # One block per insert, parsed in one piece: an insert that fails leaves nothing behind.
@@ -42,7 +44,7 @@ BISECT_BUDGET = 64
 
 
 def classify(exc: BaseException) -> tuple[str, int | None]:
-    if isinstance(exc, OperationalError):
+    if isinstance(exc, (OperationalError, ClickHouseUnavailable)):
         return TRANSIENT, None
     if isinstance(exc, DatabaseError):
         match = _CODE.search(str(exc))
@@ -134,7 +136,7 @@ class Inserter:
                 attempts += 1
                 if kind == DATA or (kind == UNKNOWN and attempts >= self.max_retries):
                     return self._bisect(table, blocks, token, exc, code, budget)
-                if kind == TRANSIENT and isinstance(exc, OperationalError):
+                if kind == TRANSIENT:
                     self._client = None  # reconnect: the server (or the embedded host) may have restarted
                 self.on_retry(kind if code is None else f"{kind}:{code}", table)
                 log.warning("insert into %s failed (%s%s), retry %d in %.1fs: %s", table, kind,

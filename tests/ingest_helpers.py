@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
 from maple import kafka
-from tests.conftest import clean_environ, free_port
+from tests.conftest import free_port
+from tests.stages import Stage
 
 
-@dataclass
-class IngestProcess:
-    bootstrap: str
-    env: dict[str, str]
-    http_port: int = field(default_factory=free_port)
-    grpc_port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[str] | None = None
+class IngestProcess(Stage):
+    """`maple ingest` on free ports, started and waited for until /readyz answers."""
+
+    def __init__(self, bootstrap: str, env: dict[str, str]) -> None:
+        self.bootstrap = bootstrap
+        self.http_port, self.grpc_port = free_port(), free_port()
+        super().__init__(["ingest"], {"MAPLE_KAFKA_BOOTSTRAP": bootstrap, "MAPLE_INGEST_HTTP_PORT": str(self.http_port),
+                                      "MAPLE_INGEST_GRPC_PORT": str(self.grpc_port), **env})
 
     @property
     def http(self) -> str:
@@ -32,25 +31,15 @@ class IngestProcess:
     def grpc(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def start(self, wait_ready: bool = True) -> IngestProcess:
-        env = clean_environ(MAPLE_KAFKA_BOOTSTRAP=self.bootstrap, MAPLE_INGEST_HTTP_PORT=str(self.http_port),
-                            MAPLE_INGEST_GRPC_PORT=str(self.grpc_port), **self.env)
-        self.proc = subprocess.Popen([sys.executable, "-m", "maple", "ingest"], env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        if wait_ready:
-            deadline = time.monotonic() + 60
-            while status(f"{self.http}/readyz") != 200:
-                if self.proc.poll() is not None:
-                    raise AssertionError("maple ingest exited:\n" + (self.proc.stdout.read() if self.proc.stdout else ""))
-                assert time.monotonic() < deadline, "maple ingest never became ready"
-                time.sleep(0.2)
+    def start(self) -> IngestProcess:
+        super().start()
+        deadline = time.monotonic() + 60
+        while status(f"{self.http}/readyz") != 200:
+            if not self.alive:
+                raise AssertionError("maple ingest exited:\n" + self.output())
+            assert time.monotonic() < deadline, "maple ingest never became ready:\n" + self.output()
+            time.sleep(0.2)
         return self
-
-    def stop(self) -> str:
-        assert self.proc is not None
-        self.proc.terminate()
-        out, _ = self.proc.communicate(timeout=60)
-        return out
 
 
 def status(url: str) -> int:

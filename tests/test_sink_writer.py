@@ -1,0 +1,69 @@
+"""The sink's inserts on the real ClickHouse engine: idempotent tokens and dead-lettering of bad rows only."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from sinks.writer import DATA, DATA_CODES, TRANSIENT, UNKNOWN, Inserter, classify, count_rows, split_block
+
+DDL = """CREATE TABLE t (Timestamp DateTime64(9), Body String, N UInt8) ENGINE = MergeTree ORDER BY Timestamp
+SETTINGS non_replicated_deduplication_window = 1000"""
+
+
+def _block(rows: list[tuple[str, str, object]]) -> bytes:
+    return orjson.dumps({"Timestamp": [r[0] for r in rows], "Body": [r[1] for r in rows], "N": [r[2] for r in rows]})
+
+
+@pytest.fixture
+def inserter(ch) -> Inserter:
+    ch.command(DDL)
+    return Inserter(lambda: ch, ch.database, max_retries=2, backoff_max_s=0.01, sleep=lambda _s: None)
+
+
+def test_the_same_token_inserts_once(ch, inserter: Inserter) -> None:
+    block = _block([("1700000000.000000001", "a", 1), ("1700000000.000000002", "b", 2)])
+    for _ in range(3):
+        assert inserter.insert("t", [block, block], "g/otel.logs/0/0-1/t") == []
+    assert ch.query("SELECT count() FROM t").result_rows == [(4,)]
+
+
+def test_a_bad_row_is_dead_lettered_and_the_rest_lands(ch, inserter: Inserter) -> None:
+    good = [(f"1700000000.{i:09d}", f"row-{i}", i) for i in range(1, 40)]
+    bad = ("99999999999999.0", "the year 5138", 1)  # beyond DateTime64(9)'s range
+    blocks = [_block(good[:20]), _block(good[20:30] + [bad] + good[30:])]
+    rejected = inserter.insert("t", blocks, "g/otel.logs/0/0-1/t")
+    assert len(rejected) == 1 and rejected[0].rows == 1
+    assert orjson.loads(rejected[0].block)["Body"] == ["the year 5138"]
+    assert rejected[0].code in DATA_CODES and rejected[0].token.startswith("g/otel.logs/0/0-1/t/")
+    assert ch.query("SELECT count(), uniqExact(Body) FROM t").result_rows == [(39, 39)]
+    # A crash after this and a redo of the same batch: every sub-insert is deduplicated.
+    assert len(inserter.insert("t", blocks, "g/otel.logs/0/0-1/t")) == 1
+    assert ch.query("SELECT count() FROM t").result_rows == [(39,)]
+
+
+def test_an_error_on_every_row_costs_a_bounded_number_of_inserts(ch, inserter: Inserter) -> None:
+    attempts = []
+    original = inserter._insert_once
+    inserter._insert_once = lambda *a: (attempts.append(a), original(*a))[1]  # count real attempts
+    # Every row carries text where the table wants a number (as after a schema change gone wrong).
+    blocks = [_block([(f"1700000000.{i:09d}", "x", "not a number") for i in range(50)]) for _ in range(8)]
+    rejected = inserter.insert("t", blocks, "tok")
+    assert sum(r.rows for r in rejected) == 400
+    assert len(attempts) <= 70
+
+
+def test_helpers() -> None:
+    assert split_block(_block([("1", "a", 1)])) is None
+    left, right = split_block(_block([("1", "a", 1), ("2", "b", 2), ("3", "c", 3)]))
+    assert orjson.loads(left)["Body"] == ["a"] and orjson.loads(right)["Body"] == ["b", "c"]
+    assert count_rows(left + b"\n" + right) == 3
+    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+    from maple.clickhouse import ClickHouseUnavailable
+
+    assert classify(OperationalError("connection refused")) == (TRANSIENT, None)
+    assert classify(ClickHouseUnavailable("no embedded host")) == (TRANSIENT, None)
+    assert classify(DatabaseError("Received ClickHouse exception, code: 252, too many parts")) == (TRANSIENT, 252)
+    assert classify(DatabaseError("code: 27. Cannot parse input")) == (DATA, 27)
+    assert classify(DatabaseError("code: 48. Not implemented")) == (UNKNOWN, 48)
