@@ -108,6 +108,25 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_e2e(args: argparse.Namespace) -> int:
+    from maple import bench_e2e
+
+    settings = _settings(args)
+    report = bench_e2e.run(settings, signal=args.signal, records=args.records, per_request=args.per_request,
+                           rate=args.rate, duration=args.duration, workers=args.workers, sinks=args.sinks,
+                           say=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _say(f"{report['signal']}: {report['records_per_s']:,.0f} records/s through {report['workers']} worker(s) and "
+         f"{report['sinks']} sink(s) ({report['records_per_s_incl_startup']:,.0f}/s including "
+         f"{report['startup_s']:.1f}s start-up; {report['records']:,} records)")
+    p50, p99 = report["freshness_p50_s"], report["freshness_p99_s"]
+    _say(f"freshness at {report['freshness_rate_per_s']:,.0f} records/s: p50 {p50:.2f}s, p99 {p99:.2f}s "
+         "(ingest receipt -> queryable)" if p50 is not None else "freshness: no samples")
+    return 0
+
+
 def cmd_clickhouse_serve(args: argparse.Namespace) -> int:
     from maple import chhost
 
@@ -274,6 +293,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench_ingest.add_argument("--duration", type=float, default=20, help="measured seconds (default 20)")
     bench_ingest.add_argument("--warmup", type=float, default=3, help="warm-up seconds, not measured (default 3)")
     bench_ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    bench_e2e = add("e2e", "measure records/s through workers and sinks, and ingest-to-queryable freshness",
+                    cmd_bench_e2e,
+                    "Phase 1 produces --records raw records straight into the raw topic, starts workers and sinks, "
+                    "and measures records/s while rows appear in ClickHouse. Phase 2 sends requests through a real "
+                    "ingest at --rate records/s (default: half of phase 1) for --duration seconds and reports the "
+                    "p50/p99 of ingest receipt -> ClickHouse acknowledgement. Uses its own consumer groups and "
+                    "database (bench_<id>). Kafka must be running (`maple kafka start`).", into=bench_sub)
+    bench_e2e.add_argument("--signal", choices=("logs", "metrics"), default="logs")
+    bench_e2e.add_argument("--records", type=int, default=1_000_000, help="phase 1 backlog (default 1,000,000)")
+    bench_e2e.add_argument("--per-request", type=int, default=500, help="records per OTLP request (default 500)")
+    bench_e2e.add_argument("--rate", type=float, help="phase 2 records/s (default: half the phase 1 rate)")
+    bench_e2e.add_argument("--duration", type=float, default=30, help="phase 2 seconds (default 30)")
+    bench_e2e.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    bench_e2e.add_argument("--sinks", type=int, default=1, help="sink processes (default 1)")
+    bench_e2e.add_argument("--json", action="store_true", help="print the report as JSON")
 
     add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,
         "A Faust app (consumer group worker.group) with one agent per signal in worker.signals: logs (JSON "

@@ -75,6 +75,24 @@ def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
     return created
 
 
+def start_group_at_end(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 30.0) -> None:
+    """Commit the current end offsets of `topics` for `group`, so that it reads only what comes next.
+
+    For a group that has no running members (a fresh one, or one that is stopped)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        offsets = []
+        for topic in topics:
+            partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+            for partition in partitions:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+                offsets.append(TopicPartition(topic, partition, high))
+        if offsets:
+            consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()
+
+
 def probe(bootstrap: str, timeout: float = 10.0) -> None:
     """Prove the cluster works end to end: produce one record with acks=all, then consume it back.
 

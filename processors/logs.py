@@ -50,8 +50,7 @@ def flatten(obj: dict[str, Any], out: dict[str, str], depth: int, prefix: str = 
 
 
 def _json_object(text: str, limit: int) -> dict[str, Any] | None:
-    stripped = text.lstrip()
-    if not stripped.startswith("{") or len(text) > limit:
+    if not text or (text[0] != "{" and not text.lstrip().startswith("{")) or len(text) > limit:
         return None
     try:
         parsed = orjson.loads(text)
@@ -63,26 +62,28 @@ def _json_object(text: str, limit: int) -> dict[str, Any] | None:
 def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: LogOptions = LogOptions()
                ) -> dict[str, list[Any]]:
     cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-    (timestamp, trace_id, span_id, flags, sev_text, sev_num, service, body_col, res_url, res_attrs, scope_url,
-     scope_name, scope_version, scope_attrs, log_attrs) = (cols[name].append for name in COLUMNS)
+    timestamp, trace_id, span_id, flags, sev_text, sev_num, body_col, log_attrs = (
+        cols[name].append for name in ("Timestamp", "TraceId", "SpanId", "TraceFlags", "SeverityText",
+                                       "SeverityNumber", "Body", "LogAttributes"))
+    max_depth, max_json = options.json_max_depth, options.json_max_body_bytes
     for resource_logs in request.resource_logs:
         resource = attributes(resource_logs.resource.attributes)
         service_name = resource.get("service.name", "")
         for scope_logs in resource_logs.scope_logs:
             scope = scope_logs.scope
-            scope_attributes = attributes(scope.attributes)
-            for record in scope_logs.log_records:
+            records = scope_logs.log_records
+            for record in records:
                 body = record.body
                 kind = body.WhichOneof("value")
-                text = to_text(body)
+                text = body.string_value if kind == "string_value" else to_text(body)
                 attrs = attributes(record.attributes)
                 parsed = None
                 if kind == "string_value":
-                    parsed = _json_object(text, options.json_max_body_bytes)
+                    parsed = _json_object(text, max_json)
                 elif kind == "kvlist_value":
                     parsed = to_python(body)
                 if parsed:
-                    flatten(parsed, attrs, options.json_max_depth)
+                    flatten(parsed, attrs, max_depth)
                 number, level = record.severity_number, record.severity_text
                 if not 1 <= number <= 24:
                     inferred = (severity.from_fields(parsed) if parsed else None) or severity.from_text(text)
@@ -95,13 +96,15 @@ def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: Log
                 flags(record.flags & 0xFF)
                 sev_text(level)
                 sev_num(number)
-                service(service_name)
                 body_col(text)
-                res_url(resource_logs.schema_url)
-                res_attrs(resource)
-                scope_url(scope_logs.schema_url)
-                scope_name(scope.name)
-                scope_version(scope.version)
-                scope_attrs(scope_attributes)
                 log_attrs(attrs)
+            # Columns that are constant within a scope are filled once per scope, not per record.
+            n = len(records)
+            cols["ServiceName"] += [service_name] * n
+            cols["ResourceSchemaUrl"] += [resource_logs.schema_url] * n
+            cols["ResourceAttributes"] += [resource] * n
+            cols["ScopeSchemaUrl"] += [scope_logs.schema_url] * n
+            cols["ScopeName"] += [scope.name] * n
+            cols["ScopeVersion"] += [scope.version] * n
+            cols["ScopeAttributes"] += [attributes(scope.attributes)] * n
     return cols

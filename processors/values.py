@@ -50,7 +50,12 @@ def to_text(value: AnyValue) -> str:
 
 
 def attributes(pairs: Iterable[KeyValue]) -> dict[str, str]:
-    return {kv.key: to_text(kv.value) for kv in pairs}
+    out = {}
+    for kv in pairs:
+        value = kv.value
+        # Most attribute values are strings: skip the general conversion for them (a hot path).
+        out[kv.key] = value.string_value if value.WhichOneof("value") == "string_value" else to_text(value)
+    return out
 
 
 def datetime64(unix_nano: int) -> str:
@@ -58,7 +63,7 @@ def datetime64(unix_nano: int) -> str:
 
     The seconds are zero-padded to ten digits: ClickHouse reads shorter numbers as dates ("1.5" would
     become a day in May), so a zero start time must be "0000000000.000000000"."""
-    return f"{unix_nano // 1_000_000_000:010d}.{unix_nano % 1_000_000_000:09d}"
+    return "%010d.%09d" % divmod(unix_nano, 1_000_000_000)
 
 
 def hex_id(raw: bytes) -> str:
