@@ -198,11 +198,10 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
         client = clickhouse.connect(settings, database=database, in_process=False)
 
         # The bench's groups start at the topics' ends: earlier traffic is not part of the measurement.
-        processed = LOGS if signal == "logs" else METRICS
         kafka_clients.ensure_topics(kafka_clients.admin_client(bootstrap), settings.kafka.partitions,
-                                    settings.kafka.replication_factor, [raw_topic, processed])
+                                    settings.kafka.replication_factor, [raw_topic, LOGS, METRICS])
         kafka_clients.start_group_at_end(bootstrap, env["MAPLE_WORKER_GROUP"], [raw_topic.name])
-        kafka_clients.start_group_at_end(bootstrap, env["MAPLE_SINK_GROUP"], [processed.name])
+        kafka_clients.start_group_at_end(bootstrap, env["MAPLE_SINK_GROUP"], [LOGS.name, METRICS.name])
 
         # Phase 1: throughput of worker + sink over a backlog.
         bodies = [make(service, per_request, seed) for seed in range(40)]

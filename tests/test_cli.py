@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ import pytest
 from tests.conftest import clean_environ, free_port
 
 COMMANDS = [[], ["up"], ["kafka"], ["clickhouse"], ["clickhouse", "serve"], ["query"], ["schema"],
-            ["schema", "apply"], ["config"], ["config", "show"], ["ingest"], ["worker"], ["sink"]]
+            ["schema", "apply"], ["config"], ["config", "show"], ["ingest"], ["worker"], ["sink"], ["bench"],
+            ["bench", "ingest"], ["bench", "e2e"]]
 
 
 def maple(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -46,20 +48,21 @@ def test_config_show_masks_the_password() -> None:
     assert "http://writer:****@ch:8123/otel" in result.stdout and "hunter2" not in result.stdout
 
 
-def test_stages_of_later_issues_say_so() -> None:
-    result = maple("sink")
-    assert result.returncode == 3 and "not built yet" in result.stderr
-
-
 def test_query_and_schema_open_the_engine_in_process_when_no_host_runs(tmp_path: Path) -> None:
     env = clean_environ(MAPLE_DATA_DIR=str(tmp_path))
     first = maple("schema", "apply", env=env)
     assert first.returncode == 0, first.stderr
-    assert "schema of `otel` at version 0" in first.stdout
+    assert "schema of `otel` at version 1 (1 migration(s) applied now)" in first.stdout
     again = maple("schema", "apply", env=env)
-    assert "(0 migration(s) applied now)" in again.stdout
-    result = maple("query", "SELECT name FROM system.tables WHERE database = 'otel'", "--format", "TSV", env=env)
-    assert result.stdout.split() == ["maple_schema_versions"]
+    assert "at version 1 (0 migration(s) applied now)" in again.stdout
+    result = maple("query", "SELECT name FROM system.tables WHERE database = 'otel' ORDER BY name", "--format",
+                   "TSV", env=env)
+    assert result.stdout.split() == ["maple_schema_versions", "otel_logs", "otel_metrics_exponential_histogram",
+                                     "otel_metrics_gauge", "otel_metrics_histogram", "otel_metrics_sum",
+                                     "otel_metrics_summary"]
+    dry = maple("schema", "apply", "--dry-run", env=clean_environ(MAPLE_DATA_DIR=str(tmp_path / "untouched")))
+    assert dry.returncode == 0 and dry.stdout.count("CREATE TABLE IF NOT EXISTS") == 7
+    assert not (tmp_path / "untouched").exists()
     bad = maple("query", "SELECT * FROM nowhere", env=env)
     assert bad.returncode == 1 and "UNKNOWN_TABLE" in bad.stderr
 
@@ -133,6 +136,7 @@ def _children(env: dict[str, str]) -> list[int]:
 
 def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(tmp_path: Path) -> None:
     env = clean_environ(MAPLE_DATA_DIR=str(tmp_path), MAPLE_KAFKA_PORT=str(free_port()),
+                        MAPLE_WORKER_METRICS_PORT="0", MAPLE_SINK_METRICS_PORT="0",
                         MAPLE_KAFKA_CONTROLLER_PORT=str(free_port()), MAPLE_KAFKA_HEAP="384m",
                         MAPLE_CLICKHOUSE_EMBEDDED_PORT=str(free_port()), MAPLE_INGEST_HTTP_PORT=str(free_port()),
                         MAPLE_INGEST_GRPC_PORT=str(free_port()))
@@ -142,8 +146,26 @@ def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(
         text = "".join(up.output)
         assert "kafka       healthy" in text and "clickhouse  healthy" in text and "ingest      ready" in text
         assert f"OTLP HTTP http://127.0.0.1:{env['MAPLE_INGEST_HTTP_PORT']}" in text
+        assert "worker      running" in text and "sink        running" in text
         assert f"127.0.0.1:{env['MAPLE_KAFKA_PORT']}" in text
         assert f"http://127.0.0.1:{env['MAPLE_CLICKHOUSE_EMBEDDED_PORT']}" in text
+
+        # The main job: a log sent to the ingest becomes a row anyone can query.
+        body = json.dumps({"resourceLogs": [{"resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": "up-test"}}]}, "scopeLogs": [{"logRecords": [
+                {"timeUnixNano": str(time.time_ns()), "body": {"stringValue": "hello from maple up ERROR"}}]}]}]})
+        request = urllib.request.Request(f"http://127.0.0.1:{env['MAPLE_INGEST_HTTP_PORT']}/v1/logs",
+                                         data=body.encode(), headers={"Content-Type": "application/json"})
+        assert urllib.request.urlopen(request, timeout=30).status == 200
+        deadline = time.monotonic() + 90
+        while True:
+            landed = maple("query", "SELECT SeverityText, Body FROM otel_logs WHERE ServiceName = 'up-test'",
+                           "--format", "TSV", env=env)
+            if landed.stdout.strip():
+                break
+            assert time.monotonic() < deadline, "the log never became queryable:\n" + "".join(up.output)
+            time.sleep(1)
+        assert landed.stdout.strip() == "ERROR\thello from maple up ERROR"
 
         version = maple("query", "SELECT version()", "--format", "TSV", env=env)
         assert version.returncode == 0, version.stderr
