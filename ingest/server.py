@@ -25,11 +25,22 @@ class IngestStartupError(RuntimeError):
     pass
 
 
+def _exit_on_fatal(err: object) -> None:
+    """A fatal producer error cannot be recovered in place: exit so that the supervisor (maple up, or the
+    orchestrator) starts a fresh ingest. Requests in flight get no answer and are retried by clients."""
+    import os
+
+    log.critical("the Kafka producer failed for good (%s); exiting to be restarted", err)
+    logging.shutdown()
+    os._exit(70)
+
+
 async def serve(settings: Settings, stop: threading.Event | None = None) -> None:
     cfg = settings.ingest
     bootstrap = kafka_clients.bootstrap_servers(settings)
     metrics = IngestMetrics()
-    writer = AsyncProducer(bootstrap, cfg.kafka_timeout_s, on_ready_change=lambda ok: metrics.kafka_ready.set(int(ok)))
+    writer = AsyncProducer(bootstrap, cfg.kafka_timeout_s, on_ready_change=lambda ok: metrics.kafka_ready.set(int(ok)),
+                           on_fatal=_exit_on_fatal)
     loop = asyncio.get_running_loop()
     writer.start(loop)
     if not await loop.run_in_executor(None, writer.wait_ready, settings.kafka.start_timeout_s):

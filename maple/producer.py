@@ -52,6 +52,7 @@ class AsyncProducer:
         self._closing = threading.Event()
         self._on_ready_change = on_ready_change
         self._on_fatal = on_fatal
+        self._fatal: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.producer = Producer(kafka_clients.producer_config(bootstrap, **{
             "message.timeout.ms": int(timeout_s * 1000),
@@ -87,6 +88,8 @@ class AsyncProducer:
         return self._ready.is_set()
 
     def _set_ready(self, ready: bool, reason: str = "") -> None:
+        if ready and self._fatal is not None:
+            return  # a producer in a fatal state never serves again
         if ready == self._ready.is_set():
             return
         if ready:
@@ -99,6 +102,8 @@ class AsyncProducer:
             self._on_ready_change(ready)
 
     def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err.str()
         if err.code() == KafkaError._ALL_BROKERS_DOWN or err.fatal():
             self._set_ready(False, err.str())
         if err.fatal() and self._on_fatal is not None:

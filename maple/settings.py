@@ -119,9 +119,6 @@ class SinkSettings:
     flush_interval_s: float = setting(1.0, "...or its oldest buffered batch is this old.", minimum=0.05)
     session_timeout_s: float = setting(10.0, "Consumer-group session timeout: how soon the partitions of a "
                                        "sink that died move to the others.", minimum=6, maximum=300)
-    max_retries: int = setting(8, "Attempts for an insert failing with an unknown ClickHouse error before its "
-                                  "rows are bisected and the bad ones dead-lettered. Network errors and known "
-                                  "transient codes are retried without limit.", minimum=1)
     retry_backoff_max_s: float = setting(30.0, "Longest pause between insert retries.", minimum=0.1)
     metrics_port: int = setting(9464, "Prometheus /metrics port of a sink (0: off; a taken port is skipped "
                                       "with a warning).", minimum=0, maximum=65535)

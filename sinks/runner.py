@@ -33,11 +33,12 @@ from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_ERROR_CODE, HEADER_R
                           HEADER_SOURCE, HEADER_SOURCE_RANGE, HEADER_STAGE, HEADER_TABLE, HEADER_TOKEN, LOGS, METRICS,
                           SourcePosition, Topic)
 from sinks.batch import Limits, PartitionBatch, RowBatch, decode_state
-from sinks.writer import Inserter, Rejected
+from sinks.writer import Inserter, Rejected, cap_block
 
 log = logging.getLogger(__name__)
 
 SINK_TOPICS: tuple[Topic, ...] = (LOGS, METRICS)
+DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024  # well under the topic's 16 MiB record limit
 # Fine enough for p50/p99 by interpolation (`maple bench e2e` reads them).
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5,
                      4.0, 4.5, 5.0, 6.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
@@ -62,16 +63,20 @@ class SinkMetrics:
         self.buffered_rows = Gauge("maple_sink_buffered_rows", "Rows gathered and not yet inserted", registry=r)
 
 
-def _row_batch(message: Any) -> RowBatch | None:
-    headers = {key: value for key, value in (message.headers() or [])}
-    table = headers.get(HEADER_TABLE)
-    if not table:
-        return None
-    source = headers.get(HEADER_SOURCE)
-    received = headers.get(HEADER_RECEIVED_NS)
-    return RowBatch(offset=message.offset(), table=table.decode(), rows=int(headers.get(HEADER_ROWS, b"0")),
-                    value=message.value(), source=SourcePosition.parse(source) if source else None,
-                    received_ns=int(received) if received else None)
+def _row_batch(message: Any) -> RowBatch:
+    """The message as a row batch; raises ValueError (with the reason) when it does not follow the contract."""
+    headers = {key: value for key, value in (message.headers() or []) if value is not None}
+    table = headers.get(HEADER_TABLE, b"").decode(errors="replace")
+    if not table or not message.value():
+        raise ValueError(f"no {HEADER_TABLE} header or no value")
+    try:
+        source = headers.get(HEADER_SOURCE)
+        received = headers.get(HEADER_RECEIVED_NS)
+        return RowBatch(offset=message.offset(), table=table, rows=int(headers.get(HEADER_ROWS, b"0")),
+                        value=message.value(), source=SourcePosition.parse(source) if source else None,
+                        received_ns=int(received) if received else None)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"malformed row batch headers: {exc}") from exc
 
 
 class CommitFailed(RuntimeError):
@@ -99,11 +104,15 @@ class Sink:
         self.dead_letters = Producer(kafka_clients.producer_config(bootstrap))
         self.inserter = Inserter(lambda: clickhouse.connect(settings, database=settings.clickhouse.database,
                                                             in_process=False),
-                                 settings.clickhouse.database, max_retries=cfg.max_retries,
+                                 settings.clickhouse.database,
                                  backoff_max_s=cfg.retry_backoff_max_s,
                                  on_retry=lambda reason, table: self.metrics.retries.labels(reason, table).inc(),
                                  sleep=self._sleep)
         self.batches: dict[tuple[str, int], PartitionBatch] = {}
+        # Partitions re-read from their commit while messages fetched before the seek are still in hand.
+        self._stale: set[tuple[str, int]] = set()
+        self._dead_letter_errors: list[str] = []
+        self._dead_letters_pending = 0
 
     def _sleep(self, seconds: float) -> None:
         # Waiting out ClickHouse: a stop request does not abandon the batch (it is not committed; the next
@@ -137,6 +146,7 @@ class Sink:
                  clickhouse.describe_engine(self.settings))
         try:
             while not self.stopping.is_set():
+                self._stale.clear()  # a seek purged the partition's prefetched messages: new ones are current
                 for message in self.consumer.consume(num_messages=2000, timeout=0.2):
                     if message.error():
                         if message.error().code() != KafkaError._PARTITION_EOF:
@@ -157,22 +167,25 @@ class Sink:
     def _take(self, message: Any) -> None:
         key = (message.topic(), message.partition())
         batch = self.batches.get(key)
-        if batch is None:  # a message for a partition revoked in between: the next owner has it
+        if batch is None or key in self._stale:
+            # Revoked in between (the next owner has it), or fetched before a seek back to the commit.
             return
         if batch.start < 0:
             batch.start = message.offset()
         if not batch.belongs(message.offset()):
             self._flush(key)
             batch = self.batches.get(key)
-            if batch is None:
+            if batch is None or key in self._stale:
                 return
-        row_batch = _row_batch(message)
-        if row_batch is None:
-            log.warning("%s[%d]@%d has no %s header; dead-lettered", key[0], key[1], message.offset(), HEADER_TABLE)
-            self._dead_letter(Rejected("", message.value() or b"", "", f"no {HEADER_TABLE} header", None), batch)
-            batch.skip(message.offset(), time.monotonic())
+        now = time.monotonic()
+        try:
+            row_batch = _row_batch(message)
+        except ValueError as exc:
+            log.warning("%s[%d]@%d is not a row batch (%s); dead-lettered", key[0], key[1], message.offset(), exc)
+            batch.skip(message.offset(), now)
+            self._dead_letter(Rejected("", message.value() or b"", "", str(exc), None), batch)
             return
-        if not batch.add(row_batch, time.monotonic()):
+        if not batch.add(row_batch, now):
             self.metrics.duplicates.labels(key[0]).inc()
 
     def _commit(self, batch: PartitionBatch, offset: int, metadata: str) -> None:
@@ -196,8 +209,7 @@ class Sink:
                     for item in rejected:
                         self._dead_letter(item, batch)
                     self.metrics.rows.labels(table).inc(sum(b.rows for b in batch.taken if b.table == table))
-                if self.dead_letters.flush(60):
-                    raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "dead letters not acknowledged"))
+            self._settle_dead_letters()
             self._commit(batch, batch.end + 1, batch.done())
         except CommitFailed as exc:
             log.warning("%s[%d]: commit refused (%s); re-reading from the last commit", topic, partition, exc)
@@ -211,25 +223,53 @@ class Sink:
         self.batches[key] = batch.following()
 
     def _reset(self, key: tuple[str, int]) -> None:
-        """Forget the partition's batch and read it again from its committed state (if still ours)."""
+        """Forget the partition's batch and read it again from its committed state, if it is still ours.
+
+        Messages of that partition already fetched are stale from here on (see `_take`)."""
         self.batches.pop(key, None)
-        try:
-            tp = self.consumer.committed([TopicPartition(*key)], timeout=30)[0]
-            wm, end = decode_state(tp.metadata)
-            self.consumer.seek(TopicPartition(key[0], key[1], tp.offset if tp.offset >= 0 else 0))
-            self.batches[key] = PartitionBatch(key[0], key[1], tp.offset if tp.offset >= 0 else -1, wm, end)
-        except KafkaException as exc:  # not ours any more: the rebalance callbacks take it from here
-            log.info("%s[%d] is no longer assigned here (%s)", key[0], key[1], exc)
+        self._stale.add(key)
+        for attempt in range(10):
+            if TopicPartition(*key) not in self.consumer.assignment():
+                log.info("%s[%d] is no longer assigned here", *key)  # the rebalance callbacks take it from here
+                return
+            try:
+                tp = self.consumer.committed([TopicPartition(*key)], timeout=30)[0]
+                wm, end = decode_state(tp.metadata)
+                self.consumer.seek(TopicPartition(key[0], key[1], tp.offset if tp.offset >= 0 else 0))
+                self.batches[key] = PartitionBatch(key[0], key[1], tp.offset if tp.offset >= 0 else -1, wm, end)
+                return
+            except KafkaException as exc:
+                log.warning("%s[%d]: reading its commit failed (%s), retry %d", key[0], key[1], exc, attempt + 1)
+                self._sleep(min(2 ** attempt, 30))
+        # Still assigned but unreadable: restart rather than sit on the partition.
+        raise RuntimeError(f"{key[0]}[{key[1]}]: could not read its committed offset")
 
     def _dead_letter(self, item: Rejected, batch: PartitionBatch) -> None:
-        rows = item.rows
-        headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, item.table.encode()), (HEADER_ERROR, item.error.encode()),
+        start = batch.start if batch.start >= 0 else batch.last_offset
+        headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, item.table.encode()), (HEADER_ERROR, item.error.encode()[:4096]),
                    (HEADER_TOKEN, item.token.encode()),
-                   (HEADER_SOURCE_RANGE, f"{batch.topic}/{batch.partition}/{batch.start}-{batch.end}".encode())]
+                   (HEADER_SOURCE_RANGE, f"{batch.topic}/{batch.partition}/{start}-{batch.last_offset}".encode())]
         if item.code is not None:
             headers.append((HEADER_ERROR_CODE, str(item.code).encode()))
-        self.dead_letters.produce(DEAD_LETTER.name, value=item.block, headers=headers)
-        self.metrics.dead_letter_rows.labels(item.table or "unknown").inc(max(rows, 1))
+
+        def delivered(err: KafkaError | None, _msg: Any) -> None:
+            self._dead_letters_pending -= 1
+            if err is not None:
+                self._dead_letter_errors.append(err.str())
+
+        for piece in cap_block(item.block, DEAD_LETTER_MAX_BYTES):
+            self._dead_letters_pending += 1
+            self.dead_letters.produce(DEAD_LETTER.name, value=piece, headers=headers, on_delivery=delivered)
+        self.metrics.dead_letter_rows.labels(item.table or "unknown").inc(max(item.rows, 1))
+
+    def _settle_dead_letters(self) -> None:
+        """Dead letters must be in Kafka before the offsets that produced them are committed."""
+        if not self._dead_letters_pending and not self._dead_letter_errors:
+            return
+        self.dead_letters.flush(60)
+        if self._dead_letters_pending or self._dead_letter_errors:
+            errors, self._dead_letter_errors = self._dead_letter_errors, []
+            raise RuntimeError(f"dead letters not acknowledged by Kafka: {errors or 'timed out'}")
 
 
 def run(settings: Settings) -> None:

@@ -8,7 +8,10 @@
   each half inserted under a derived token, down to single rows; a row that fails alone is returned
   for the dead-letter topic and the rest lands. The search is capped at BISECT_BUDGET inserts per batch:
   an error that hits every row (a column the table lacks) dead-letters whole blocks instead of costing
-  one insert per row. Unknown errors are retried `max_retries` times first.
+  one insert per row.
+* Any other error is retried like a transient one, without limit and loudly: dead-lettering on an error
+  that is not the data's fault would drop rows from the table, and bisecting on one that may not repeat
+  would break the token scheme a redo relies on.
 """
 
 from __future__ import annotations
@@ -35,8 +38,7 @@ INSERT_SETTINGS = {"max_insert_block_size": 100_000_000, "min_insert_block_size_
 TRANSIENT_CODES = frozenset({3, 60, 81, 159, 164, 202, 203, 209, 210, 236, 241, 242, 252, 285, 319, 425, 439, 999,
                              1000})
 # Codes that mean the data itself cannot go into the table.
-DATA_CODES = frozenset({6, 16, 25, 26, 27, 32, 33, 38, 41, 53, 62, 69, 70, 72, 76, 117, 130, 131, 190, 349, 407,
-                        691, 1001})
+DATA_CODES = frozenset({6, 16, 25, 26, 27, 38, 41, 53, 62, 69, 70, 72, 76, 117, 130, 131, 190, 349, 407, 691})
 _CODE = re.compile(r"code:\s*(\d+)", re.IGNORECASE)
 
 TRANSIENT, DATA, UNKNOWN = "transient", "data", "unknown"
@@ -85,6 +87,24 @@ def count_rows(data: bytes) -> int:
     return total
 
 
+def cap_block(data: bytes, limit: int) -> list[bytes]:
+    """Cut newline-separated JSONColumns data into pieces of at most `limit` bytes, by objects, then rows.
+    A single row over the limit stays whole (it cannot be cut)."""
+    pieces: list[bytes] = []
+    pending = data.split(b"\n") if len(data) > limit else [data]
+    while pending:
+        block = pending.pop(0)
+        if len(block) <= limit:
+            pieces.append(block)
+            continue
+        halves = split_block(block)
+        if halves is None:
+            pieces.append(block)
+        else:
+            pending[:0] = list(halves)
+    return pieces
+
+
 def split_block(block: bytes) -> tuple[bytes, bytes] | None:
     """Cut one JSONColumns block into two halves by rows; None if it holds one row or is not JSONColumns."""
     try:
@@ -102,13 +122,12 @@ def split_block(block: bytes) -> tuple[bytes, bytes] | None:
 
 
 class Inserter:
-    def __init__(self, connect: Callable[[], object], database: str, *, max_retries: int, backoff_max_s: float,
+    def __init__(self, connect: Callable[[], object], database: str, *, backoff_max_s: float,
                  on_retry: Callable[[str, str], None] = lambda reason, table: None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._connect = connect
         self._client: object | None = None
         self.database = database
-        self.max_retries = max_retries
         self.backoff_max_s = backoff_max_s
         self.on_retry = on_retry
         self.sleep = sleep
@@ -134,13 +153,14 @@ class Inserter:
             except Exception as exc:
                 kind, code = classify(exc)
                 attempts += 1
-                if kind == DATA or (kind == UNKNOWN and attempts >= self.max_retries):
+                if kind == DATA:
                     return self._bisect(table, blocks, token, exc, code, budget)
                 if kind == TRANSIENT:
                     self._client = None  # reconnect: the server (or the embedded host) may have restarted
                 self.on_retry(kind if code is None else f"{kind}:{code}", table)
-                log.warning("insert into %s failed (%s%s), retry %d in %.1fs: %s", table, kind,
-                            f" code {code}" if code else "", attempts, backoff, str(exc).splitlines()[0][:300])
+                (log.error if kind == UNKNOWN else log.warning)(
+                    "insert into %s failed (%s%s), retry %d in %.1fs: %s", table, kind, f" code {code}" if code else "",
+                    attempts, backoff, str(exc).splitlines()[0][:300])
                 self.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max_s)
 

@@ -233,3 +233,22 @@ def test_an_undecodable_raw_record_is_dead_lettered_by_the_worker(pipeline: Pipe
     assert letters[0].value() == b"\xff\xfe this is not protobuf"
     assert b"DecodeError" in dict(letters[0].headers())[HEADER_ERROR]
     assert pipeline.worker.alive
+
+
+def test_malformed_row_batches_are_dead_lettered_and_the_sink_goes_on(pipeline: Pipeline) -> None:
+    service = _service()
+    start = end_offsets(pipeline.bootstrap, DEAD_LETTER.name)
+    producer = Producer(kafka.producer_config(pipeline.bootstrap))
+    producer.produce(LOGS.name, value=b"no headers at all", partition=1)
+    producer.produce(LOGS.name, value=b"{}", partition=1, headers=[(HEADER_TABLE, b"otel_logs"),
+                                                                   (HEADER_ROWS, b"many")])
+    now = time.time_ns() // 1_000_000_000
+    good = {"Timestamp": [f"{now}.000000001"], "ServiceName": [service], "Body": ["after the bad ones"]}
+    producer.produce(LOGS.name, value=orjson.dumps(good), partition=1, headers=[
+        (HEADER_TABLE, b"otel_logs"), (HEADER_ROWS, b"1")])
+    assert producer.flush(30) == 0
+    pipeline.wait_for(f"SELECT Body FROM otel_logs WHERE ServiceName = '{service}'", [("after the bad ones",)])
+    letters = [m for m in read_since(pipeline.bootstrap, DEAD_LETTER.name, start)
+               if dict(m.headers()).get(HEADER_STAGE) == b"sink"]
+    assert sorted(m.value() for m in letters) == [b"no headers at all", b"{}"]
+    assert pipeline.sink.alive

@@ -177,3 +177,24 @@ def test_one_row_per_data_point_in_its_type_table() -> None:
             exp["NegativeBucketCounts"]) == ([2], [1], [3], [[1, 2]], [-1], [[1]])
     summary = tables[metrics.SUMMARY]
     assert summary["ValueAtQuantiles.Quantile"] == [[0.5, 0.99]] and summary["ValueAtQuantiles.Value"] == [[8.0, 30.0]]
+
+
+def test_row_batches_are_cut_under_the_size_limit_and_numbered_in_order() -> None:
+    import orjson
+
+    from topologies.batches import RawRecord, RowTooLarge, encode, log_batches
+
+    cols = logs.to_columns(_logs(*[{"body": "x" * 1000} for _ in range(100)]), received_ns=1)
+    blocks = encode(cols, limit=20_000)
+    assert len(blocks) > 5 and all(len(b) <= 20_000 for _, b in blocks)
+    assert sum(rows for rows, _ in blocks) == 100
+    assert [v for _, b in blocks for v in orjson.loads(b)["Body"]] == cols["Body"]
+    with pytest.raises(RowTooLarge):
+        encode(logs.to_columns(_logs({"body": "y" * 5000}), received_ns=1), limit=1000)
+    raw = RawRecord(_logs(*[{"body": "z" * 200_000} for _ in range(40)]).SerializeToString(), "otlp.logs.raw", 2, 9,
+                    {}, 0)
+    records = log_batches(raw, 6, logs.LogOptions())
+    assert len(records) >= 2 and all(len(r.value) <= 4 * 1024 * 1024 for r in records)
+    parts = [dict(r.headers)["maple.source"] for r in records]
+    assert parts == [f"otlp.logs.raw/2/9/{i}".encode() for i in range(len(records))]
+    assert {r.partition for r in records} == {2}

@@ -18,7 +18,7 @@ def _block(rows: list[tuple[str, str, object]]) -> bytes:
 @pytest.fixture
 def inserter(ch) -> Inserter:
     ch.command(DDL)
-    return Inserter(lambda: ch, ch.database, max_retries=2, backoff_max_s=0.01, sleep=lambda _s: None)
+    return Inserter(lambda: ch, ch.database, backoff_max_s=0.01, sleep=lambda _s: None)
 
 
 def test_the_same_token_inserts_once(ch, inserter: Inserter) -> None:
@@ -51,6 +51,33 @@ def test_an_error_on_every_row_costs_a_bounded_number_of_inserts(ch, inserter: I
     rejected = inserter.insert("t", blocks, "tok")
     assert sum(r.rows for r in rejected) == 400
     assert len(attempts) <= 70
+
+
+def test_dead_letters_are_cut_to_a_size_cap() -> None:
+    from sinks.writer import cap_block
+
+    rows = [(f"1700000000.{i:09d}", "x" * 100, 1) for i in range(64)]
+    data = _block(rows[:32]) + b"\n" + _block(rows[32:])
+    pieces = cap_block(data, 1500)
+    assert all(len(p) <= 1500 for p in pieces) and sum(count_rows(p) for p in pieces) == 64
+    assert cap_block(data, len(data)) == [data]
+
+
+def test_unknown_errors_are_retried_not_dead_lettered(ch, inserter: Inserter) -> None:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    failures = iter([DatabaseError("code: 394. Query was cancelled"), DatabaseError("code: 225. No ZooKeeper")])
+    original = inserter._insert_once
+
+    def flaky(*args):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return original(*args)
+
+    inserter._insert_once = flaky
+    assert inserter.insert("t", [_block([("1700000000.000000001", "a", 1)])], "tok-unknown") == []
+    assert ch.query("SELECT count() FROM t").result_rows == [(1,)]
 
 
 def test_helpers() -> None:

@@ -117,21 +117,27 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
         pending: asyncio.Queue = asyncio.Queue(maxsize=window)
 
         async def ack_in_order() -> None:
-            while True:
-                event, written = await pending.get()
-                try:
-                    await written
-                except Exception as exc:  # the batch is not in Kafka: never ack past it
-                    _fatal(f"{signal} batch from {event.message.tp}@{event.message.offset} not written: {exc}")
-                await stream.ack(event)
+            try:
+                while True:
+                    event, written = await pending.get()
+                    try:
+                        await written
+                    except Exception as exc:  # the batch is not in Kafka: never ack past it
+                        _fatal(f"{signal} batch from {event.message.tp}@{event.message.offset} not written: {exc}")
+                    await stream.ack(event)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # without acks nothing commits: a silent hang otherwise
+                _fatal(f"{signal} acknowledgements failed: {type(exc).__name__}: {exc}")
 
         producer.start(asyncio.get_running_loop())
         acker = asyncio.ensure_future(ack_in_order())
         try:
             async for event in stream.noack().events():
                 message = event.message
-                raw = RawRecord(event.value, message.topic, message.partition, message.offset,
-                                {k: bytes(v) for k, v in (message.headers or [])}, int((message.timestamp or 0) * 1000))
+                raw = RawRecord(event.value or b"", message.topic, message.partition, message.offset,
+                                {k: bytes(v) for k, v in (message.headers or []) if v is not None},
+                                int((message.timestamp or 0) * 1000))
                 with seconds.time():
                     try:
                         records = transform(raw)
