@@ -14,7 +14,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ import aiohttp
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
-from maple.settings import Settings
+from maple.net import free_port, http_ok
 
 
 def make_request(spans: int, seed: int) -> bytes:
@@ -105,17 +104,17 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(settings: Settings, *, url: str | None, pid: int | None, spans: int, concurrency: int, duration: float,
+def run(*, url: str | None, pid: int | None, spans: int, concurrency: int, duration: float,
         warmup: float, say: Any = print) -> dict[str, Any]:
     own = None
     if url is None:
-        port, grpc_port = _free_port(), _free_port()
+        port, grpc_port = free_port(), free_port()
         env = dict(os.environ, MAPLE_INGEST_HTTP_PORT=str(port), MAPLE_INGEST_GRPC_PORT=str(grpc_port))
         own = subprocess.Popen([sys.executable, "-m", "maple", "ingest"], env=env)
         url = f"http://127.0.0.1:{port}"
         pid = own.pid
         deadline = time.monotonic() + 60
-        while not _ready(url):
+        while not http_ok(f"{url}/readyz"):
             if own.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the benchmark's own `maple ingest` did not become ready")
             time.sleep(0.2)
@@ -145,19 +144,3 @@ def run(settings: Settings, *, url: str | None, pid: int | None, spans: int, con
         report["ingest_cpu_s_per_million_spans"] = (cpu_after - cpu_before) / (result.all_ok * spans) * 1e6
         report["ingest_cpu_cores"] = (cpu_after - cpu_before) / (duration + warmup)
     return report
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -33,17 +32,12 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 
 from maple import clickhouse
 from maple import kafka as kafka_clients
+from maple.net import free_port, http_ok
 from maple.settings import Settings
 from maple.topics import HEADER_RECEIVED_NS, LOGS, METRICS, RAW_LOGS, RAW_METRICS
 
 METRIC_TABLES = ("otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
                  "otel_metrics_exponential_histogram", "otel_metrics_summary")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def log_request(service: str, per_request: int, seed: int) -> bytes:
@@ -133,6 +127,19 @@ class Stages:
                 proc.wait(60)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        self.procs = []
+
+    def ensure_clickhouse(self, settings: Settings, say: Callable[[str], None]) -> None:
+        """In embedded mode, start a ClickHouse host on the data dir unless one already serves it."""
+        if not settings.embedded_clickhouse or clickhouse.running_host(settings) is not None:
+            return
+        say("starting an embedded ClickHouse host for the benchmark")
+        self.start("clickhouse", "serve")
+        deadline = time.monotonic() + 60
+        while clickhouse.running_host(settings) is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the embedded ClickHouse host did not start")
+            time.sleep(0.2)
 
 
 def _count(client: Any, signal: str, service: str) -> int:
@@ -177,7 +184,7 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
     database = f"bench_{tag}"
     bootstrap = kafka_clients.bootstrap_servers(settings)
     kafka_clients.probe(bootstrap, timeout=10)
-    metrics_port = _free_port()
+    metrics_port = free_port()
     env = {**os.environ, "MAPLE_KAFKA_BOOTSTRAP": bootstrap, "MAPLE_CLICKHOUSE_DATABASE": database,
            "MAPLE_WORKER_GROUP": f"bench-worker-{tag}", "MAPLE_SINK_GROUP": f"bench-sink-{tag}",
            "MAPLE_WORKER_METRICS_PORT": "0", "MAPLE_SINK_METRICS_PORT": "0", "MAPLE_WORKER_SIGNALS": signal}
@@ -185,14 +192,7 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
     make = log_request if signal == "logs" else metric_request
     raw_topic = RAW_LOGS if signal == "logs" else RAW_METRICS
     try:
-        if settings.embedded_clickhouse and clickhouse.running_host(settings) is None:
-            say("starting an embedded ClickHouse host for the benchmark")
-            stages.start("clickhouse", "serve")
-            deadline = time.monotonic() + 60
-            while clickhouse.running_host(settings) is None:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the embedded ClickHouse host did not start")
-                time.sleep(0.2)
+        stages.ensure_clickhouse(settings, say)
         subprocess.run([sys.executable, "-m", "maple", "schema", "apply"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
         client = clickhouse.connect(settings, database=database, in_process=False)
@@ -244,15 +244,11 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
 
         # Phase 2: freshness at a fixed rate through the ingest.
         stages.stop()
-        stages.procs = [p for p in stages.procs if p.poll() is None]
         target = rate or steady / 2
-        http_port = _free_port()
+        http_port = free_port()
         sink_env = {"MAPLE_SINK_METRICS_PORT": str(metrics_port)}
-        ingest = {"MAPLE_INGEST_HTTP_PORT": str(http_port), "MAPLE_INGEST_GRPC_PORT": str(_free_port())}
-        if settings.embedded_clickhouse and clickhouse.running_host(settings) is None:
-            stages.start("clickhouse", "serve")
-            while clickhouse.running_host(settings) is None:
-                time.sleep(0.2)
+        ingest = {"MAPLE_INGEST_HTTP_PORT": str(http_port), "MAPLE_INGEST_GRPC_PORT": str(free_port())}
+        stages.ensure_clickhouse(settings, say)
         stages.start("ingest", extra=ingest)
         for _ in range(workers):
             stages.start("worker")
@@ -260,15 +256,10 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
             stages.start("sink", extra=sink_env if i == 0 else None)
         url = f"http://127.0.0.1:{http_port}"
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/readyz", timeout=2)
-                _histogram(f"http://127.0.0.1:{metrics_port}/metrics", "maple_sink_freshness_seconds")
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("ingest or sink did not come up for phase 2") from None
-                time.sleep(0.5)
+        while not (http_ok(f"{url}/readyz") and http_ok(f"http://127.0.0.1:{metrics_port}/metrics")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("ingest or sink did not come up for phase 2")
+            time.sleep(0.5)
         time.sleep(8)  # let the groups settle before measuring
         say(f"phase 2: sending {target:,.0f} {signal} records/s through the ingest for {duration:.0f}s")
         before = _histogram(f"http://127.0.0.1:{metrics_port}/metrics", "maple_sink_freshness_seconds")

@@ -90,8 +90,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from ingest import bench
 
-    settings = _settings(args)
-    report = bench.run(settings, url=args.url, pid=args.pid, spans=args.spans, concurrency=args.concurrency,
+    _settings(args)  # validates the configuration the benchmark's own ingest will start with
+    report = bench.run(url=args.url, pid=args.pid, spans=args.spans, concurrency=args.concurrency,
                        duration=args.duration, warmup=args.warmup,
                        say=lambda message: print(message, file=sys.stderr, flush=True))  # progress, not results
     if args.json:

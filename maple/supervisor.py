@@ -17,12 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from maple import clickhouse, localkafka
+from maple.net import http_ok
 from maple import kafka as kafka_clients
 from maple.settings import Settings
 
@@ -69,14 +69,6 @@ def _describe_exit(code: int) -> str:
         except ValueError:
             return f"killed by signal {-code}"
     return f"exited with code {code}"
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def _terminate(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
@@ -156,8 +148,7 @@ class Supervisor:
             time.sleep(0.2)
         client = clickhouse.connect(settings, in_process=False)
         try:
-            version = client.server_version
-            client.command("SELECT 1")
+            version = client.server_version  # a query answered by the host
         finally:
             client.close()
         host = clickhouse.running_host(settings)
@@ -171,7 +162,7 @@ class Supervisor:
         self.children.append(child)
         ready = f"http://{cfg.host}:{cfg.http_port}/readyz"
         deadline = time.monotonic() + 60
-        while not _http_ok(ready):
+        while not http_ok(ready):
             if child.exited():
                 raise RuntimeError("the OTLP ingest exited during start-up (see its log above)")
             if time.monotonic() > deadline:

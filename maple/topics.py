@@ -33,7 +33,6 @@ DEAD_LETTER = Topic("maple.dlq", "sink", "operators (maple dlq)", "batches Click
 
 ALL_TOPICS: tuple[Topic, ...] = (RAW_TRACES, RAW_LOGS, RAW_METRICS, LOGS, METRICS, SPANS, SPANS_SAMPLED,
                                  DEAD_LETTER)
-RAW_BY_SIGNAL = {"traces": RAW_TRACES, "logs": RAW_LOGS, "metrics": RAW_METRICS}
 
 # Record headers on raw topics.
 HEADER_TENANT = "maple.tenant"          # tenant name from the API key, "default" without keys

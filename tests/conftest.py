@@ -18,15 +18,10 @@ from pathlib import Path
 import pytest
 
 from maple import chhost, clickhouse, localkafka
+from maple.net import free_port
 from maple.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def docker_available() -> bool:

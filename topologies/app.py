@@ -30,7 +30,7 @@ from maple import kafka as kafka_clients
 from maple import metrics as prom
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings
-from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_SOURCE, HEADER_STAGE, LOGS, METRICS, RAW_LOGS, RAW_METRICS,
+from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_ROWS, HEADER_SOURCE, HEADER_STAGE, LOGS, METRICS, RAW_LOGS, RAW_METRICS,
                           SourcePosition, Topic)
 from processors.logs import LogOptions
 from topologies.batches import RawRecord, log_batches, metric_batches
@@ -147,7 +147,7 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
                         dead_counter.inc()
                         records = [_dead_letter(raw, exc)]
                 records_counter.inc()
-                rows_counter.inc(sum(int(dict(r.headers).get("maple.rows", b"0")) for r in records))
+                rows_counter.inc(sum(int(dict(r.headers).get(HEADER_ROWS, b"0")) for r in records))
                 await pending.put((event, producer.produce_all(records)))
         except asyncio.CancelledError:
             raise
