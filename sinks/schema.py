@@ -19,7 +19,7 @@ VERSIONS_TABLE = "maple_schema_versions"
 class Migration:
     version: int
     name: str
-    statements: tuple[str, ...]  # placeholders {db}, {ttl_logs}, {ttl_metrics}, {table_settings}: see render()
+    statements: tuple[str, ...]  # placeholders {db}, {ttl_*}, {table_settings}: see render()
 
 
 # Every table keeps insert deduplication hashes for its most recent blocks: the sinks' idempotent retries
@@ -153,15 +153,81 @@ LOGS_AND_METRICS = Migration(1, "otel_logs and otel_metrics_* (Collector ClickHo
     Flags UInt32 CODEC(ZSTD(1)),""", exemplars=False),
 ))
 
-MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS,)
+TRACES_TABLE = f"""CREATE TABLE IF NOT EXISTS `{{db}}`.otel_traces (
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    ParentSpanId String CODEC(ZSTD(1)),
+    TraceState String CODEC(ZSTD(1)),
+    SpanName LowCardinality(String) CODEC(ZSTD(1)),
+    SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes {_MAP},
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion String CODEC(ZSTD(1)),
+    SpanAttributes {_MAP},
+    Duration UInt64 CODEC(T64, ZSTD(1)),
+    StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+    StatusMessage String CODEC(ZSTD(1)),
+    Events Nested (
+        Timestamp DateTime64(9),
+        Name LowCardinality(String),
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    Links Nested (
+        TraceId String,
+        SpanId String,
+        TraceState String,
+        Attributes Map(LowCardinality(String), String)
+    ) CODEC(ZSTD(1)),
+    INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+    INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+    INDEX idx_duration Duration TYPE minmax GRANULARITY 1,
+    INDEX idx_lower_span_name lower(SpanName) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8
+) ENGINE = MergeTree
+PARTITION BY toDate(Timestamp)
+PRIMARY KEY (ServiceName, SpanName, toDateTime(Timestamp))
+ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)
+{{ttl_traces}}
+SETTINGS {{table_settings}}"""
+
+# Finds a trace's time range from its id, so a trace lookup reads only the partitions it lies in.
+TRACE_ID_TS_TABLE = """CREATE TABLE IF NOT EXISTS `{db}`.otel_traces_trace_id_ts (
+    TraceId String CODEC(ZSTD(1)),
+    Start SimpleAggregateFunction(min, DateTime) CODEC(ZSTD(1)),
+    End SimpleAggregateFunction(max, DateTime) CODEC(ZSTD(1))
+) ENGINE = AggregatingMergeTree
+PARTITION BY toStartOfWeek(Start)
+ORDER BY (TraceId)
+{ttl_trace_id_ts}
+SETTINGS {table_settings}"""
+
+# An insert the source table drops as a duplicate (same deduplication token) does not reach the view.
+TRACE_ID_TS_VIEW = """CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.otel_traces_trace_id_ts_mv
+TO `{db}`.otel_traces_trace_id_ts
+AS SELECT TraceId, min(toDateTime(Timestamp)) AS Start, max(toDateTime(Timestamp)) AS End
+FROM `{db}`.otel_traces
+WHERE TraceId != ''
+GROUP BY TraceId"""
+
+TRACES = Migration(2, "otel_traces and the trace-id lookup table with its materialized view "
+                      "(Collector ClickHouse exporter layout)", (TRACES_TABLE, TRACE_ID_TS_TABLE, TRACE_ID_TS_VIEW))
+
+MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES)
 
 
 def render(statement: str, database: str, ttl_days: int) -> str:
     """Fill a migration statement's placeholders: database, TTL clauses (none for 0 days), table settings."""
     ttl_logs = f"TTL TimestampTime + toIntervalDay({ttl_days})" if ttl_days else ""
     ttl_metrics = f"TTL toDateTime(TimeUnix) + toIntervalDay({ttl_days})" if ttl_days else ""
+    ttl_traces = f"TTL toDateTime(Timestamp) + toIntervalDay({ttl_days})" if ttl_days else ""
+    ttl_trace_id_ts = f"TTL toDateTime(Start) + toIntervalDay({ttl_days})" if ttl_days else ""
     return (statement.replace("{db}", database).replace("{ttl_logs}", ttl_logs)
-            .replace("{ttl_metrics}", ttl_metrics).replace("{table_settings}", TABLE_SETTINGS))
+            .replace("{ttl_metrics}", ttl_metrics).replace("{ttl_traces}", ttl_traces)
+            .replace("{ttl_trace_id_ts}", ttl_trace_id_ts).replace("{table_settings}", TABLE_SETTINGS))
 
 
 def applied_versions(client: Client, database: str) -> set[int]:

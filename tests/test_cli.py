@@ -52,16 +52,17 @@ def test_query_and_schema_open_the_engine_in_process_when_no_host_runs(tmp_path:
     env = clean_environ(MAPLE_DATA_DIR=str(tmp_path))
     first = maple("schema", "apply", env=env)
     assert first.returncode == 0, first.stderr
-    assert "schema of `otel` at version 1 (1 migration(s) applied now)" in first.stdout
+    assert "schema of `otel` at version 2 (2 migration(s) applied now)" in first.stdout
     again = maple("schema", "apply", env=env)
-    assert "at version 1 (0 migration(s) applied now)" in again.stdout
+    assert "at version 2 (0 migration(s) applied now)" in again.stdout
     result = maple("query", "SELECT name FROM system.tables WHERE database = 'otel' ORDER BY name", "--format",
                    "TSV", env=env)
     assert result.stdout.split() == ["maple_schema_versions", "otel_logs", "otel_metrics_exponential_histogram",
                                      "otel_metrics_gauge", "otel_metrics_histogram", "otel_metrics_sum",
-                                     "otel_metrics_summary"]
+                                     "otel_metrics_summary", "otel_traces", "otel_traces_trace_id_ts",
+                                     "otel_traces_trace_id_ts_mv"]
     dry = maple("schema", "apply", "--dry-run", env=clean_environ(MAPLE_DATA_DIR=str(tmp_path / "untouched")))
-    assert dry.returncode == 0 and dry.stdout.count("CREATE TABLE IF NOT EXISTS") == 7
+    assert dry.returncode == 0 and dry.stdout.count("CREATE TABLE IF NOT EXISTS") == 9
     assert not (tmp_path / "untouched").exists()
     bad = maple("query", "SELECT * FROM nowhere", env=env)
     assert bad.returncode == 1 and "UNKNOWN_TABLE" in bad.stderr
