@@ -1,0 +1,99 @@
+"""Traces: one OTLP export request in, the columns of `otel_traces` out (one row per span).
+
+Besides the table's columns, a span batch carries `StartNs` (the span's start in Unix nanoseconds as an
+integer): the tail sampler computes trace latency from it without parsing DateTime64 text back. ClickHouse
+ignores the extra key on insert, and the sampler leaves it out of the rows it emits anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from processors.values import attributes, datetime64
+
+TABLE = "otel_traces"
+START_NS = "StartNs"
+COLUMNS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
+           "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration", "StatusCode",
+           "StatusMessage", "Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceId", "Links.SpanId",
+           "Links.TraceState", "Links.Attributes")
+
+# The exporter stores the enum names in their short form.
+SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
+STATUS_CODES = ("Unset", "Ok", "Error")
+ZERO_TRACE_ID, ZERO_SPAN_ID = "0" * 32, "0" * 16
+
+
+def span_kind(value: int) -> str:
+    return SPAN_KINDS[value] if 0 <= value < len(SPAN_KINDS) else SPAN_KINDS[0]
+
+
+def status_code(value: int) -> str:
+    return STATUS_CODES[value] if 0 <= value < len(STATUS_CODES) else STATUS_CODES[0]
+
+
+def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
+    """The spans of `request` as columns (plus StartNs). Spans without a trace id are kept as they are."""
+    cols: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, START_NS)}
+    (timestamp, trace_id, span_id, parent_id, trace_state, span_name, kind_col, span_attrs, duration, status_col,
+     status_message, event_times, event_names, event_attrs, link_trace_ids, link_span_ids, link_states, link_attrs,
+     start_col) = (cols[name].append for name in (
+        "Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "SpanAttributes",
+        "Duration", "StatusCode", "StatusMessage", "Events.Timestamp", "Events.Name", "Events.Attributes",
+        "Links.TraceId", "Links.SpanId", "Links.TraceState", "Links.Attributes", START_NS))
+    for resource_spans in request.resource_spans:
+        resource = attributes(resource_spans.resource.attributes)
+        service_name = resource.get("service.name", "")
+        for scope_spans in resource_spans.scope_spans:
+            scope = scope_spans.scope
+            spans = scope_spans.spans
+            for span in spans:
+                start, end = span.start_time_unix_nano, span.end_time_unix_nano
+                timestamp(datetime64(start))
+                start_col(start)
+                duration(end - start if end > start else 0)
+                tid, sid = span.trace_id.hex(), span.span_id.hex()
+                trace_id("" if tid == ZERO_TRACE_ID else tid)  # all-zero ids are "no id", as the exporter stores them
+                span_id("" if sid == ZERO_SPAN_ID else sid)
+                parent_id(span.parent_span_id.hex())
+                trace_state(span.trace_state)
+                span_name(span.name)
+                kind_col(span_kind(span.kind))
+                span_attrs(attributes(span.attributes))
+                status = span.status
+                status_col(status_code(status.code))
+                status_message(status.message)
+                events = span.events
+                if events:
+                    event_times([datetime64(e.time_unix_nano) for e in events])
+                    event_names([e.name for e in events])
+                    event_attrs([attributes(e.attributes) for e in events])
+                else:
+                    event_times([])
+                    event_names([])
+                    event_attrs([])
+                links = span.links
+                if links:
+                    link_trace_ids([link.trace_id.hex() for link in links])
+                    link_span_ids([link.span_id.hex() for link in links])
+                    link_states([link.trace_state for link in links])
+                    link_attrs([attributes(link.attributes) for link in links])
+                else:
+                    link_trace_ids([])
+                    link_span_ids([])
+                    link_states([])
+                    link_attrs([])
+            # Constant within a scope: filled once per scope, not per span.
+            n = len(spans)
+            cols["ServiceName"] += [service_name] * n
+            cols["ResourceAttributes"] += [resource] * n
+            cols["ScopeName"] += [scope.name] * n
+            cols["ScopeVersion"] += [scope.version] * n
+    return cols
+
+
+def take(cols: dict[str, list[Any]], rows: list[int], names: tuple[str, ...] = COLUMNS) -> dict[str, list[Any]]:
+    """The given rows of `cols` (in that order), for the columns `names`."""
+    return {name: [column[i] for i in rows] for name, column in ((n, cols[n]) for n in names)}
