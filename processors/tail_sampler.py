@@ -1,0 +1,285 @@
+"""Tail sampling of one span partition: gather traces, decide them, and say how far it is safe to commit.
+
+The sampler is a pure state machine over the messages of one partition of otel.spans, in offset order.
+Its whole behaviour is a function of those messages (values, offsets and record timestamps), never of
+the wall clock, so a sampler restarted at its committed offset makes the same decisions and emits the
+same rows at the same positions as the one it replaces. That is what keeps tail sampling exactly-once
+across kills and rebalances (docs/traces.md):
+
+* **Stream time.** Span batches carry their request's ingest time. The sampler tracks, per raw partition,
+  how far its requests have arrived; the clock is the minimum over all raw partitions, so a raw partition
+  that is behind (its worker restarting, a backlog) holds decisions back instead of being outrun. A trace
+  is decided once the clock is `decision_wait` past its first span's ingest time.
+* **Ticks.** The worker writes tick records into each span partition it samples, carrying the progress of
+  every raw partition (the current time for those fully processed). A tick *sets* the progress: it is a
+  checkpoint, and the sampler commits only at ticks, so a restart begins with exactly the state the
+  replaced sampler had there.
+* **Decision caches.** A decided trace is remembered for `late_span_window` of stream time (and within
+  the cache sizes): its late spans follow the decision.
+* **Safe offset.** Restarting at offset `c` is safe when `c` is a tick and no trace straddles `c`: every
+  trace seen before `c` has been forgotten, and none of their spans (and no copy of a message before `c`)
+  comes at or after `c`. `safe_offset()` is the highest such `c`; the worker commits only up to it.
+* **Positions.** The rows emitted at the message at offset `o` are grouped by the offset where their
+  trace was first seen, and each group is stamped (`o`, group): a restarted sampler re-creates every
+  group after its restart point identically, so the sink recognises copies by position.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from processors.sampling import SamplingConfig, Trace, decide
+from processors.traces import COLUMNS
+
+
+@dataclass(frozen=True)
+class SpanBatch:
+    """One message of a span partition: span rows, or a tick (columns None, `progress` set)."""
+
+    offset: int
+    timestamp_ms: int                      # the ingest time of the request the rows came from
+    columns: dict[str, list[Any]] | None = None
+    source_key: str | None = None          # where the rows came from (raw topic/partition), to spot copies
+    source_position: tuple[int, int] | None = None  # (raw offset, part)
+    raw_partition: int | None = None
+    progress: dict[int, int] | None = None  # a tick: how far each raw partition has arrived (ms)
+
+
+@dataclass
+class Emission:
+    """Rows to write for one group: traces first seen at `first_offset`, emitted at one message."""
+
+    first_offset: int
+    columns: dict[str, list[Any]]
+    traces: int
+
+
+@dataclass
+class SamplerCounts:
+    traces_sampled: int = 0
+    traces_not_sampled: int = 0
+    spans_sampled: int = 0
+    spans_not_sampled: int = 0
+    late_spans_sampled: int = 0
+    late_spans_dropped: int = 0
+    forced_out: int = 0          # traces decided early because num_traces was reached
+    cache_evictions: int = 0     # decisions forgotten before late_span_window because a cache was full
+    copies: int = 0              # messages dropped as copies of ones already seen
+
+
+@dataclass
+class _Pending:
+    trace: Trace
+    first_offset: int
+    due_ms: int
+    last_offset: int
+
+
+@dataclass
+class _Decided:
+    first_offset: int
+    last_offset: int
+    decided_clock: int
+
+
+@dataclass
+class PartitionSampler:
+    config: SamplingConfig
+    raw_partitions: int = 1
+    clock_ms: int = 0
+    counts: SamplerCounts = field(default_factory=SamplerCounts)
+
+    def __post_init__(self) -> None:
+        self._progress: dict[int, int] = {}      # raw partition -> latest ingest time arrived (ms)
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()       # in first-seen order
+        self._due: list[tuple[int, int, str]] = []  # heap of (due time, arrival number, trace id)
+        self._arrivals = 0
+        self._ticks: deque[int] = deque()        # tick offsets at or after the safe offset
+        self._sampled: OrderedDict[str, _Decided] = OrderedDict()       # in decision order
+        self._not_sampled: OrderedDict[str, _Decided] = OrderedDict()
+        self._alive: dict[int, int] = {}         # first offset -> traces pending or cached
+        self._alive_order: deque[int] = deque()  # the first offsets in _alive, increasing
+        self._no_cut: list[tuple[int, int]] = []  # (a, b): committing any c with a < c <= b is unsafe
+        self._watermarks: dict[str, tuple[tuple[int, int], int]] = {}  # source -> (position, offset seen)
+        self._next_offset: int | None = None
+        self._safe: int | None = None
+
+    @property
+    def pending_traces(self) -> int:
+        return len(self._pending)
+
+    @property
+    def cached_decisions(self) -> int:
+        return len(self._sampled) + len(self._not_sampled)
+
+    @property
+    def progress(self) -> dict[int, int]:
+        return dict(self._progress)
+
+    # -- one message --------------------------------------------------------------------------------
+
+    def step(self, batch: SpanBatch) -> list[Emission]:
+        """Take one message; returns the rows to emit at its offset, in position order."""
+        offset = batch.offset
+        if self._safe is None:
+            self._safe = offset
+        self._next_offset = offset + 1
+        if batch.progress is not None:
+            self._progress = dict(batch.progress)
+            self._ticks.append(offset)
+        elif batch.raw_partition is not None and batch.timestamp_ms > self._progress.get(batch.raw_partition, 0):
+            self._progress[batch.raw_partition] = batch.timestamp_ms
+        progress = self._progress
+        self.clock_ms = min((progress.get(p, 0) for p in range(self.raw_partitions)), default=0)
+        groups: dict[int, list[tuple[dict[str, list[Any]], int]]] = {}
+        traces_in_group: dict[int, int] = {}
+        self._expire()
+        self._decide_due(groups, traces_in_group)
+        if batch.columns is not None and not self._is_copy(batch):
+            self._take(batch, groups)
+        while len(self._pending) > self.config.num_traces:
+            self.counts.forced_out += 1
+            self._decide(*self._pending.popitem(last=False), groups, traces_in_group)
+        return [Emission(first, _gather(spans), traces_in_group.get(first, 0))
+                for first, spans in sorted(groups.items())]
+
+    def _is_copy(self, batch: SpanBatch) -> bool:
+        if batch.source_key is None or batch.source_position is None:
+            return False
+        seen = self._watermarks.get(batch.source_key)
+        if seen is not None and batch.source_position <= seen[0]:
+            # A restarted upstream worker wrote this again. Never commit between the original and the
+            # copy, so a restart sees both and drops the copy again.
+            self.counts.copies += 1
+            self._no_cut.append((seen[1], batch.offset))
+            return True
+        self._watermarks[batch.source_key] = (batch.source_position, batch.offset)
+        return False
+
+    def _take(self, batch: SpanBatch, groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
+        cols = batch.columns
+        assert cols is not None
+        offset, due = batch.offset, batch.timestamp_ms + self.config.decision_wait_ms
+        pending, sampled, not_sampled = self._pending, self._sampled, self._not_sampled
+        for row, trace_id in enumerate(cols["TraceId"]):
+            entry = pending.get(trace_id)
+            if entry is not None:
+                entry.trace.spans.append((cols, row))
+                entry.last_offset = offset
+                continue
+            if not trace_id:  # no trace to wait for: keep the span as it is
+                groups.setdefault(offset, []).append((cols, row))
+                self.counts.spans_sampled += 1
+                continue
+            decided = sampled.get(trace_id)
+            if decided is not None:
+                decided.last_offset = offset
+                groups.setdefault(decided.first_offset, []).append((cols, row))
+                self.counts.late_spans_sampled += 1
+                continue
+            decided = not_sampled.get(trace_id)
+            if decided is not None:
+                decided.last_offset = offset
+                self.counts.late_spans_dropped += 1
+                continue
+            pending[trace_id] = _Pending(Trace(trace_id, [(cols, row)]), offset, due, offset)
+            self._arrivals += 1
+            heapq.heappush(self._due, (due, self._arrivals, trace_id))
+            self._pin(offset)
+
+    # -- decisions ----------------------------------------------------------------------------------
+
+    def _decide_due(self, groups: dict[int, list[tuple[dict[str, list[Any]], int]]],
+                    traces_in_group: dict[int, int]) -> None:
+        clock, pending, heap = self.clock_ms, self._pending, self._due
+        while heap and heap[0][0] <= clock:
+            due, _, trace_id = heapq.heappop(heap)
+            entry = pending.get(trace_id)
+            if entry is None or entry.due_ms != due:  # decided already (forced out)
+                continue
+            del pending[trace_id]
+            self._decide(trace_id, entry, groups, traces_in_group)
+
+    def _decide(self, trace_id: str, entry: _Pending, groups: dict[int, list[tuple[dict[str, list[Any]], int]]],
+                traces_in_group: dict[int, int]) -> None:
+        trace = entry.trace
+        record = _Decided(entry.first_offset, entry.last_offset, self.clock_ms)
+        if decide(list(self.config.policies), trace, self.clock_ms // 1000):
+            groups.setdefault(entry.first_offset, []).extend(trace.spans)
+            traces_in_group[entry.first_offset] = traces_in_group.get(entry.first_offset, 0) + 1
+            self.counts.traces_sampled += 1
+            self.counts.spans_sampled += trace.span_count
+            self._remember(self._sampled, trace_id, record, self.config.sampled_cache_size)
+        else:
+            self.counts.traces_not_sampled += 1
+            self.counts.spans_not_sampled += trace.span_count
+            self._remember(self._not_sampled, trace_id, record, self.config.non_sampled_cache_size)
+
+    def _remember(self, cache: OrderedDict[str, _Decided], trace_id: str, record: _Decided, size: int) -> None:
+        cache[trace_id] = record
+        while len(cache) > size:
+            self.counts.cache_evictions += 1
+            self._forget(cache.popitem(last=False)[1])
+
+    def _expire(self) -> None:
+        horizon = self.clock_ms - self.config.late_span_window_ms
+        for cache in (self._sampled, self._not_sampled):
+            while cache:
+                record = next(iter(cache.values()))
+                if record.decided_clock > horizon:
+                    break
+                cache.popitem(last=False)
+                self._forget(record)
+
+    # -- the safe offset ----------------------------------------------------------------------------
+
+    def _pin(self, first_offset: int) -> None:
+        count = self._alive.get(first_offset)
+        if count is None:
+            self._alive[first_offset] = 1
+            self._alive_order.append(first_offset)
+        else:
+            self._alive[first_offset] = count + 1
+
+    def _forget(self, record: _Decided) -> None:
+        """A trace leaves memory: it no longer pins the commit, but nothing may cut through its span range."""
+        first = record.first_offset
+        remaining = self._alive[first] - 1
+        if remaining:
+            self._alive[first] = remaining
+        else:
+            del self._alive[first]
+        if record.last_offset > first:
+            self._no_cut.append((first, record.last_offset))
+
+    def safe_offset(self) -> int | None:
+        """The highest offset a restart may begin at (commit up to it); None before the first message."""
+        if self._safe is None or self._next_offset is None:
+            return None
+        order = self._alive_order
+        while order and order[0] not in self._alive:
+            order.popleft()
+        candidate = order[0] if order else self._next_offset
+        cuts = sorted(self._no_cut, reverse=True)
+        while True:
+            for start, end in cuts:
+                if start < candidate <= end:
+                    candidate = start
+            tick = next((t for t in reversed(self._ticks) if t <= candidate), None)
+            if tick is None or tick == candidate:
+                break
+            candidate = tick
+        if tick is not None:
+            self._safe = max(self._safe, tick)
+        while self._ticks and self._ticks[0] < self._safe:
+            self._ticks.popleft()
+        # Ranges that begin before the safe offset can no longer move it.
+        self._no_cut = [(start, end) for start, end in self._no_cut if start >= self._safe]
+        return self._safe
+
+
+def _gather(spans: list[tuple[dict[str, list[Any]], int]]) -> dict[str, list[Any]]:
+    return {name: [cols[name][row] for cols, row in spans] for name in COLUMNS}
