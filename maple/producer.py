@@ -42,6 +42,7 @@ class Record:
     headers: list[tuple[str, bytes]]
     key: bytes | None = None
     partition: int | None = None  # None: the partitioner picks from the key
+    timestamp_ms: int | None = None  # None: the time of producing
 
 
 class AsyncProducer:
@@ -180,6 +181,8 @@ class AsyncProducer:
                 kwargs["key"] = record.key
             if record.partition is not None:
                 kwargs["partition"] = record.partition
+            if record.timestamp_ms is not None:
+                kwargs["timestamp"] = record.timestamp_ms
             try:
                 self.producer.produce(record.topic, **kwargs)
             except BufferError as exc:

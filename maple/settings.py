@@ -99,7 +99,8 @@ class IngestSettings:
 @dataclass(frozen=True)
 class WorkerSettings:
     group: str = setting("maple-worker", "Consumer group (Faust app id) of the processing workers.")
-    signals: tuple[str, ...] = setting(("logs", "metrics"), "Signals a worker process handles.")
+    signals: tuple[str, ...] = setting(("logs", "metrics", "traces"), "Signals a worker process handles (traces: "
+                                       "repartitioning with RED metrics, and tail sampling).")
     metrics_port: int = setting(9465, "Prometheus /metrics port of a worker (0: off; a taken port is "
                                       "skipped with a warning).", minimum=0, maximum=65535)
     session_timeout_s: float = setting(10.0, "Consumer-group session timeout: how soon the partitions of a "
@@ -109,6 +110,20 @@ class WorkerSettings:
     json_max_depth: int = setting(4, "Nesting levels of a JSON log body flattened into LogAttributes.",
                                   minimum=1, maximum=32)
     json_max_body_bytes: int = setting(65536, "Log bodies longer than this are not parsed as JSON.", minimum=0)
+
+
+@dataclass(frozen=True)
+class TracesSettings:
+    sampling_config: str = setting("", "YAML file with the tail-sampling policies in the Collector's tail_sampling "
+                                   "format (decision_wait, num_traces, decision_cache, policies). Empty: errors, "
+                                   "traces of 1 s or more, and 10% of the rest, decided after 10 s (seed 004).")
+    red_dimensions: tuple[str, ...] = setting((), "Extra RED series dimensions: span (else resource) attribute "
+                                              "keys; key=default fills in a missing value.")
+    red_buckets_ms: tuple[str, ...] = setting(("2", "4", "6", "8", "10", "50", "100", "200", "400", "800", "1000",
+                                               "1400", "2000", "5000", "10000", "15000"),
+                                              "Bucket bounds of traces.span.metrics.duration, in milliseconds.")
+    tick_interval_s: float = setting(1.0, "How often an idle span partition with undecided traces gets a tick "
+                                     "record, so its stream clock (and decisions) move on.", minimum=0.05)
 
 
 @dataclass(frozen=True)
@@ -134,6 +149,7 @@ class Settings:
     clickhouse: ClickHouseSettings = field(default_factory=ClickHouseSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    traces: TracesSettings = field(default_factory=TracesSettings)
     sink: SinkSettings = field(default_factory=SinkSettings)
 
     @property

@@ -27,7 +27,8 @@ RAW_LOGS = Topic("otlp.logs.raw", "ingest", "logs worker", "ExportLogsServiceReq
 RAW_METRICS = Topic("otlp.metrics.raw", "ingest", "metrics worker", "ExportMetricsServiceRequest protobuf")
 LOGS = Topic("otel.logs", "logs worker", "sink", "row batches for otel_logs")
 METRICS = Topic("otel.metrics", "metrics worker, RED connector", "sink", "row batches for otel_metrics_*")
-SPANS = Topic("otel.spans", "traces worker", "sampler", "span batches keyed by TraceId")
+SPANS = Topic("otel.spans", "traces worker (and sampler ticks)", "sampler",
+              "otel_traces row batches, partitioned by TraceId")
 SPANS_SAMPLED = Topic("otel.spans.sampled", "sampler", "sink", "row batches for otel_traces")
 DEAD_LETTER = Topic("maple.dlq", "sink", "operators (maple dlq)", "batches ClickHouse rejected for good")
 
@@ -45,6 +46,8 @@ HEADER_TABLE = "maple.table"            # target table name, e.g. otel_logs
 HEADER_ROWS = "maple.rows"              # row count, decimal ASCII
 HEADER_SOURCE = "maple.source"          # "<topic>/<partition>/<offset>/<part>" of the record it came from
 # HEADER_TENANT and HEADER_RECEIVED_NS are carried over from the raw record.
+HEADER_TICK = "maple.tick"              # on otel.spans: no rows, only moves the sampler's stream clock
+HEADER_DECIDED_NS = "maple.decided"     # on otel.spans.sampled: when the sampler decided, Unix nanoseconds
 
 # Dead letters keep their payload as it was (raw OTLP bytes, or a JSONColumns row block); headers say why.
 HEADER_STAGE = "maple.stage"            # "worker" or "sink"

@@ -30,7 +30,7 @@ class RowBatch:
     rows: int
     value: bytes
     source: SourcePosition | None
-    received_ns: int | None
+    received_ns: int | None  # ingest receipt, or the sampling decision for sampled spans: freshness counts from it
 
 
 @dataclass(frozen=True)

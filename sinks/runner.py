@@ -29,15 +29,15 @@ from maple import clickhouse
 from maple import kafka as kafka_clients
 from maple import metrics as prom
 from maple.settings import Settings
-from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_ERROR_CODE, HEADER_RECEIVED_NS, HEADER_ROWS,
-                          HEADER_SOURCE, HEADER_SOURCE_RANGE, HEADER_STAGE, HEADER_TABLE, HEADER_TOKEN, LOGS, METRICS,
-                          SourcePosition, Topic)
+from maple.topics import (DEAD_LETTER, HEADER_DECIDED_NS, HEADER_ERROR, HEADER_ERROR_CODE, HEADER_RECEIVED_NS,
+                          HEADER_ROWS, HEADER_SOURCE, HEADER_SOURCE_RANGE, HEADER_STAGE, HEADER_TABLE, HEADER_TOKEN, LOGS,
+                          METRICS, SPANS_SAMPLED, SourcePosition, Topic)
 from sinks.batch import Limits, PartitionBatch, RowBatch, decode_state
 from sinks.writer import Inserter, Rejected, cap_block
 
 log = logging.getLogger(__name__)
 
-SINK_TOPICS: tuple[Topic, ...] = (LOGS, METRICS)
+SINK_TOPICS: tuple[Topic, ...] = (LOGS, METRICS, SPANS_SAMPLED)
 DEAD_LETTER_MAX_BYTES = 4 * 1024 * 1024  # well under the topic's 16 MiB record limit
 # Fine enough for p50/p99 by interpolation (`maple bench e2e` reads them).
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5,
@@ -58,8 +58,9 @@ class SinkMetrics:
                                         ["table"], registry=r)
         self.duplicates = Counter("maple_sink_duplicate_batches", "Row batches dropped as copies a worker "
                                   "emitted again", ["topic"], registry=r)
-        self.freshness = Histogram("maple_sink_freshness_seconds", "Ingest receipt to ClickHouse acknowledgement "
-                                   "(queryable), per source request", buckets=FRESHNESS_BUCKETS, registry=r)
+        self.freshness = Histogram("maple_sink_freshness_seconds", "Ingest receipt (for sampled spans: the "
+                                   "sampling decision) to ClickHouse acknowledgement (queryable), per row batch",
+                                   ["topic"], buckets=FRESHNESS_BUCKETS, registry=r)
         self.buffered_rows = Gauge("maple_sink_buffered_rows", "Rows gathered and not yet inserted", registry=r)
 
 
@@ -71,7 +72,7 @@ def _row_batch(message: Any) -> RowBatch:
         raise ValueError(f"no {HEADER_TABLE} header or no value")
     try:
         source = headers.get(HEADER_SOURCE)
-        received = headers.get(HEADER_RECEIVED_NS)
+        received = headers.get(HEADER_DECIDED_NS) or headers.get(HEADER_RECEIVED_NS)
         return RowBatch(offset=message.offset(), table=table, rows=int(headers.get(HEADER_ROWS, b"0")),
                         value=message.value(), source=SourcePosition.parse(source) if source else None,
                         received_ns=int(received) if received else None)
@@ -216,9 +217,10 @@ class Sink:
             self._reset(key)
             return
         now_ns = time.time_ns()
+        freshness = self.metrics.freshness.labels(topic)
         for row_batch in batch.taken:
             if row_batch.received_ns:
-                self.metrics.freshness.observe(max(0.0, (now_ns - row_batch.received_ns) / 1e9))
+                freshness.observe(max(0.0, (now_ns - row_batch.received_ns) / 1e9))
         self.metrics.batches.labels(topic).inc()
         self.batches[key] = batch.following()
 

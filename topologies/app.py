@@ -1,7 +1,9 @@
 """`maple worker`: the Faust app whose agents turn raw OTLP topics into row-batch topics.
 
-One Faust event is one raw record, i.e. one OTLP export request (a batch of log records or data points):
-Faust's per-event cost is paid per batch, never per row. Each agent:
+Agents: logs and metrics (raw -> rows), traces (raw -> spans re-keyed by TraceId on otel.spans, plus RED
+points on otel.metrics) and the tail sampler (otel.spans -> otel.spans.sampled, topologies/sampler.py).
+One Faust event is one raw record, i.e. one OTLP export request (a batch of log records, data points or
+spans): Faust's per-event cost is paid per batch, never per row. Each raw agent:
 
 1. reads its raw topic with manual acks (`stream.noack()`),
 2. hands the record to the pure processors (topologies/batches.py -> processors/),
@@ -22,6 +24,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -30,10 +33,11 @@ from maple import kafka as kafka_clients
 from maple import metrics as prom
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings
-from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_ROWS, HEADER_SOURCE, HEADER_STAGE, LOGS, METRICS, RAW_LOGS, RAW_METRICS,
-                          SourcePosition, Topic)
+from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_ROWS, HEADER_SOURCE, HEADER_STAGE, LOGS, METRICS, RAW_LOGS,
+                          RAW_METRICS, RAW_TRACES, SPANS, SPANS_SAMPLED, SourcePosition, Topic)
 from processors.logs import LogOptions
-from topologies.batches import RawRecord, log_batches, metric_batches
+from topologies import sampler
+from topologies.batches import RawRecord, log_batches, metric_batches, trace_batches
 
 log = logging.getLogger(__name__)
 EXIT_PRODUCER_FAILED = 70
@@ -59,11 +63,11 @@ def _fatal(reason: str) -> None:
     os._exit(EXIT_PRODUCER_FAILED)
 
 
-def _dead_letter(raw: RawRecord, error: Exception) -> Record:
-    """The raw record as it came, with why it could not be processed."""
-    return Record(DEAD_LETTER.name, raw.value, [
+def _dead_letter(value: bytes, position: SourcePosition, error: Exception) -> Record:
+    """The record as it came, with why it could not be processed."""
+    return Record(DEAD_LETTER.name, value, [
         (HEADER_STAGE, b"worker"), (HEADER_ERROR, f"{type(error).__name__}: {error}".encode()[:4096]),
-        (HEADER_SOURCE, SourcePosition(raw.topic, raw.partition, raw.offset).header())])
+        (HEADER_SOURCE, position.header())])
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -82,14 +86,20 @@ def build_app(settings: Settings) -> faust.App:
         stream_buffer_maxsize=4096,
         broker_session_timeout=cfg.session_timeout_s,
         broker_heartbeat_interval=max(1.0, cfg.session_timeout_s / 4),
+        # The sampler holds events until no trace straddles them; a rebalance must not wait for those acks
+        # (the next owner redoes them, and every consumer downstream drops the copies).
+        stream_wait_empty=False,
     )
     metrics = WorkerMetrics()
     producer = AsyncProducer(bootstrap, timeout_s=300.0, on_fatal=lambda err: _fatal(f"producer: {err.str()}"),
                              **{"enable.gapless.guarantee": True, "linger.ms": 10})
     admin = kafka_clients.admin_client(bootstrap)
     kafka_clients.ensure_topics(admin, settings.kafka.partitions, settings.kafka.replication_factor,
-                                [RAW_LOGS, RAW_METRICS, LOGS, METRICS, DEAD_LETTER])
-    partitions = {t.name: len(admin.list_topics(t.name, timeout=30).topics[t.name].partitions) for t in (LOGS, METRICS)}
+                                [RAW_LOGS, RAW_METRICS, RAW_TRACES, LOGS, METRICS, SPANS, SPANS_SAMPLED, DEAD_LETTER])
+    partitions = {t.name: len(admin.list_topics(t.name, timeout=30).topics[t.name].partitions)
+                  for t in (RAW_TRACES, LOGS, METRICS, SPANS, SPANS_SAMPLED)}
+    red_options = sampler.red_options(settings)
+    sampling = sampler.sampling_config(settings) if "traces" in cfg.signals else None
 
     @app.task
     async def serve_metrics() -> None:
@@ -99,11 +109,22 @@ def build_app(settings: Settings) -> faust.App:
     transforms: dict[str, tuple[Topic, Transform]] = {
         "logs": (RAW_LOGS, lambda raw: log_batches(raw, partitions[LOGS.name], options)),
         "metrics": (RAW_METRICS, lambda raw: metric_batches(raw, partitions[METRICS.name])),
+        "traces": (RAW_TRACES, lambda raw: trace_batches(raw, partitions[SPANS.name], partitions[METRICS.name],
+                                                         red_options)),
     }
     for signal in cfg.signals:
-        if signal in transforms:
-            source, transform = transforms[signal]
-            _add_agent(app, signal, source, transform, producer, metrics, cfg.inflight_batches)
+        source, transform = transforms[signal]
+        _add_agent(app, signal, source, transform, producer, metrics, cfg.inflight_batches)
+    if sampling is not None:
+        def bad_span_batch(message: Any, error: Exception) -> Record:
+            metrics.dead_letters.labels("spans").inc()
+            log.warning("%s[%d]@%d is not a span batch, dead-lettered: %s", message.topic, message.partition,
+                        message.offset, error)
+            return _dead_letter(message.value or b"", SourcePosition(message.topic, message.partition,
+                                                                      message.offset), error)
+
+        sampler.add_sampler_agent(app, settings, sampling, producer, metrics.registry, partitions[RAW_TRACES.name],
+                                  partitions[SPANS.name], partitions[SPANS_SAMPLED.name], bad_span_batch, _fatal)
     return app
 
 
@@ -145,7 +166,7 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
                         log.warning("%s record %s/%d@%d is not decodable, dead-lettered: %s", signal,
                                     raw.topic, raw.partition, raw.offset, exc)
                         dead_counter.inc()
-                        records = [_dead_letter(raw, exc)]
+                        records = [_dead_letter(raw.value, SourcePosition(raw.topic, raw.partition, raw.offset), exc)]
                 records_counter.inc()
                 rows_counter.inc(sum(int(dict(r.headers).get(HEADER_ROWS, b"0")) for r in records))
                 await pending.put((event, producer.produce_all(records)))

@@ -1,22 +1,26 @@
 """Turn one raw OTLP record into row-batch records for the processed topics (the topologies' glue).
 
-The output partition is the source partition (modulo the output topic's partitions), so every batch
-derived from one source partition lands, in order, in one output partition: the sink relies on that to
-drop batches a restarted worker emits a second time (see docs/exactly-once.md).
+Row batches go to the output partition matching the source partition (modulo the output topic's
+partitions), so every batch derived from one source partition lands, in order, in one output partition:
+the sink relies on that to drop batches a restarted worker emits a second time (docs/exactly-once.md).
+Spans are the exception: they go to the partition of their trace id, so one sampler sees a whole trace;
+the sampler drops copies the same way, per span partition (docs/traces.md).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from maple.producer import Record
 from maple.topics import (HEADER_RECEIVED_NS, HEADER_ROWS, HEADER_SOURCE, HEADER_TABLE, HEADER_TENANT, LOGS,
-                          METRICS, SourcePosition)
-from processors import logs, metrics
+                          METRICS, SPANS, SourcePosition)
+from processors import logs, metrics, red, traces
 
 
 @dataclass(frozen=True)
@@ -55,16 +59,22 @@ def encode(columns: dict[str, list], limit: int = MAX_BATCH_BYTES) -> list[tuple
             + encode({k: v[middle:] for k, v in columns.items()}, limit))
 
 
-def _batches(raw: RawRecord, topic: str, partitions: int, tables: list[tuple[str, dict[str, list]]]) -> list[Record]:
-    """Row batches for `tables` in order; `part` numbers them so the sink can tell copies from new batches."""
-    out = []
-    for table, columns in tables:
+def _batches(raw: RawRecord, outputs: list[tuple[str, int, str, dict[str, list]]], first_part: int = 0
+             ) -> list[Record]:
+    """Row batches for `outputs` ((topic, partition, table, columns)) in order; `part` numbers them, across
+    all outputs of the record, so every consumer can tell copies from new batches.
+
+    Each batch keeps the raw record's timestamp (the ingest's receipt): the tail sampler's clock runs on
+    it, so a worker catching up on a backlog does not make traces look older than they are."""
+    out: list[Record] = []
+    for topic, partition, table, columns in outputs:
         for rows, block in encode(columns):
             headers = [(HEADER_TABLE, table.encode()), (HEADER_ROWS, str(rows).encode()),
-                       (HEADER_SOURCE, SourcePosition(raw.topic, raw.partition, raw.offset, len(out)).header()),
+                       (HEADER_SOURCE, SourcePosition(raw.topic, raw.partition, raw.offset,
+                                                      first_part + len(out)).header()),
                        (HEADER_RECEIVED_NS, str(raw.received_ns).encode()),
                        (HEADER_TENANT, raw.headers.get(HEADER_TENANT, b"default"))]
-            out.append(Record(topic, block, headers, partition=raw.partition % partitions))
+            out.append(Record(topic, block, headers, partition=partition, timestamp_ms=raw.timestamp_ms or None))
     return out
 
 
@@ -72,9 +82,35 @@ def log_batches(raw: RawRecord, partitions: int, options: logs.LogOptions) -> li
     columns = logs.to_columns(ExportLogsServiceRequest.FromString(raw.value), raw.received_ns, options)
     if not columns["Timestamp"]:
         return []
-    return _batches(raw, LOGS.name, partitions, [(logs.TABLE, columns)])
+    return _batches(raw, [(LOGS.name, raw.partition % partitions, logs.TABLE, columns)])
 
 
 def metric_batches(raw: RawRecord, partitions: int) -> list[Record]:
     tables = metrics.to_tables(ExportMetricsServiceRequest.FromString(raw.value))
-    return _batches(raw, METRICS.name, partitions, [(table, tables[table]) for table in sorted(tables)])
+    return _batches(raw, [(METRICS.name, raw.partition % partitions, table, tables[table]) for table in sorted(tables)])
+
+
+def span_partition(trace_id: str, partitions: int) -> int:
+    """Where every span of a trace goes: a stable hash of its id (the same in every process)."""
+    return zlib.crc32(trace_id.encode()) % partitions
+
+
+def trace_batches(raw: RawRecord, span_partitions: int, metric_partitions: int,
+                  red_options: red.RedOptions = red.RedOptions()) -> list[Record]:
+    """Spans re-keyed by TraceId, one batch per span partition, plus the request's RED delta points.
+
+    RED counts every span here, before sampling; its points go to the metrics topic like any metrics."""
+    columns = traces.to_columns(ExportTraceServiceRequest.FromString(raw.value))
+    trace_ids = columns["TraceId"]
+    if not trace_ids:
+        return []
+    rows_by_partition: dict[int, list[int]] = {}
+    for row, trace_id in enumerate(trace_ids):
+        rows_by_partition.setdefault(span_partition(trace_id, span_partitions), []).append(row)
+    names = (*traces.COLUMNS, traces.START_NS)
+    outputs = [(SPANS.name, partition, traces.TABLE,
+                columns if len(rows) == len(trace_ids) else traces.take(columns, rows, names))
+               for partition, rows in sorted(rows_by_partition.items())]
+    tables = red.to_tables(columns, raw.received_ns, red_options)
+    outputs += [(METRICS.name, raw.partition % metric_partitions, table, tables[table]) for table in sorted(tables)]
+    return _batches(raw, outputs)

@@ -1,0 +1,288 @@
+"""The tail-sampling agent: otel.spans (partitioned by TraceId) in, sampled otel_traces rows out.
+
+Each span partition has its own `PartitionSampler` (processors/tail_sampler.py), a deterministic state
+machine over the partition's messages. This module is the Faust glue around it:
+
+* one Faust event is one span batch (or a tick): the sampler's per-span work is plain Python over columns;
+* emitted rows go to partition `p % N` of otel.spans.sampled, stamped (`otel.spans/p`, offset, group) so
+  the sink drops the copies a restarted sampler emits again;
+* an event is acked only once it lies before the sampler's safe offset *and* every row emitted so far is
+  in Kafka. Faust commits acked offsets, so a restart resumes where no trace straddles the commit;
+* every `traces.tick_interval_s`, each partition this worker samples gets a tick record: the progress of
+  every raw partition, as the sampler knows it from the spans, raised to the current time for raw
+  partitions the traces agents have fully committed (`RawProgress`). Ticks move the clock of quiet
+  partitions and are the points a restart begins at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+import yaml
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from maple import kafka as kafka_clients
+from maple.producer import AsyncProducer, Record
+from maple.settings import Settings, SettingsError
+from maple.topics import (HEADER_DECIDED_NS, HEADER_ROWS, HEADER_SOURCE, HEADER_TABLE, HEADER_TICK, RAW_TRACES,
+                          SPANS, SPANS_SAMPLED, SourcePosition)
+from processors import red, traces
+from processors.sampling import DEFAULT_CONFIG, ConfigError, parse_config
+from processors.tail_sampler import Emission, PartitionSampler, SamplerCounts, SpanBatch
+from topologies.batches import encode
+
+log = logging.getLogger(__name__)
+
+# Rows emitted at one message are grouped by the offset their trace was first seen at; a group too big for
+# one batch is split, and the part number keeps the pieces apart: part = first_offset * GROUP_PIECES + piece.
+GROUP_PIECES = 1024
+
+
+def sampling_config(settings: Settings) -> Any:
+    """The raw tail_sampling block (validated), from traces.sampling_config or the seed default."""
+    path = settings.traces.sampling_config
+    if not path:
+        raw: Any = DEFAULT_CONFIG
+    else:
+        try:
+            raw = yaml.safe_load(Path(path).expanduser().read_text())
+        except OSError as exc:
+            raise SettingsError(f"traces.sampling_config: cannot read {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"traces.sampling_config: {path} is not valid YAML: {exc}") from exc
+    try:
+        parse_config(raw)
+    except ConfigError as exc:
+        raise SettingsError(f"traces.sampling_config {path or '(default)'}: {exc}") from exc
+    return raw
+
+
+def red_options(settings: Settings) -> red.RedOptions:
+    cfg = settings.traces
+    try:
+        buckets = tuple(float(b) for b in cfg.red_buckets_ms)
+    except ValueError as exc:
+        raise SettingsError(f"traces.red_buckets_ms: {exc}; expected numbers of milliseconds") from exc
+    if not buckets or any(b >= c for b, c in zip(buckets, buckets[1:])):
+        raise SettingsError(f"traces.red_buckets_ms: {cfg.red_buckets_ms}; expected strictly increasing bounds")
+    try:
+        dimensions = tuple(red.Dimension.parse(d) for d in cfg.red_dimensions)
+    except ValueError as exc:
+        raise SettingsError(f"traces.red_dimensions: {exc}") from exc
+    return red.RedOptions(dimensions=dimensions, buckets_ms=buckets)
+
+
+class SamplerMetrics:
+    """Totals over this worker's span partitions, published from the samplers' own counts."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.traces = Counter("maple_sampler_traces", "Traces decided", ["decision"], registry=r)
+        self.spans = Counter("maple_sampler_spans", "Spans of decided traces", ["decision"], registry=r)
+        self.late_spans = Counter("maple_sampler_late_spans", "Spans that came after their trace's decision "
+                                  "and followed it", ["decision"], registry=r)
+        self.forced_out = Counter("maple_sampler_forced_out", "Traces decided before decision_wait because "
+                                  "num_traces pending traces were reached", registry=r)
+        self.cache_evictions = Counter("maple_sampler_cache_evictions", "Decisions forgotten before "
+                                       "late_span_window because a decision cache was full", registry=r)
+        self.copies = Counter("maple_sampler_copies", "Span batches dropped as copies of ones already taken",
+                              registry=r)
+        self.pending = Gauge("maple_sampler_pending_traces", "Traces waiting for their decision", registry=r)
+        self.held = Gauge("maple_sampler_held_messages", "Span batches read but not yet safe to commit", registry=r)
+        self._by_field: dict[str, Callable[[float], None]] = {
+            "traces_sampled": self.traces.labels("sampled").inc, "traces_not_sampled": self.traces.labels("not_sampled").inc,
+            "spans_sampled": self.spans.labels("sampled").inc, "spans_not_sampled": self.spans.labels("not_sampled").inc,
+            "late_spans_sampled": self.late_spans.labels("sampled").inc,
+            "late_spans_dropped": self.late_spans.labels("not_sampled").inc,
+            "forced_out": self.forced_out.inc, "cache_evictions": self.cache_evictions.inc, "copies": self.copies.inc,
+        }
+
+    def publish(self, counts: SamplerCounts, published: SamplerCounts) -> None:
+        for f in fields(SamplerCounts):
+            delta = getattr(counts, f.name) - getattr(published, f.name)
+            if delta:
+                self._by_field[f.name](delta)
+                setattr(published, f.name, getattr(counts, f.name))
+
+
+class RawProgress:
+    """Which raw traces partitions the worker group has committed to the end (nothing left in flight)."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        # Not subscribed: it only reads the group's commits and never joins the group.
+        self.consumer = Consumer(kafka_clients.consumer_config(bootstrap, group))
+        self.partitions: list[TopicPartition] | None = None
+
+    def caught_up(self) -> set[int]:
+        try:
+            if self.partitions is None:
+                meta = self.consumer.list_topics(RAW_TRACES.name, timeout=10).topics[RAW_TRACES.name]
+                self.partitions = [TopicPartition(RAW_TRACES.name, p) for p in sorted(meta.partitions)]
+            done = set()
+            for tp in self.consumer.committed(self.partitions, timeout=10):
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
+                if high <= low or tp.offset >= high:
+                    done.add(tp.partition)
+            return done
+        except (KafkaException, KeyError) as exc:
+            log.info("raw traces progress unknown (%s); ticks carry what the spans showed", exc)
+            return set()
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+@dataclass
+class _PartitionState:
+    partition: int
+    sampler: PartitionSampler
+    next_offset: int
+    held: deque = field(default_factory=deque)  # events read, not yet acked, in offset order
+    published: SamplerCounts = field(default_factory=SamplerCounts)
+
+
+def _span_batch(message: Any, value: bytes | None) -> SpanBatch:
+    """The message as the sampler's input; raises ValueError when it is not a span batch or a tick."""
+    headers = {key: v for key, v in (message.headers or []) if v is not None}
+    timestamp_ms = int((message.timestamp or 0) * 1000)
+    if HEADER_TICK in headers:
+        progress = orjson.loads(value or b"{}")
+        return SpanBatch(message.offset, timestamp_ms, progress={int(p): int(t) for p, t in progress.items()})
+    columns = orjson.loads(value or b"")
+    if not isinstance(columns, dict) or not isinstance(columns.get("TraceId"), list):
+        raise ValueError("not a JSONColumns span batch (no TraceId column)")
+    rows = len(columns["TraceId"])
+    for name in (*traces.COLUMNS, traces.START_NS):
+        column = columns.get(name)
+        if not isinstance(column, list) or len(column) != rows:
+            raise ValueError(f"span batch column {name} is missing or has the wrong length")
+    source = headers.get(HEADER_SOURCE)
+    position = SourcePosition.parse(bytes(source)) if source else None
+    return SpanBatch(message.offset, timestamp_ms, columns, position.key if position else None,
+                     (position.offset, position.part) if position else None,
+                     position.partition if position and position.topic == RAW_TRACES.name else None)
+
+
+def _sampled_records(emissions: list[Emission], partition: int, offset: int, out_partitions: int) -> list[Record]:
+    records = []
+    decided = str(time.time_ns()).encode()
+    for emission in emissions:
+        for piece, (rows, block) in enumerate(encode(emission.columns)):
+            if piece >= GROUP_PIECES:
+                raise ValueError(f"a sampled group of {len(emission.columns['TraceId'])} spans needs more than "
+                                 f"{GROUP_PIECES} batches")
+            position = SourcePosition(SPANS.name, partition, offset, emission.first_offset * GROUP_PIECES + piece)
+            records.append(Record(SPANS_SAMPLED.name, block, [
+                (HEADER_TABLE, traces.TABLE.encode()), (HEADER_ROWS, str(rows).encode()),
+                (HEADER_SOURCE, position.header()), (HEADER_DECIDED_NS, decided)], partition=partition % out_partitions))
+    return records
+
+
+def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, producer: AsyncProducer,
+                      registry: CollectorRegistry, raw_partitions: int, span_partitions: int, sampled_partitions: int,
+                      on_bad_batch: Callable[[Any, Exception], Record], fatal: Callable[[str], None]) -> None:
+    topic = app.topic(SPANS.name, value_serializer="raw", key_serializer="raw")
+    metrics = SamplerMetrics(registry)
+    states: dict[Any, _PartitionState] = {}
+    share = 1.0 / span_partitions
+    tick_s = settings.traces.tick_interval_s
+    window = settings.worker.inflight_batches
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(_app: faust.App, revoked: set, **_: Any) -> None:
+        # The next owner rebuilds these partitions from their commits; keeping state here would be stale.
+        for tp in revoked:
+            states.pop(tp, None)
+
+    progress = RawProgress(kafka_clients.bootstrap_servers(settings), settings.worker.group)
+
+    @app.timer(interval=tick_s)
+    async def tick_and_publish() -> None:
+        busy = list(states)  # every partition: ticks are also the points its commits may land on
+        if busy:
+            caught_up = await asyncio.get_running_loop().run_in_executor(None, progress.caught_up)
+            now_ms = int(time.time() * 1000)
+            for tp in busy:
+                state = states.get(tp)
+                if state is None:
+                    continue
+                known = state.sampler.progress
+                ticks = {p: now_ms if p in caught_up else known.get(p, 0) for p in range(raw_partitions)}
+                sent = producer.produce_all([Record(SPANS.name, orjson.dumps({str(p): t for p, t in ticks.items()}),
+                                                    [(HEADER_TICK, b"1")], partition=tp.partition)])
+                sent.add_done_callback(_log_tick_failure)
+        for state in states.values():
+            metrics.publish(state.sampler.counts, state.published)
+        metrics.pending.set(sum(s.sampler.pending_traces for s in states.values()))
+        metrics.held.set(sum(len(s.held) for s in states.values()))
+
+    async def agent(stream: faust.StreamT) -> None:
+        acks: asyncio.Queue = asyncio.Queue(maxsize=window)
+
+        async def ack_when_safe() -> None:
+            try:
+                while True:
+                    state, written, safe = await acks.get()
+                    try:
+                        await written
+                    except Exception as exc:  # rows not in Kafka: never commit past them
+                        fatal(f"sampled rows of {SPANS.name}[{state.partition}] not written: {exc}")
+                    held = state.held
+                    while held and held[0].message.offset < safe:
+                        await stream.ack(held.popleft())
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:
+                fatal(f"sampler acknowledgements failed: {type(exc).__name__}: {exc}")
+
+        producer.start(asyncio.get_running_loop())
+        acker = asyncio.ensure_future(ack_when_safe())
+        try:
+            async for event in stream.noack().events():
+                message = event.message
+                tp = message.tp
+                state = states.get(tp)
+                if state is None or message.offset != state.next_offset:
+                    if state is not None:
+                        log.warning("%s[%d]: offset %d after %d; rebuilding its sampler from here", tp.topic,
+                                    tp.partition, message.offset, state.next_offset)
+                    state = states[tp] = _PartitionState(tp.partition, PartitionSampler(parse_config(raw_config, share), raw_partitions),
+                                                         message.offset)
+                extra: list[Record] = []
+                try:
+                    batch = _span_batch(message, event.value)
+                except (ValueError, orjson.JSONDecodeError) as exc:
+                    extra.append(on_bad_batch(message, exc))
+                    batch = SpanBatch(message.offset, int((message.timestamp or 0) * 1000))
+                # The rows live on in the sampler's columns; the message bytes are not needed while held.
+                event.value = message.value = None
+                emissions = state.sampler.step(batch)
+                state.next_offset = message.offset + 1
+                state.held.append(event)
+                written = producer.produce_all(extra + _sampled_records(emissions, tp.partition, message.offset,
+                                                                        sampled_partitions))
+                await acks.put((state, written, state.sampler.safe_offset()))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            fatal(f"sampler failed: {type(exc).__name__}: {exc}")
+        finally:
+            acker.cancel()
+
+    app.agent(topic, name="maple.sampler")(agent)
+
+
+def _log_tick_failure(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("a sampler tick was not written (the next one retries): %s", future.exception())
