@@ -2,12 +2,17 @@
 
 Two phases, each with its own consumer groups and database so nothing mixes with real data:
 
-1. throughput: `--records` log records (or metric data points) are produced straight into the raw topic,
-   then a worker and a sink are started; records/s is measured over the window in which rows appear in
-   ClickHouse (process start-up excluded, reported separately);
+1. throughput: `--records` log records (metric data points, spans) are produced straight into the raw
+   topic, then a worker and a sink are started; records/s is measured over the window in which rows appear
+   in ClickHouse (process start-up excluded, reported separately);
 2. freshness: requests go through a real `maple ingest` at a fixed rate (`--rate`, default half the
    measured throughput) for `--duration` seconds; the sink's `maple_sink_freshness_seconds` histogram
    (ingest receipt to ClickHouse acknowledgement, per request) gives p50 and p99 by interpolation.
+
+Traces go through repartitioning, RED, tail sampling (the default policies: errors, traces of 1 s or
+more, 10% of the rest; decision_wait 2 s unless --decision-wait) and the sink. A span counts as through
+once its RED point is in ClickHouse and every sampled trace is; freshness is measured from the sampling
+decision, since waiting for the decision is by design.
 
 Kafka comes from the settings (start it with `maple kafka start`); ClickHouse too, and in embedded mode
 the bench starts a host on the data dir if none runs.
@@ -29,12 +34,15 @@ from typing import Any
 from confluent_kafka import Producer
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from maple import clickhouse
 from maple import kafka as kafka_clients
 from maple.net import free_port, http_ok
 from maple.settings import Settings
-from maple.topics import HEADER_RECEIVED_NS, LOGS, METRICS, RAW_LOGS, RAW_METRICS
+from maple.topics import (HEADER_RECEIVED_NS, LOGS, METRICS, RAW_LOGS, RAW_METRICS, RAW_TRACES, SPANS,
+                          SPANS_SAMPLED)
+from processors.sampling import DEFAULT_CONFIG, Probabilistic, Trace
 
 METRIC_TABLES = ("otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
                  "otel_metrics_exponential_histogram", "otel_metrics_summary")
@@ -105,6 +113,56 @@ def metric_request(service: str, per_request: int, seed: int) -> bytes:
     return request.SerializeToString()
 
 
+BACKLOG_RATE = 50_000  # records/s the phase 1 backlog is stamped as having arrived at
+SPANS_PER_TRACE = 8
+SPAN_NAMES = ("SELECT orders", "GET cache", "POST /payments", "publish order.placed", "render", "auth.verify",
+              "SELECT items")
+
+
+def trace_request(service: str, per_request: int, seed: int) -> tuple[bytes, list[tuple[str, bool, float]]]:
+    """Traces of 8 spans (a server root and its children) with fresh ids; 2% errors, 1% slower than 1 s.
+    Returns the body and, per trace, (trace id, has an error, latency in ms)."""
+    rng = random.Random(seed)
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    for key, value in (("service.name", service), ("k8s.pod.name", f"{service}-{seed % 7}"),
+                       ("deployment.environment", "bench")):
+        rs.resource.attributes.add(key=key, value={"string_value": value})
+    ss = rs.scope_spans.add()
+    ss.scope.name, ss.scope.version = "bench.tracer", "1.0"
+    now = time.time_ns()
+    meta = []
+    for _ in range(max(1, per_request // SPANS_PER_TRACE)):
+        trace_id, root_id = rng.randbytes(16), rng.randbytes(8)
+        error = rng.random() < 0.02
+        latency_ms = rng.uniform(1000, 3000) if rng.random() < 0.01 else rng.uniform(2, 400)
+        root = ss.spans.add(trace_id=trace_id, span_id=root_id, name="GET /api/orders/{id}", kind=2,
+                            start_time_unix_nano=now, end_time_unix_nano=now + int(latency_ms * 1e6))
+        root.attributes.add(key="http.route", value={"string_value": "/api/orders/{id}"})
+        root.attributes.add(key="http.response.status_code", value={"int_value": 500 if error else 200})
+        if error:
+            root.status.code, root.status.message = 2, "upstream failed"
+        for n in range(SPANS_PER_TRACE - 1):
+            start = now + int(rng.uniform(0, latency_ms / 2) * 1e6)
+            child = ss.spans.add(trace_id=trace_id, span_id=rng.randbytes(8), parent_span_id=root_id,
+                                 name=SPAN_NAMES[n % len(SPAN_NAMES)], kind=3, start_time_unix_nano=start,
+                                 end_time_unix_nano=start + int(rng.uniform(0.1, latency_ms / 2) * 1e6))
+            child.attributes.add(key="db.system", value={"string_value": "postgresql"})
+            if n == 0:
+                child.events.add(time_unix_nano=start, name="query.plan").attributes.add(
+                    key="rows", value={"int_value": rng.randint(1, 500)})
+        meta.append((trace_id.hex(), error, latency_ms))
+    return request.SerializeToString(), meta
+
+
+def expected_sampled_spans(meta: list[tuple[str, bool, float]]) -> int:
+    """Spans the default policies keep: errors, 1 s or slower, and the probabilistic share (its own hash)."""
+    share = Probabilistic(sampling_percentage=10)
+    kept = sum(1 for trace_id, error, latency in meta
+               if error or latency >= 1000 or share.evaluate(Trace(trace_id), 0) == 1)
+    return kept * SPANS_PER_TRACE
+
+
 class Stages:
     """The bench's own processes, stopped when it finishes."""
 
@@ -143,16 +201,23 @@ class Stages:
 
 
 def _count(client: Any, signal: str, service: str) -> int:
+    if signal == "traces":  # spans counted by RED (all of them, before sampling)
+        return int(client.query("SELECT sum(Value) FROM otel_metrics_sum WHERE MetricName = "
+                                f"'traces.span.metrics.calls' AND ServiceName = '{service}'").result_rows[0][0] or 0)
     tables = ("otel_logs",) if signal == "logs" else METRIC_TABLES
     union = " UNION ALL ".join(f"SELECT count() AS c FROM {t} WHERE ServiceName = '{service}'" for t in tables)
     return int(client.query(f"SELECT sum(c) FROM ({union})").result_rows[0][0])
 
 
-def _histogram(url: str, name: str) -> dict[float, float]:
+def _sampled(client: Any, service: str) -> int:
+    return int(client.query(f"SELECT count() FROM otel_traces WHERE ServiceName = '{service}'").result_rows[0][0])
+
+
+def _histogram(url: str, name: str, topic: str) -> dict[float, float]:
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
     buckets = {}
-    for match in re.finditer(rf'^{name}_bucket{{le="([^"]+)"}} (\S+)$', text, re.MULTILINE):
+    for match in re.finditer(rf'^{name}_bucket{{le="([^"]+)",topic="{re.escape(topic)}"}} (\S+)$', text, re.MULTILINE):
         buckets[float("inf") if match.group(1) == "+Inf" else float(match.group(1))] = float(match.group(2))
     return buckets
 
@@ -176,8 +241,11 @@ def _quantile(before: dict[float, float], after: dict[float, float], q: float) -
 
 
 def run(settings: Settings, *, signal: str, records: int, per_request: int, rate: float | None, duration: float,
-        workers: int, sinks: int, say: Callable[[str], None]) -> dict[str, Any]:
+        workers: int, sinks: int, say: Callable[[str], None], decision_wait_s: float = 2.0) -> dict[str, Any]:
     import os
+    import tempfile
+
+    import yaml
 
     tag = uuid.uuid4().hex[:8]
     service = f"bench-{tag}"
@@ -188,9 +256,30 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
     env = {**os.environ, "MAPLE_KAFKA_BOOTSTRAP": bootstrap, "MAPLE_CLICKHOUSE_DATABASE": database,
            "MAPLE_WORKER_GROUP": f"bench-worker-{tag}", "MAPLE_SINK_GROUP": f"bench-sink-{tag}",
            "MAPLE_WORKER_METRICS_PORT": "0", "MAPLE_SINK_METRICS_PORT": "0", "MAPLE_WORKER_SIGNALS": signal}
+    raw_topic = {"logs": RAW_LOGS, "metrics": RAW_METRICS, "traces": RAW_TRACES}[signal]
+    worker_topics = [raw_topic] + ([SPANS] if signal == "traces" else [])
+    sink_topics = [LOGS, METRICS] + ([SPANS_SAMPLED] if signal == "traces" else [])
+    freshness_topic = {"logs": LOGS, "metrics": METRICS, "traces": SPANS_SAMPLED}[signal].name
+    meta: list[tuple[str, bool, float]] = []
+    if signal == "traces":
+        config = {**DEFAULT_CONFIG, "decision_wait": f"{decision_wait_s}s"}
+        config_file = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="maple-bench-sampling-", delete=False)
+        with config_file:
+            yaml.safe_dump({"tail_sampling": config}, config_file)
+        env["MAPLE_TRACES_SAMPLING_CONFIG"] = config_file.name
+
+    def bodies_for(count: int, first_seed: int) -> list[bytes]:
+        if signal != "traces":  # repeated bodies are fine for logs and metrics
+            make = log_request if signal == "logs" else metric_request
+            return [make(service, per_request, seed) for seed in range(40)]
+        out = []  # traces need fresh trace ids in every request
+        for seed in range(first_seed, first_seed + count):
+            body, trace_meta = trace_request(service, per_request, seed)
+            out.append(body)
+            meta.extend(trace_meta)
+        return out
+
     stages = Stages(env)
-    make = log_request if signal == "logs" else metric_request
-    raw_topic = RAW_LOGS if signal == "logs" else RAW_METRICS
     try:
         stages.ensure_clickhouse(settings, say)
         subprocess.run([sys.executable, "-m", "maple", "schema", "apply"], env=env, check=True,
@@ -199,22 +288,30 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
 
         # The bench's groups start at the topics' ends: earlier traffic is not part of the measurement.
         kafka_clients.ensure_topics(kafka_clients.admin_client(bootstrap), settings.kafka.partitions,
-                                    settings.kafka.replication_factor, [raw_topic, LOGS, METRICS])
-        kafka_clients.start_group_at_end(bootstrap, env["MAPLE_WORKER_GROUP"], [raw_topic.name])
-        kafka_clients.start_group_at_end(bootstrap, env["MAPLE_SINK_GROUP"], [LOGS.name, METRICS.name])
+                                    settings.kafka.replication_factor, worker_topics + sink_topics)
+        kafka_clients.start_group_at_end(bootstrap, env["MAPLE_WORKER_GROUP"], [t.name for t in worker_topics])
+        kafka_clients.start_group_at_end(bootstrap, env["MAPLE_SINK_GROUP"], [t.name for t in sink_topics])
 
         # Phase 1: throughput of worker + sink over a backlog.
-        bodies = [make(service, per_request, seed) for seed in range(40)]
         requests = max(1, records // per_request)
-        total = requests * per_request
-        say(f"phase 1: producing {total:,} {signal} records ({requests} requests of {per_request}) into "
+        say(f"phase 1: preparing {requests} requests")
+        bodies = bodies_for(requests, 0)
+        per_body = per_request if signal != "traces" else max(1, per_request // SPANS_PER_TRACE) * SPANS_PER_TRACE
+        total = requests * per_body
+        say(f"phase 1: producing {total:,} {signal} records ({requests} requests of {per_body}) into "
             f"{raw_topic.name}")
         producer = Producer(kafka_clients.producer_config(bootstrap))
+        # The backlog looks as if it had arrived over time at BACKLOG_RATE records/s, ending now: stream time
+        # (the sampler's clock) then moves through it as it would through a real backlog.
+        spacing_ns = int(per_body / BACKLOG_RATE * 1e9)
+        first_ns = time.time_ns() - requests * spacing_ns
         for i in range(requests):
+            received = first_ns + i * spacing_ns
             producer.produce(raw_topic.name, value=bodies[i % len(bodies)], key=uuid.uuid4().bytes,
-                             headers=[(HEADER_RECEIVED_NS, str(time.time_ns()).encode())])
+                             timestamp=received // 1_000_000, headers=[(HEADER_RECEIVED_NS, str(received).encode())])
             producer.poll(0)
         producer.flush(120)
+        expected_sampled = expected_sampled_spans(meta) if signal == "traces" else 0
         say(f"phase 1: starting {workers} worker(s) and {sinks} sink(s)")
         launched = time.monotonic()
         for _ in range(workers):
@@ -222,25 +319,31 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
         for _ in range(sinks):
             stages.start("sink")
         first_seen = None
-        seen = 0
+        seen = sampled = 0
         deadline = time.monotonic() + max(600.0, total / 2000)
-        while seen < total and time.monotonic() < deadline:
+        while (seen < total or sampled < expected_sampled) and time.monotonic() < deadline:
             time.sleep(0.5)
             seen = _count(client, signal, service)
+            sampled = _sampled(client, service) if signal == "traces" else 0
             if seen and first_seen is None:
                 first_seen = time.monotonic()
                 first_rows = seen
-            say(f"  {seen:,}/{total:,} rows queryable")
+            say(f"  {seen:,}/{total:,} {'spans counted' if signal == 'traces' else 'rows queryable'}"
+                + (f", {sampled:,}/{expected_sampled:,} sampled spans queryable" if signal == "traces" else ""))
         done = time.monotonic()
-        if seen < total:
-            raise RuntimeError(f"only {seen} of {total} rows arrived")
+        if seen < total or sampled < expected_sampled:
+            raise RuntimeError(f"only {seen} of {total} records (and {sampled} of {expected_sampled} sampled spans) "
+                               "arrived")
         assert first_seen is not None
         steady = (total - first_rows) / max(done - first_seen, 1e-6)
         report: dict[str, Any] = {
-            "signal": signal, "records": total, "per_request": per_request, "workers": workers, "sinks": sinks,
+            "signal": signal, "records": total, "per_request": per_body, "workers": workers, "sinks": sinks,
             "records_per_s": steady, "records_per_s_incl_startup": total / (done - launched),
             "startup_s": first_seen - launched,
         }
+        if signal == "traces":
+            report.update({"sampled_spans": sampled, "expected_sampled_spans": expected_sampled,
+                           "decision_wait_s": decision_wait_s})
 
         # Phase 2: freshness at a fixed rate through the ingest.
         stages.stop()
@@ -248,6 +351,9 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
         http_port = free_port()
         sink_env = {"MAPLE_SINK_METRICS_PORT": str(metrics_port)}
         ingest = {"MAPLE_INGEST_HTTP_PORT": str(http_port), "MAPLE_INGEST_GRPC_PORT": str(free_port())}
+        if signal == "traces":
+            say("phase 2: preparing requests")
+            bodies = bodies_for(int(target * duration / per_body) + 8, requests)
         stages.ensure_clickhouse(settings, say)
         stages.start("ingest", extra=ingest)
         for _ in range(workers):
@@ -262,28 +368,31 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
             time.sleep(0.5)
         time.sleep(8)  # let the groups settle before measuring
         say(f"phase 2: sending {target:,.0f} {signal} records/s through the ingest for {duration:.0f}s")
-        before = _histogram(f"http://127.0.0.1:{metrics_port}/metrics", "maple_sink_freshness_seconds")
-        sent = _send_at_rate(f"{url}/v1/{signal}", bodies, per_request, target, duration)
-        expected = seen + sent * per_request
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        before = _histogram(metrics_url, "maple_sink_freshness_seconds", freshness_topic)
+        sent = _send_at_rate(f"{url}/v1/{signal}", bodies, per_body, target, duration)
+        expected = seen + sent * per_body
         deadline = time.monotonic() + 120
         while _count(client, signal, service) < expected and time.monotonic() < deadline:
             time.sleep(0.5)
-        time.sleep(2)
-        after = _histogram(f"http://127.0.0.1:{metrics_port}/metrics", "maple_sink_freshness_seconds")
+        time.sleep(2 + (decision_wait_s + 2 if signal == "traces" else 0))
+        after = _histogram(metrics_url, "maple_sink_freshness_seconds", freshness_topic)
         client.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")  # no background merges left behind
         client.close()
         report.update({"freshness_rate_per_s": target, "freshness_requests": sent,
                        "freshness_p50_s": _quantile(before, after, 0.5),
                        "freshness_p99_s": _quantile(before, after, 0.99),
-                       "freshness_note": "ingest receipt to ClickHouse acknowledgement, per request, from the "
-                                         "first sink's histogram (one of the sinks when --sinks > 1)"})
+                       "freshness_note": ("sampling decision" if signal == "traces" else "ingest receipt")
+                       + " to ClickHouse acknowledgement, per row batch, from the first sink's histogram "
+                         "(one of the sinks when --sinks > 1)"})
         return report
     finally:
         stages.stop()
 
 
 def _send_at_rate(url: str, bodies: list[bytes], per_request: int, rate: float, duration: float) -> int:
-    """Send requests from 4 threads, paced to `rate` records/s in total; returns requests acknowledged."""
+    """Send requests from 4 threads, paced to `rate` records/s in total; returns requests acknowledged.
+    Each body is sent once per round through the list (traces bring as many as the run needs)."""
     interval = per_request / rate * 4
     sent = [0]
     lock = threading.Lock()

@@ -114,6 +114,7 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     settings = _settings(args)
     report = bench_e2e.run(settings, signal=args.signal, records=args.records, per_request=args.per_request,
                            rate=args.rate, duration=args.duration, workers=args.workers, sinks=args.sinks,
+                           decision_wait_s=args.decision_wait,
                            say=lambda message: print(message, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(report, indent=2))
@@ -121,9 +122,13 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     _say(f"{report['signal']}: {report['records_per_s']:,.0f} records/s through {report['workers']} worker(s) and "
          f"{report['sinks']} sink(s) ({report['records_per_s_incl_startup']:,.0f}/s including "
          f"{report['startup_s']:.1f}s start-up; {report['records']:,} records)")
+    if report["signal"] == "traces":
+        _say(f"sampled {report['sampled_spans']:,} spans (expected {report['expected_sampled_spans']:,}) with "
+             f"decision_wait {report['decision_wait_s']}s")
     p50, p99 = report["freshness_p50_s"], report["freshness_p99_s"]
+    since = "sampling decision" if report["signal"] == "traces" else "ingest receipt"
     _say(f"freshness at {report['freshness_rate_per_s']:,.0f} records/s: p50 {p50:.2f}s, p99 {p99:.2f}s "
-         "(ingest receipt -> queryable)" if p50 is not None else "freshness: no samples")
+         f"({since} -> queryable)" if p50 is not None else "freshness: no samples")
     return 0
 
 
@@ -299,15 +304,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "Phase 1 produces --records raw records straight into the raw topic, starts workers and sinks, "
                     "and measures records/s while rows appear in ClickHouse. Phase 2 sends requests through a real "
                     "ingest at --rate records/s (default: half of phase 1) for --duration seconds and reports the "
-                    "p50/p99 of ingest receipt -> ClickHouse acknowledgement. Uses its own consumer groups and "
-                    "database (bench_<id>). Kafka must be running (`maple kafka start`).", into=bench_sub)
-    bench_e2e.add_argument("--signal", choices=("logs", "metrics"), default="logs")
+                    "p50/p99 of ingest receipt -> ClickHouse acknowledgement. Traces: spans go through "
+                    "repartitioning, RED, tail sampling (default policies) and the sink; a span counts once its RED "
+                    "point and every sampled trace are queryable, and freshness is measured from the sampling "
+                    "decision. Uses its own consumer groups and database (bench_<id>). Kafka must be running "
+                    "(`maple kafka start`).", into=bench_sub)
+    bench_e2e.add_argument("--signal", choices=("logs", "metrics", "traces"), default="logs")
     bench_e2e.add_argument("--records", type=int, default=1_000_000, help="phase 1 backlog (default 1,000,000)")
     bench_e2e.add_argument("--per-request", type=int, default=500, help="records per OTLP request (default 500)")
     bench_e2e.add_argument("--rate", type=float, help="phase 2 records/s (default: half the phase 1 rate)")
     bench_e2e.add_argument("--duration", type=float, default=30, help="phase 2 seconds (default 30)")
     bench_e2e.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     bench_e2e.add_argument("--sinks", type=int, default=1, help="sink processes (default 1)")
+    bench_e2e.add_argument("--decision-wait", type=float, default=2.0,
+                           help="traces: the sampler's decision_wait in seconds (default 2)")
     bench_e2e.add_argument("--json", action="store_true", help="print the report as JSON")
 
     add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,

@@ -85,12 +85,26 @@ def start_group_at_end(bootstrap: str, group: str, topics: Iterable[str], timeou
         for topic in topics:
             partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
             for partition in partitions:
-                _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+                _low, high = _end_offset(consumer, TopicPartition(topic, partition), timeout)
                 offsets.append(TopicPartition(topic, partition, high))
         if offsets:
             consumer.commit(offsets=offsets, asynchronous=False)
     finally:
         consumer.close()
+
+
+def _end_offset(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+    """Watermark offsets, waiting out a just-created topic whose partition leaders are still being elected."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=max(0.1, deadline - time.monotonic()))
+        except KafkaException as exc:
+            retriable = exc.args[0].code() in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                                               KafkaError.UNKNOWN_TOPIC_OR_PART)
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def probe(bootstrap: str, timeout: float = 10.0) -> None:

@@ -7,6 +7,7 @@ ignores the extra key on insert, and the sampler leaves it out of the rows it em
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -24,6 +25,7 @@ COLUMNS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "Span
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")
 ZERO_TRACE_ID, ZERO_SPAN_ID = "0" * 32, "0" * 16
+NONE: tuple = ()  # an empty Events.* / Links.* value; JSON encodes it as []
 
 
 def span_kind(value: int) -> str:
@@ -70,10 +72,10 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
                     event_times([datetime64(e.time_unix_nano) for e in events])
                     event_names([e.name for e in events])
                     event_attrs([attributes(e.attributes) for e in events])
-                else:
-                    event_times([])
-                    event_names([])
-                    event_attrs([])
+                else:  # one shared empty value (never mutated) instead of three new lists per span
+                    event_times(NONE)
+                    event_names(NONE)
+                    event_attrs(NONE)
                 links = span.links
                 if links:
                     link_trace_ids([link.trace_id.hex() for link in links])
@@ -81,10 +83,10 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
                     link_states([link.trace_state for link in links])
                     link_attrs([attributes(link.attributes) for link in links])
                 else:
-                    link_trace_ids([])
-                    link_span_ids([])
-                    link_states([])
-                    link_attrs([])
+                    link_trace_ids(NONE)
+                    link_span_ids(NONE)
+                    link_states(NONE)
+                    link_attrs(NONE)
             # Constant within a scope: filled once per scope, not per span.
             n = len(spans)
             cols["ServiceName"] += [service_name] * n
@@ -95,5 +97,9 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
 
 
 def take(cols: dict[str, list[Any]], rows: list[int], names: tuple[str, ...] = COLUMNS) -> dict[str, list[Any]]:
-    """The given rows of `cols` (in that order), for the columns `names`."""
-    return {name: [column[i] for i in rows] for name, column in ((n, cols[n]) for n in names)}
+    """The given rows of `cols` (in that order), for the columns `names` (itemgetter: a C loop per column)."""
+    if len(rows) == 1:
+        row = rows[0]
+        return {name: [cols[name][row]] for name in names}
+    pick = itemgetter(*rows)
+    return {name: list(pick(cols[name])) for name in names}

@@ -21,6 +21,7 @@ exits: it must never ack past a batch that was not written.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import Callable
@@ -182,7 +183,15 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
     app.agent(topic, name=f"maple.{signal}")(agent)
 
 
+# The sampler keeps seconds of spans alive (hundreds of thousands of objects). With CPython's default
+# thresholds every young collection soon walks them all: decoding a span batch measured 31 us/span instead
+# of 2.3 us with 780k live objects. Collections stay, much less often; little here forms reference cycles.
+GC_THRESHOLDS = (100_000, 50, 100)
+
+
 def run(settings: Settings) -> None:
     app = build_app(settings)
+    gc.freeze()  # start-up objects (Faust, protobuf, the app) are never garbage: keep them out of every scan
+    gc.set_threshold(*GC_THRESHOLDS)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
