@@ -50,7 +50,7 @@ def committed_offsets(bootstrap: str, group: str, timeout: float = 30.0) -> dict
     future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
                                                request_timeout=timeout)[group]
     try:
-        result = future.result()
+        result = future.result(timeout + 5)
     except KafkaException as exc:
         raise LagError(f"group {group}: cannot read its committed offsets: {exc.args[0].str()}") from exc
     return {(tp.topic, tp.partition): (tp.offset, tp.metadata or "")

@@ -50,9 +50,10 @@ class GroupState:
 
 
 def describe(bootstrap: str, group: str, timeout: float = 30.0) -> GroupState:
-    future = admin_client(bootstrap).describe_consumer_groups([group], request_timeout=timeout)[group]
+    admin = admin_client(bootstrap)  # keep it referenced until the future resolves
+    future = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
     try:
-        description = future.result()
+        description = future.result(timeout + 5)
     except KafkaException as exc:
         raise OpsError(f"group {group}: cannot describe it: {exc.args[0].str()}") from exc
     members = tuple(f"{m.client_id}@{m.host} ({len(m.assignment.topic_partitions) if m.assignment else 0} partitions)"

@@ -38,6 +38,9 @@ from ops.progress import Progress
 from sinks.batch import Watermarks, decode_epoch, decode_state, encode_state
 
 TIME_COLUMNS = ("Timestamp", "TimeUnix")  # the event-time column of Maple's tables (logs/traces, metrics)
+# Event times run ahead of the Kafka times of the row batches carrying them (ingest, worker): widen the
+# guard's window by this much on both sides. A false refusal costs a --force; a missed one costs duplicates.
+GUARD_SLACK_MS = 10 * 60 * 1000
 
 
 @dataclass(frozen=True)
@@ -238,7 +241,7 @@ def _guard(settings: Settings, database: str, tables: dict[str, tuple[int, int]]
             [(count,)] = client.query(
                 f"SELECT count() FROM `{database}`.`{table}` WHERE `{column}` BETWEEN "
                 "fromUnixTimestamp64Milli({lo:Int64}) AND fromUnixTimestamp64Milli({hi:Int64})",
-                parameters={"lo": low_ms, "hi": high_ms}).result_rows
+                parameters={"lo": low_ms - GUARD_SLACK_MS, "hi": high_ms + GUARD_SLACK_MS}).result_rows
             out[table] = int(count)
     finally:
         client.close()
