@@ -46,7 +46,7 @@ class LagError(RuntimeError):
 
 def committed_offsets(bootstrap: str, group: str, timeout: float = 30.0) -> dict[tuple[str, int], tuple[int, str]]:
     """Every partition `group` has committed: (topic, partition) -> (offset, metadata)."""
-    admin = admin_client(bootstrap)
+    admin = admin_client(bootstrap, log_level=4)  # errors come back through the future
     future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
                                                request_timeout=timeout)[group]
     try:

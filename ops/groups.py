@@ -50,7 +50,7 @@ class GroupState:
 
 
 def describe(bootstrap: str, group: str, timeout: float = 30.0) -> GroupState:
-    admin = admin_client(bootstrap)  # keep it referenced until the future resolves
+    admin = admin_client(bootstrap, log_level=4)  # referenced until the future resolves; errors come through it
     future = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
     try:
         description = future.result(timeout + 5)

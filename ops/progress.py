@@ -27,6 +27,7 @@ class Progress:
         self.every_s = every_s if every_s is not None else (0.2 if self.tty else 5.0)
         self.started = time.monotonic()
         self._last = 0.0
+        self._drawn: tuple[int, int] | None = None
         self.messages = 0
         self.rows = 0
 
@@ -39,6 +40,7 @@ class Progress:
             self._draw(now)
 
     def _draw(self, now: float) -> None:
+        self._drawn = (self.messages, self.rows)
         elapsed = max(now - self.started, 1e-6)
         rate = self.messages / elapsed
         parts = [f"{self.what}:"]
@@ -60,7 +62,8 @@ class Progress:
         self.stream.flush()
 
     def done(self) -> None:
-        self._draw(time.monotonic())
+        if self._drawn != (self.messages, self.rows):
+            self._draw(time.monotonic())
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
