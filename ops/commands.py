@@ -149,7 +149,7 @@ def cmd_dlq(args: argparse.Namespace, load: Load) -> int:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(x.timestamp_ms / 1000))
                 _out(f"{x.id:<10} {stamp:<19} {x.stage:<6} {x.table or '-':<22} {x.code or '-':>5} "
                      f"{'-' if x.rows is None else x.rows:>6} {x.bytes:>8} {'yes' if x.redriven else 'no':<8} "
-                     f"{x.source:<30} {x.error.splitlines()[0][:100] if x.error else ''}")
+                     f"{x.source:<30} {_short_error(x.error)}")
             _out(f"{len(letters)} dead letter(s), {sum(1 for x in letters if not x.redriven)} not redriven")
         elif args.action == "show":
             letter = dlq.show_letter(settings, args.id)
@@ -177,6 +177,12 @@ def cmd_dlq(args: argparse.Namespace, load: Load) -> int:
         return 0
     except OpsError as exc:
         return _fail(f"dlq {args.action}: {exc}")
+
+
+def _short_error(error: str, width: int = 100) -> str:
+    """The informative tail of a ClickHouse error (after the last "DB::Exception: "), on one line."""
+    line = error.splitlines()[0] if error else ""
+    return line.rsplit("DB::Exception: ", 1)[-1][:width]
 
 
 # -- registration -------------------------------------------------------------------------------------
