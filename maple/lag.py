@@ -88,7 +88,7 @@ def record_timestamps(consumer: Consumer, positions: Iterable[TopicPartition],
                     continue
                 key = (message.topic(), message.partition())
                 if key not in out:
-                    kind, stamp = message.timestamp()
+                    _kind, stamp = message.timestamp()
                     if stamp > 0:
                         out[key] = stamp / 1000.0
                     consumer.pause([TopicPartition(*key)])

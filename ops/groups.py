@@ -16,19 +16,11 @@ from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicP
 
 from maple.kafka import admin_client
 from maple.lag import LagError, committed_offsets, probe_consumer, topic_partitions
-from maple.settings import Settings
 from maple.topics import ALL_TOPICS
 
 
 class OpsError(RuntimeError):
     """An operation was refused or failed; the message names the group, topic or partition and why."""
-
-
-STAGES = ("sink", "worker")
-
-
-def stage_group(settings: Settings, stage: str) -> str:
-    return settings.sink.group if stage == "sink" else settings.worker.group
 
 
 def stage_topics(stage: str) -> list[str]:

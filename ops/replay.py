@@ -32,10 +32,10 @@ from maple import clickhouse
 from maple.kafka import bootstrap_servers
 from maple.settings import Settings
 from maple.topics import ALL_TOPICS, HEADER_ROWS, HEADER_SOURCE, HEADER_TABLE, SourcePosition, Topic
-from ops.groups import (OpsError, commit, committed, describe, offsets_for_time, ops_consumer, partitions_of,
+from ops.groups import (OpsError, commit, committed, offsets_for_time, ops_consumer, partitions_of,
                         require_stopped, stage_topics, watermarks)
 from ops.progress import Progress
-from sinks.batch import Watermarks, decode_epoch, decode_state, encode_state
+from sinks.batch import decode_epoch, decode_state, encode_state
 
 TIME_COLUMNS = ("Timestamp", "TimeUnix")  # the event-time column of Maple's tables (logs/traces, metrics)
 # Event times run ahead of the Kafka times of the row batches carrying them (ingest, worker): widen the
@@ -92,7 +92,7 @@ class Plan:
 # -- where to start ---------------------------------------------------------------------------------
 
 
-def _scope(bootstrap: str, consumer: Consumer, stage: str, group: str, topics: list[str] | None,
+def _scope(consumer: Consumer, stage: str, group: str, topics: list[str] | None,
            commits: dict[tuple[str, int], tuple[int, str]]) -> list[str]:
     if topics:
         for topic in topics:
@@ -267,7 +267,7 @@ def plan_sink(settings: Settings, group: str, topics: list[str] | None, start: S
     commits = committed(bootstrap, group)
     consumer = ops_consumer(bootstrap)
     try:
-        names = _scope(bootstrap, consumer, "sink", group, topics, commits)
+        names = _scope(consumer, "sink", group, topics, commits)
         plan = Plan("sink", group, "reinsert" if reinsert else "keep", [])
         plan.moves = _moves(consumer, group, _targets(consumer, names, start), commits, plan.skipped)
     finally:
@@ -277,6 +277,7 @@ def plan_sink(settings: Settings, group: str, topics: list[str] | None, start: S
         if end is not None:
             raise OpsError(f"{move.topic}[{move.partition}]: group {group} stopped in the middle of a batch "
                            f"({move.committed}-{end}); start a sink to finish it, stop it, then replay")
+    scan = _Scan()
     if reinsert or scan_rows:
         scan = _scan(bootstrap, [(m.topic, m.partition, m.target, m.committed) for m in plan.moves],
                      f"reading {group}'s replay range")
@@ -315,7 +316,7 @@ def plan_worker(settings: Settings, group: str, sink_group: str, topics: list[st
     commits = committed(bootstrap, group)
     consumer = ops_consumer(bootstrap)
     try:
-        names = _scope(bootstrap, consumer, "worker", group, topics, commits)
+        names = _scope(consumer, "worker", group, topics, commits)
         plan = Plan("worker", group, "reinsert", [], sink_group=sink_group)
         plan.moves = _moves(consumer, group, _targets(consumer, names, start), commits, plan.skipped)
         new_start = {f"{m.topic}/{m.partition}": m.target for m in plan.moves if m.messages}
@@ -398,7 +399,7 @@ class JobResult:
 
 
 def run_into_database(settings: Settings, database: str, group: str, topics: list[str] | None, start: Start, *,
-                      dry_run: bool = False, say: Callable[[str], None] = print) -> tuple[Plan, JobResult | None]:
+                      dry_run: bool = False) -> tuple[Plan, JobResult | None]:
     """Replay processed topics into `database` with a one-shot sink of its own group `group`.
 
     The first run commits the start offsets for `group` (fresh metadata: no watermarks, its own tokens);
@@ -513,7 +514,3 @@ def describe_plan(plan: Plan, dry_run: bool) -> list[str]:
     lines.extend(f"skipped {s}" for s in plan.skipped)
     lines.extend(f"note: {n}" for n in plan.notes)
     return lines
-
-
-def running(settings: Settings, group: str) -> bool:
-    return describe(bootstrap_servers(settings), group).running

@@ -197,7 +197,7 @@ def test_reinsert_is_refused_while_rows_are_there_then_truncate_and_replay_by_ti
     assert landed.sink.stop() == 0
     refused = maple(landed.env, "replay", "sink", "--topic", LOGS.name, "--from-time", landed.since, "--reinsert")
     assert refused.returncode == 1
-    assert f"--reinsert refused" in refused.stderr and f"{landed.database}.otel_logs" in refused.stderr
+    assert "--reinsert refused" in refused.stderr and f"{landed.database}.otel_logs" in refused.stderr
 
     landed.query("TRUNCATE TABLE otel_logs")
     assert landed.counts() == (0, 0)
@@ -254,8 +254,8 @@ def test_worker_replay_with_reinsert_after_a_truncate_brings_the_rows_back_exact
 def test_a_dead_letter_is_redriven_after_the_fix_exactly_once(landed: Landed) -> None:
     if not landed.sink.alive:
         landed.restart("sink")
-    landed.query(f"CREATE TABLE probe (Timestamp DateTime64(9), ServiceName String, n UInt32) ENGINE = MergeTree "
-                 f"ORDER BY Timestamp SETTINGS non_replicated_deduplication_window = 1000")
+    landed.query("CREATE TABLE probe (Timestamp DateTime64(9), ServiceName String, n UInt32) ENGINE = MergeTree "
+                 "ORDER BY Timestamp SETTINGS non_replicated_deduplication_window = 1000")
     now = time.time_ns() // 1_000_000_000
     columns = {"Timestamp": [f"{now}.{i:09d}" for i in range(4)], "ServiceName": [landed.service] * 4,
                "n": [1, 2, "three", "four"]}  # UInt32 cannot take the last two: dead-lettered one by one
