@@ -252,55 +252,64 @@ def test_worker_replay_with_reinsert_after_a_truncate_brings_the_rows_back_exact
 
 
 def test_a_dead_letter_is_redriven_after_the_fix_exactly_once(landed: Landed) -> None:
+    # The processed topics are shared by every sink group of the session: the batch goes to a table all of
+    # them have. Only this database has the extra column `n`, typed so that two of the four rows fail.
     if not landed.sink.alive:
         landed.restart("sink")
-    landed.query("CREATE TABLE probe (Timestamp DateTime64(9), ServiceName String, n UInt32) ENGINE = MergeTree "
-                 "ORDER BY Timestamp SETTINGS non_replicated_deduplication_window = 1000")
+    landed.query("ALTER TABLE otel_logs ADD COLUMN n UInt32 DEFAULT 0")
     now = time.time_ns() // 1_000_000_000
     columns = {"Timestamp": [f"{now}.{i:09d}" for i in range(4)], "ServiceName": [landed.service] * 4,
-               "n": [1, 2, "three", "four"]}  # UInt32 cannot take the last two: dead-lettered one by one
+               "Body": ["probe"] * 4, "n": [1, 2, "three", "four"]}
     producer = Producer(kafka.producer_config(landed.bootstrap))
     producer.produce(LOGS.name, value=orjson.dumps(columns), partition=0, headers=[
-        (HEADER_TABLE, b"probe"), (HEADER_ROWS, b"4"), (HEADER_SOURCE, SourcePosition("test.dlq", 0, now).header())])
+        (HEADER_TABLE, b"otel_logs"), (HEADER_ROWS, b"4"), (HEADER_SOURCE, SourcePosition("test.dlq", 0, now).header())])
     assert producer.flush(30) == 0
-    deadline = time.monotonic() + 90
-    letters: list = []
-    while time.monotonic() < deadline and len(letters) < 2:
-        listing = maple(landed.env, "dlq", "list", "--table", "probe", "--json")
+
+    def mine() -> list[dict]:
+        listing = maple(landed.env, "dlq", "list", "--table", "otel_logs", "--json")
         assert listing.returncode == 0, listing.stderr
-        letters = orjson.loads(listing.stdout)
+        return [x for x in orjson.loads(listing.stdout) if x["code"] == 27]  # cannot parse "three" as UInt32
+
+    def probe_rows() -> list[tuple]:
+        return sorted(landed.query(f"SELECT toString(n) FROM otel_logs WHERE ServiceName = '{landed.service}' "
+                                   "AND Body = 'probe'"))
+
+    deadline = time.monotonic() + 90
+    letters: list[dict] = []
+    while time.monotonic() < deadline and len(letters) < 2:
+        letters = mine()
         time.sleep(1)
     assert len(letters) == 2, landed.sink.output()
-    assert {(x["stage"], x["code"], x["rows"], x["redriven"]) for x in letters} == {("sink", 27, 1, False)}
-    assert landed.query("SELECT count() FROM probe") == [(2,)]
+    assert {(x["stage"], x["rows"], x["redriven"]) for x in letters} == {("sink", 1, False)}
+    assert probe_rows() == [("1",), ("2",)]
 
     shown = maple(landed.env, "dlq", "show", letters[0]["id"])
     assert shown.returncode == 0, shown.stderr
-    assert "maple.error_code: 27" in shown.stdout and "maple.token:" in shown.stdout
+    assert "maple.error_code: 27" in shown.stdout and f"maple.token: {landed.env['MAPLE_SINK_GROUP']}/" in shown.stdout
     assert '"n":"three"' in shown.stdout or '"n":"four"' in shown.stdout
 
-    landed.query("ALTER TABLE probe MODIFY COLUMN n String")  # the fix
+    landed.query("ALTER TABLE otel_logs MODIFY COLUMN n String DEFAULT ''")  # the fix
     first = maple(landed.env, "dlq", "redrive", "--json")
     assert first.returncode == 0, first.stderr
-    assert orjson.loads(first.stdout)["rows_inserted"] == 2
-    assert sorted(landed.query("SELECT n FROM probe")) == [("1",), ("2",), ("four",), ("three",)]
-    listed = orjson.loads(maple(landed.env, "dlq", "list", "--table", "probe", "--json").stdout)
-    assert [x["redriven"] for x in listed] == [True, True]
+    assert orjson.loads(first.stdout)["rows_inserted"] >= 2
+    assert probe_rows() == [("1",), ("2",), ("four",), ("three",)]
+    assert [x["redriven"] for x in mine()] == [True, True]
 
     second = maple(landed.env, "dlq", "redrive", "--json")
-    assert second.returncode == 0 and orjson.loads(second.stdout)["letters"] == 0
+    assert second.returncode == 0, second.stderr
+    assert probe_rows() == [("1",), ("2",), ("four",), ("three",)]
     # Even with its tracking lost (the redrive group rewound), a redrive inserts under the same tokens.
     group = f"{landed.env['MAPLE_SINK_GROUP']}.dlq-redrive"
-    consumer = Consumer({"bootstrap.servers": landed.bootstrap, "group.id": group})
-    first_of = {}
-    for x in listed:
+    first_of: dict[int, int] = {}
+    for x in letters:
         first_of[x["partition"]] = min(x["offset"], first_of.get(x["partition"], x["offset"]))
+    consumer = Consumer({"bootstrap.servers": landed.bootstrap, "group.id": group})
     consumer.commit(offsets=[TopicPartition(DEAD_LETTER.name, p, o) for p, o in first_of.items()], asynchronous=False)
     consumer.close()
     third = maple(landed.env, "dlq", "redrive", "--json")
     assert third.returncode == 0, third.stderr
-    assert orjson.loads(third.stdout)["letters"] == 2
-    assert landed.query("SELECT count() FROM probe") == [(4,)]
+    assert orjson.loads(third.stdout)["letters"] >= 2
+    assert probe_rows() == [("1",), ("2",), ("four",), ("three",)]
 
 
 # -- lag ---------------------------------------------------------------------------------------------
