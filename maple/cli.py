@@ -330,6 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sink.batch_rows / batch_bytes / flush_interval_s, inserts them with deduplication tokens, and commits "
         "offsets only after ClickHouse acknowledged. Rows ClickHouse rejects for good go to maple.dlq. Run "
         "more processes to scale, up to the partition count. See docs/exactly-once.md.")
+
+    from ops.commands import register as register_ops  # replay, lag, dlq: docs/operations.md
+
+    register_ops(add, sub, common, _settings)
     return parser
 
 

@@ -55,6 +55,8 @@ HEADER_ERROR = "maple.error"            # the error text
 HEADER_ERROR_CODE = "maple.error_code"  # ClickHouse error code, when there is one
 HEADER_TOKEN = "maple.token"            # the insert deduplication token the rows were tried with
 HEADER_SOURCE_RANGE = "maple.source_range"  # "<topic>/<partition>/<first>-<last>" of the sink batch
+HEADER_GROUP = "maple.group"            # the worker group that dead-lettered a raw record (for `maple dlq redrive`)
+HEADER_REDRIVEN = "maple.redriven"      # on a record `maple dlq redrive` produced: "maple.dlq/<partition>/<offset>"
 
 
 @dataclass(frozen=True, order=True)

@@ -8,6 +8,9 @@ input partition lives in its committed Kafka offset and that commit's metadata (
 * ``end``: written *before* an insert (with the offset still at the batch's first message) and cleared
   after it. A sink that restarts with ``end`` set rebuilds exactly that offset range, so its insert
   carries the same deduplication token and ClickHouse drops it if the first attempt had landed.
+* ``epoch``: raised by `maple replay --reinsert` (ops/replay.py). It goes into every token, so rows
+  re-inserted after a TRUNCATE or a dropped partition never collide with the tokens of their first
+  insert, which ClickHouse may still remember and would silently drop.
 """
 
 from __future__ import annotations
@@ -40,11 +43,21 @@ class Limits:
     interval_s: float
 
 
-def encode_state(wm: Watermarks, end: int | None = None) -> str:
+def encode_state(wm: Watermarks, end: int | None = None, epoch: int = 0) -> str:
     state: dict[str, object] = {"v": 1, "wm": {key: list(value) for key, value in sorted(wm.items())}}
     if end is not None:
         state["end"] = end
+    if epoch:
+        state["epoch"] = epoch
     return orjson.dumps(state).decode()
+
+
+def decode_epoch(metadata: str | None) -> int:
+    """The replay epoch from commit metadata (0 when absent or unreadable)."""
+    try:
+        return int(orjson.loads(metadata or "{}").get("epoch", 0))
+    except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+        return 0
 
 
 def decode_state(metadata: str | None) -> tuple[Watermarks, int | None]:
@@ -69,6 +82,7 @@ class PartitionBatch:
     start: int                      # first offset of this batch (the committed position)
     committed_wm: Watermarks        # watermarks as of `start`
     pending_end: int | None = None  # a recovered intent: this batch must end exactly here
+    epoch: int = 0                  # replay epoch (see decode_epoch): part of every token
     wm: Watermarks = field(default_factory=dict)
     taken: list[RowBatch] = field(default_factory=list)
     last_offset: int | None = None
@@ -93,17 +107,19 @@ class PartitionBatch:
         return self.pending_end is None or offset <= self.pending_end
 
     def add(self, batch: RowBatch, now: float) -> bool:
-        """Take `batch` unless its source position is at or below the watermark; True if taken."""
+        """Take `batch` unless its source position is at or below the watermark; True if taken.
+
+        A batch without a source header is its own source (this partition and offset): never a copy in
+        normal reading, but dropped like any other after a rewind that kept the watermarks."""
         self.last_offset = batch.offset
         if self.opened_at is None:
             self.opened_at = now
-        source = batch.source
-        if source is not None:
-            seen = self.wm.get(source.key)
-            if seen is not None and (source.offset, source.part) <= seen:
-                self.duplicates += 1
-                return False
-            self.wm[source.key] = (source.offset, source.part)
+        source = batch.source or SourcePosition(self.topic, self.partition, batch.offset)
+        seen = self.wm.get(source.key)
+        if seen is not None and (source.offset, source.part) <= seen:
+            self.duplicates += 1
+            return False
+        self.wm[source.key] = (source.offset, source.part)
         self.taken.append(batch)
         self.rows += batch.rows
         self.bytes += len(batch.value)
@@ -133,14 +149,15 @@ class PartitionBatch:
 
     def token(self, group: str, table: str) -> str:
         """The insert deduplication token: the same for every attempt at this offset range and table."""
-        return f"{group}/{self.topic}/{self.partition}/{self.start}-{self.end}/{table}"
+        epoch = f"/r{self.epoch}" if self.epoch else ""
+        return f"{group}/{self.topic}/{self.partition}/{self.start}-{self.end}/{table}{epoch}"
 
     def intent(self) -> str:
-        return encode_state(self.committed_wm, self.end)
+        return encode_state(self.committed_wm, self.end, self.epoch)
 
     def done(self) -> str:
-        return encode_state(self.wm)
+        return encode_state(self.wm, epoch=self.epoch)
 
     def following(self) -> PartitionBatch:
         """The empty batch that starts right after this one."""
-        return PartitionBatch(self.topic, self.partition, self.end + 1, dict(self.wm))
+        return PartitionBatch(self.topic, self.partition, self.end + 1, dict(self.wm), epoch=self.epoch)

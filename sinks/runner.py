@@ -28,11 +28,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from maple import clickhouse
 from maple import kafka as kafka_clients
 from maple import metrics as prom
+from maple.lag import SinkLag
 from maple.settings import Settings
 from maple.topics import (DEAD_LETTER, HEADER_DECIDED_NS, HEADER_ERROR, HEADER_ERROR_CODE, HEADER_RECEIVED_NS,
                           HEADER_ROWS, HEADER_SOURCE, HEADER_SOURCE_RANGE, HEADER_STAGE, HEADER_TABLE, HEADER_TOKEN, LOGS,
                           METRICS, SPANS_SAMPLED, SourcePosition, Topic)
-from sinks.batch import Limits, PartitionBatch, RowBatch, decode_state
+from sinks.batch import Limits, PartitionBatch, RowBatch, decode_epoch, decode_state
 from sinks.writer import Inserter, Rejected, cap_block
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ class Sink:
         self.topics = [t.name for t in topics]
         self.limits = Limits(cfg.batch_rows, cfg.batch_bytes, cfg.flush_interval_s)
         self.metrics = SinkMetrics()
+        self.lag = SinkLag(self.metrics.registry, self.group)
         self.stopping = threading.Event()
         bootstrap = kafka_clients.bootstrap_servers(settings)
         self.consumer = Consumer(kafka_clients.consumer_config(bootstrap, self.group, **{
@@ -128,7 +130,8 @@ class Sink:
         for tp in committed:
             wm, end = decode_state(tp.metadata)
             start = tp.offset if tp.offset >= 0 else -1
-            self.batches[(tp.topic, tp.partition)] = PartitionBatch(tp.topic, tp.partition, start, wm, end)
+            self.batches[(tp.topic, tp.partition)] = PartitionBatch(tp.topic, tp.partition, start, wm, end,
+                                                                    epoch=decode_epoch(tp.metadata))
             if end is not None:
                 log.info("%s[%d]: resuming an interrupted batch %d-%d", tp.topic, tp.partition, start, end)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing")
@@ -159,6 +162,7 @@ class Sink:
                     if batch.ready(now, self.limits):
                         self._flush(key)
                 self.metrics.buffered_rows.set(sum(b.rows for b in self.batches.values()))
+                self.lag.update(self.consumer, self.batches)  # every few seconds, not per message
         except SystemExit:
             pass
         finally:
@@ -238,7 +242,8 @@ class Sink:
                 tp = self.consumer.committed([TopicPartition(*key)], timeout=30)[0]
                 wm, end = decode_state(tp.metadata)
                 self.consumer.seek(TopicPartition(key[0], key[1], tp.offset if tp.offset >= 0 else 0))
-                self.batches[key] = PartitionBatch(key[0], key[1], tp.offset if tp.offset >= 0 else -1, wm, end)
+                self.batches[key] = PartitionBatch(key[0], key[1], tp.offset if tp.offset >= 0 else -1, wm, end,
+                                                   epoch=decode_epoch(tp.metadata))
                 return
             except KafkaException as exc:
                 log.warning("%s[%d]: reading its commit failed (%s), retry %d", key[0], key[1], exc, attempt + 1)

@@ -19,7 +19,8 @@ from tests.conftest import clean_environ, free_port
 
 COMMANDS = [[], ["up"], ["kafka"], ["clickhouse"], ["clickhouse", "serve"], ["query"], ["schema"],
             ["schema", "apply"], ["config"], ["config", "show"], ["ingest"], ["worker"], ["sink"], ["bench"],
-            ["bench", "ingest"], ["bench", "e2e"]]
+            ["bench", "ingest"], ["bench", "e2e"], ["replay"], ["lag"], ["dlq"], ["dlq", "list"], ["dlq", "show"],
+            ["dlq", "redrive"]]
 
 
 def maple(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from maple.topics import SourcePosition
-from sinks.batch import Limits, PartitionBatch, RowBatch, decode_state, encode_state
+from sinks.batch import Limits, PartitionBatch, RowBatch, decode_epoch, decode_state, encode_state
 
 LIMITS = Limits(rows=10, bytes=1 << 20, interval_s=1.0)
 
@@ -73,3 +73,20 @@ def test_garbage_metadata_is_no_state() -> None:
     assert decode_state("not json") == ({}, None)
     assert decode_state('{"wm": {"t/1": "x"}}') == ({}, None)
     assert decode_state(encode_state({"t/1": (3, 1)}, 9)) == ({"t/1": (3, 1)}, 9)
+
+
+def test_a_batch_without_a_source_is_its_own_source_so_a_rewind_that_keeps_watermarks_drops_it() -> None:
+    batch = PartitionBatch("otel.logs", 1, start=0, committed_wm={})
+    assert batch.add(_rb(0, None), 0.0) and batch.add(_rb(1, None), 0.0)
+    assert batch.wm == {"otel.logs/1": (1, 0)}
+    rewound = PartitionBatch("otel.logs", 1, start=0, committed_wm=decode_state(batch.done())[0])
+    assert [rewound.add(_rb(i, None), 0.0) for i in range(3)] == [False, False, True]
+
+
+def test_the_replay_epoch_is_in_the_token_and_carried_through_intent_done_and_following() -> None:
+    batch = PartitionBatch("otel.logs", 2, start=40, committed_wm={}, epoch=3)
+    batch.add(_rb(40, 10), 0.0)
+    assert batch.token("g", "otel_logs") == "g/otel.logs/2/40-40/otel_logs/r3"
+    assert decode_epoch(batch.intent()) == 3 and decode_epoch(batch.done()) == 3
+    assert batch.following().epoch == 3
+    assert decode_epoch(None) == 0 and decode_epoch("junk") == 0 and decode_epoch(encode_state({})) == 0

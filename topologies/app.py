@@ -32,10 +32,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from maple import kafka as kafka_clients
 from maple import metrics as prom
+from maple.lag import LagGauges, measure
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings
-from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_ROWS, HEADER_SOURCE, HEADER_STAGE, LOGS, METRICS, RAW_LOGS,
-                          RAW_METRICS, RAW_TRACES, SPANS, SPANS_SAMPLED, SourcePosition, Topic)
+from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_GROUP, HEADER_ROWS, HEADER_SOURCE, HEADER_STAGE, LOGS,
+                          METRICS, RAW_LOGS, RAW_METRICS, RAW_TRACES, SPANS, SPANS_SAMPLED, SourcePosition, Topic)
 from processors.logs import LogOptions
 from topologies import sampler
 from topologies.batches import RawRecord, log_batches, metric_batches, trace_batches
@@ -64,11 +65,11 @@ def _fatal(reason: str) -> None:
     os._exit(EXIT_PRODUCER_FAILED)
 
 
-def _dead_letter(value: bytes, position: SourcePosition, error: Exception) -> Record:
-    """The record as it came, with why it could not be processed."""
+def _dead_letter(value: bytes, position: SourcePosition, error: Exception, group: str) -> Record:
+    """The record as it came, with why it could not be processed (and by which group, for redrives)."""
     return Record(DEAD_LETTER.name, value, [
         (HEADER_STAGE, b"worker"), (HEADER_ERROR, f"{type(error).__name__}: {error}".encode()[:4096]),
-        (HEADER_SOURCE, position.header())])
+        (HEADER_SOURCE, position.header()), (HEADER_GROUP, group.encode())])
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -106,6 +107,19 @@ def build_app(settings: Settings) -> faust.App:
     async def serve_metrics() -> None:
         prom.serve(metrics.registry, cfg.metrics_port, "worker")
 
+    if cfg.metrics_port:
+        lag_gauges = LagGauges(metrics.registry)
+
+        @app.timer(interval=15.0)
+        async def export_lag() -> None:
+            """The group's own lag, through the admin API off the event loop (never per event)."""
+            try:
+                rows = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: measure(bootstrap, cfg.group, timeout=10))
+                lag_gauges.publish(rows)
+            except Exception as exc:  # metrics must never stop the data path
+                log.warning("consumer lag not measured: %s", exc)
+
     options = LogOptions(json_max_depth=cfg.json_max_depth, json_max_body_bytes=cfg.json_max_body_bytes)
     transforms: dict[str, tuple[Topic, Transform]] = {
         "logs": (RAW_LOGS, lambda raw: log_batches(raw, partitions[LOGS.name], options)),
@@ -122,7 +136,7 @@ def build_app(settings: Settings) -> faust.App:
             log.warning("%s[%d]@%d is not a span batch, dead-lettered: %s", message.topic, message.partition,
                         message.offset, error)
             return _dead_letter(message.value or b"", SourcePosition(message.topic, message.partition,
-                                                                      message.offset), error)
+                                                                      message.offset), error, cfg.group)
 
         sampler.add_sampler_agent(app, settings, sampling, producer, metrics.registry, partitions[RAW_TRACES.name],
                                   partitions[SPANS.name], partitions[SPANS_SAMPLED.name], bad_span_batch, _fatal)
@@ -167,7 +181,8 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
                         log.warning("%s record %s/%d@%d is not decodable, dead-lettered: %s", signal,
                                     raw.topic, raw.partition, raw.offset, exc)
                         dead_counter.inc()
-                        records = [_dead_letter(raw.value, SourcePosition(raw.topic, raw.partition, raw.offset), exc)]
+                        records = [_dead_letter(raw.value, SourcePosition(raw.topic, raw.partition, raw.offset), exc,
+                                                app.conf.id)]
                 records_counter.inc()
                 rows_counter.inc(sum(int(dict(r.headers).get(HEADER_ROWS, b"0")) for r in records))
                 await pending.put((event, producer.produce_all(records)))
