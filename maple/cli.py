@@ -322,12 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,
         "A Faust app (consumer group worker.group) with one agent per signal in worker.signals: logs (JSON "
-        "bodies parsed, severity inferred) and metrics (one row per data point, by type). Each raw record "
-        "becomes JSONColumns row batches on otel.logs / otel.metrics, acknowledged in order after Kafka "
-        "stored them. Run more processes to scale, up to the partition count.")
+        "bodies parsed, severity inferred), metrics (one row per data point, by type) and traces (spans "
+        "repartitioned by TraceId onto otel.spans with RED points onto otel.metrics, then tail-sampled onto "
+        "otel.spans.sampled by the policies in traces.sampling_config). Each raw record becomes JSONColumns "
+        "row batches, acknowledged in order after Kafka stored them. Run more processes to scale, up to the "
+        "partition count.")
     add("sink", "run the exactly-once ClickHouse sink: processed topics -> ClickHouse tables", cmd_sink,
-        "Consumes otel.logs and otel.metrics (group sink.group), gathers row batches per partition up to "
-        "sink.batch_rows / batch_bytes / flush_interval_s, inserts them with deduplication tokens, and commits "
+        "Consumes otel.logs, otel.metrics and otel.spans.sampled (group sink.group), gathers row batches per "
+        "partition up to sink.batch_rows / batch_bytes / flush_interval_s, inserts them with deduplication tokens, and commits "
         "offsets only after ClickHouse acknowledged. Rows ClickHouse rejects for good go to maple.dlq. Run "
         "more processes to scale, up to the partition count. See docs/exactly-once.md.")
 
