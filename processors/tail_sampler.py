@@ -27,6 +27,7 @@ across kills and rebalances (docs/traces.md):
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,12 +98,12 @@ class PartitionSampler:
         self._pending: OrderedDict[str, _Pending] = OrderedDict()       # in first-seen order
         self._due: list[tuple[int, int, str]] = []  # heap of (due time, arrival number, trace id)
         self._arrivals = 0
-        self._ticks: deque[int] = deque()        # tick offsets at or after the safe offset
+        self._ticks: list[int] = []              # tick offsets at or after the safe offset, increasing
+        self._blocked: set[int] = set()          # ticks a restart must not begin at: a trace straddles them
         self._sampled: OrderedDict[str, _Decided] = OrderedDict()       # in decision order
         self._not_sampled: OrderedDict[str, _Decided] = OrderedDict()
         self._alive: dict[int, int] = {}         # first offset -> traces pending or cached
         self._alive_order: deque[int] = deque()  # the first offsets in _alive, increasing
-        self._no_cut: list[tuple[int, int]] = []  # (a, b): committing any c with a < c <= b is unsafe
         self._watermarks: dict[str, tuple[tuple[int, int], int]] = {}  # source -> (position, offset seen)
         self._next_offset: int | None = None
         self._safe: int | None = None
@@ -154,7 +155,7 @@ class PartitionSampler:
             # A restarted upstream worker wrote this again. Never commit between the original and the
             # copy, so a restart sees both and drops the copy again.
             self.counts.copies += 1
-            self._no_cut.append((seen[1], batch.offset))
+            self._no_cut(seen[1], batch.offset)
             return True
         self._watermarks[batch.source_key] = (batch.source_position, batch.offset)
         return False
@@ -253,7 +254,17 @@ class PartitionSampler:
         else:
             del self._alive[first]
         if record.last_offset > first:
-            self._no_cut.append((first, record.last_offset))
+            self._no_cut(first, record.last_offset)
+
+    def _no_cut(self, start: int, end: int) -> None:
+        """A restart at any offset in (start, end] would split what must be seen together: block those ticks.
+
+        `end` is at most the current offset, so only ticks already seen can fall in the range."""
+        ticks = self._ticks
+        index = bisect_right(ticks, start)
+        while index < len(ticks) and ticks[index] <= end:
+            self._blocked.add(ticks[index])
+            index += 1
 
     def safe_offset(self) -> int | None:
         """The highest offset a restart may begin at (commit up to it); None before the first message."""
@@ -262,22 +273,15 @@ class PartitionSampler:
         order = self._alive_order
         while order and order[0] not in self._alive:
             order.popleft()
-        candidate = order[0] if order else self._next_offset
-        cuts = sorted(self._no_cut, reverse=True)
-        while True:
-            for start, end in cuts:
-                if start < candidate <= end:
-                    candidate = start
-            tick = next((t for t in reversed(self._ticks) if t <= candidate), None)
-            if tick is None or tick == candidate:
+        limit = order[0] if order else self._next_offset
+        ticks, blocked = self._ticks, self._blocked
+        for index in range(bisect_right(ticks, limit) - 1, -1, -1):
+            if ticks[index] not in blocked:
+                if ticks[index] > self._safe:
+                    self._safe = ticks[index]
+                    del ticks[:index]
+                    self._blocked = {t for t in blocked if t >= self._safe}
                 break
-            candidate = tick
-        if tick is not None:
-            self._safe = max(self._safe, tick)
-        while self._ticks and self._ticks[0] < self._safe:
-            self._ticks.popleft()
-        # Ranges that begin before the safe offset can no longer move it.
-        self._no_cut = [(start, end) for start, end in self._no_cut if start >= self._safe]
         return self._safe
 
 
