@@ -163,7 +163,7 @@ def _request(service: str, seq: int) -> bytes:
     return request.SerializeToString()
 
 
-def test_kill_9_of_the_worker_mid_stream_keeps_sampled_traces_complete_and_red_exact(
+def test_kill_9_and_rebalances_mid_stream_keep_sampled_traces_complete_and_red_exact(
         kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path: Path) -> None:
     pipeline, env = _start(kafka_bootstrap, clickhouse_settings, tmp_path, percent=30)
     service = f"chaos-{uuid.uuid4().hex[:8]}"
@@ -183,8 +183,11 @@ def test_kill_9_of_the_worker_mid_stream_keeps_sampled_traces_complete_and_red_e
     try:
         sender.start()
         worker = pipeline.worker
-        for _ in range(3):  # three kill -9s, 2.5 s apart, while requests keep coming
+        for step in range(4):  # kill -9s 2.5 s apart while requests keep coming, and a second worker joins
             time.sleep(2.5)
+            if step == 2:  # a rebalance: half the partitions move to the newcomer, with their samplers
+                stages.append(Stage(["worker"], env).start())
+                continue
             worker.kill()
             worker = Stage(["worker"], env).start()
             stages.append(worker)
