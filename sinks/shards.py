@@ -130,10 +130,11 @@ class Router:
             if columns is None:
                 out[0].append(block)
                 continue
-            shard_of_row = next(routed)
-            for shard in range(self.shards):
-                picked = [i for i, s in enumerate(shard_of_row) if s == shard]
-                if len(picked) == len(shard_of_row):
+            rows_of: list[list[int]] = [[] for _ in range(self.shards)]
+            for row, shard in enumerate(next(routed)):
+                rows_of[shard].append(row)
+            for shard, picked in enumerate(rows_of):
+                if len(picked) == _rows(columns):
                     out[shard].append(block)  # all here: keep the bytes as they came
                 elif picked:
                     out[shard].append(orjson.dumps({k: [v[i] for i in picked] if isinstance(v, list) else v
