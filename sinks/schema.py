@@ -296,7 +296,8 @@ TRACE_ID_TS_TABLE = Table("otel_traces_trace_id_ts", """
     "PARTITION BY toStartOfWeek(Start)\nORDER BY (TraceId)", "toDateTime(Start)", _BY_TRACE, "cityHash64(TraceId)")
 
 # An insert the source table drops as a duplicate (same deduplication token) does not reach the view.
-TRACE_ID_TS_VIEW = View("otel_traces_trace_id_ts_mv", "otel_traces", "otel_traces_trace_id_ts", """SELECT TraceId, min(toDateTime(Timestamp)) AS Start, max(toDateTime(Timestamp)) AS End
+TRACE_ID_TS_VIEW = View("otel_traces_trace_id_ts_mv", "otel_traces", "otel_traces_trace_id_ts", """\
+SELECT TraceId, min(toDateTime(Timestamp)) AS Start, max(toDateTime(Timestamp)) AS End
 FROM {source}
 WHERE TraceId != ''
 GROUP BY TraceId""")

@@ -221,7 +221,8 @@ class ShardedInserter:
                 if kind == TRANSIENT:
                     self._router_shard = (self._router_shard + 1) % len(self.topology.shards)
                 self.on_retry(f"route:{kind}" if code is None else f"route:{kind}:{code}", "routing")
-                log.warning("routing query failed (%s), retry in %.1fs: %s", kind, backoff, str(exc).splitlines()[0][:300])
+                log.warning("routing query failed (%s), retry in %.1fs: %s", kind, backoff,
+                            str(exc).splitlines()[0][:300])
                 self.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max_s)
 
@@ -235,7 +236,8 @@ class ShardedInserter:
         for shard, part in enumerate(parts):
             if not part:
                 continue
-            for item in self.inserters[shard].insert(self.topology.table(table), part, f"{token}/shard{shard}of{shards}"):
+            shard_token = f"{token}/shard{shard}of{shards}"
+            for item in self.inserters[shard].insert(self.topology.table(table), part, shard_token):
                 rejected.append(dataclasses.replace(item, table=table))  # dead letters name the logical table
         return rejected
 
@@ -247,8 +249,9 @@ def writer(settings: Settings, *, backoff_max_s: float, on_retry: Callable[[str,
     database = settings.clickhouse.database
     if settings.clickhouse.url and (settings.clickhouse.cluster or len(settings.clickhouse.url) > 1):
         topo = topology(settings)
+        cluster = settings.clickhouse.cluster
         log.info("writing to %d shard(s)%s: %s", len(topo.shards),
-                 f" of cluster {settings.clickhouse.cluster} (tables *{topo.local_suffix})" if topo.local_suffix else "",
+                 f" of cluster {cluster} (tables *{topo.local_suffix})" if topo.local_suffix else "",
                  "; ".join(", ".join(e.display for e in replicas) for replicas in topo.shards))
         return ShardedInserter(topo, settings, database, backoff_max_s=backoff_max_s, on_retry=on_retry, sleep=sleep)
     return Inserter(lambda: clickhouse.connect(settings, database=database, in_process=False), database,
