@@ -176,23 +176,34 @@ def cmd_schema_apply(args: argparse.Namespace) -> int:
     from maple import clickhouse
     from sinks import schema
 
-    settings = _settings(args)
-    database = settings.clickhouse.database
+    settings = _settings(args, clickhouse_cluster=args.cluster)
+    cfg = settings.clickhouse
+    target = schema.Target(cfg.database, cfg.ttl_days, cfg.cluster)
     if args.dry_run:
-        for statement in schema.plan(database):
+        for statement in schema.all_statements(target):
             _say(statement + ";")
-        for migration in schema.MIGRATIONS:
-            for statement in migration.statements:
-                _say(schema.render(statement, database, settings.clickhouse.ttl_days) + ";")
         return 0
-    client = clickhouse.connect(settings)
-    try:
-        ran = schema.apply(client, database, settings.clickhouse.ttl_days, say=_say)
-        version = max(schema.applied_versions(client, database), default=0)
-    finally:
-        client.close()
-    _say(f"schema of `{database}` at version {version} ({len(ran)} migration(s) applied now) "
-         f"on {clickhouse.describe_engine(settings)}")
+    if cfg.cluster and not cfg.url:
+        raise SettingsError("clickhouse.cluster (MAPLE_CLICKHOUSE_CLUSTER, --cluster) needs clickhouse.url "
+                            "(MAPLE_CLICKHOUSE_URL): the URL of one of the cluster's servers (the embedded engine "
+                            "has no cluster)")
+    # ON CLUSTER DDL runs on every node from one of them; without a cluster each URL is a separate server
+    # (a shard the sink routes to) and gets the single-node schema of its own.
+    if cfg.cluster or len(cfg.url) <= 1:
+        clients = [("", lambda: clickhouse.connect(settings))]
+    else:
+        clients = [(e.display, lambda e=e: clickhouse.connect_endpoint(e, settings))
+                   for e in clickhouse.endpoints(settings)]
+    for where, connect in clients:
+        client = connect()
+        try:
+            ran = schema.apply(client, target, say=_say)
+            version = max(schema.applied_versions(client, target.database), default=0)
+        finally:
+            client.close()
+        scope = (f"cluster {cfg.cluster} via {clickhouse.endpoints(settings)[0].display}" if cfg.cluster
+                 else where or clickhouse.describe_engine(settings))
+        _say(f"schema of `{target.database}` at version {version} ({len(ran)} migration(s) applied now) on {scope}")
     return 0
 
 
@@ -268,8 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
     schema_sub = schema.add_subparsers(dest="action", metavar="ACTION", required=True)
     apply = add("apply", "create or upgrade Maple's database and tables (idempotent)", cmd_schema_apply,
                 "Creates the database and applies every schema migration not yet recorded in "
-                "maple_schema_versions, in order. Re-applying is a no-op.", into=schema_sub)
-    apply.add_argument("--dry-run", action="store_true", help="print the DDL instead of applying it")
+                "maple_schema_versions, in order. Re-applying is a no-op. With several clickhouse.url and no "
+                "cluster, each URL is a separate server and gets the schema. With --cluster (or "
+                "clickhouse.cluster) the DDL runs ON CLUSTER from the first URL: Replicated <table>_local "
+                "tables on every shard and Distributed tables with the exporter's names over them "
+                "(docs/cluster.md).", into=schema_sub)
+    apply.add_argument("--dry-run", action="store_true",
+                       help="print the DDL (single node, or cluster with --cluster) instead of applying it; "
+                            "needs no ClickHouse")
+    apply.add_argument("--cluster", metavar="NAME",
+                       help="cluster name from the servers' remote_servers: create the cluster schema ON CLUSTER "
+                            "NAME (default: clickhouse.cluster, $MAPLE_CLICKHOUSE_CLUSTER; empty = single node)")
 
     config = sub.add_parser("config", help="inspect settings", parents=[common])
     config_sub = config.add_subparsers(dest="action", metavar="ACTION", required=True)

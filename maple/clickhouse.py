@@ -120,11 +120,7 @@ def connect(settings: Settings, *, database: str | None = None, in_process: bool
     """
     database = database or "default"
     if settings.clickhouse.url:
-        endpoint = endpoints(settings)[0]
-        try:
-            return http_client(endpoint, settings, database=database)
-        except Exception as exc:  # clickhouse-connect raises OperationalError and friends
-            raise ClickHouseUnavailable(f"ClickHouse at {endpoint.display} is not reachable: {exc}") from exc
+        return connect_endpoint(endpoints(settings)[0], settings, database=database)
     host = running_host(settings)
     if host is not None:
         endpoint = Endpoint(host=host["host"], port=int(host["port"]), username="default", password="",
@@ -136,6 +132,14 @@ def connect(settings: Settings, *, database: str | None = None, in_process: bool
             f"no embedded ClickHouse host is running for {settings.data_path}; start one with "
             "`maple clickhouse serve` (maple up does), or set MAPLE_CLICKHOUSE_URL")
     return open_in_process(settings, database)
+
+
+def connect_endpoint(endpoint: Endpoint, settings: Settings, *, database: str | None = None) -> Client:
+    """A client for one server; ClickHouseUnavailable (transient for the sink) when it does not answer."""
+    try:
+        return http_client(endpoint, settings, database=database or "default")
+    except Exception as exc:  # clickhouse-connect raises OperationalError and friends
+        raise ClickHouseUnavailable(f"ClickHouse at {endpoint.display} is not reachable: {exc}") from exc
 
 
 def open_in_process(settings: Settings, database: str = "default") -> Client:

@@ -63,6 +63,10 @@ class ClickHouseSettings:
                                        "comma-separated URLs name the shards of a cluster. Empty: the "
                                        "embedded engine (chDB) under data_dir.", secret=True)
     database: str = setting("otel", "Database for Maple's tables, unless the URL names one.")
+    cluster: str = setting("", "Name of the ClickHouse cluster (remote_servers) Maple's tables live on. Set: "
+                               "`maple schema apply` creates Replicated local tables (<table>_local) and "
+                               "Distributed tables ON CLUSTER, and the sink inserts into each shard's local "
+                               "tables; with one URL the shards are read from system.clusters. See docs/cluster.md.")
     embedded_host: str = setting("127.0.0.1", "Address the embedded ClickHouse host listens on.")
     embedded_port: int = setting(8123, "HTTP port of the embedded ClickHouse host (ClickHouse's HTTP "
                                        "protocol, so clickhouse-connect and curl work against it).",
@@ -322,12 +326,23 @@ def load_settings(config: str | Path | None = None, environ: Mapping[str, str] |
         top[section] = cls(**nested[section])
     settings = Settings(**top)
     _check_urls(settings)
+    _check_cluster(settings)
     _check_api_keys(settings)
     unknown = set(settings.worker.signals) - {"logs", "metrics", "traces"}
     if unknown:
         raise SettingsError(f"invalid value for worker.signals (MAPLE_WORKER_SIGNALS): {sorted(unknown)}; "
                             "expected some of logs, metrics, traces")
     return settings
+
+
+def _check_cluster(settings: Settings) -> None:
+    """A cluster name goes into DDL and into Distributed engine arguments: keep it a plain name."""
+    name = settings.clickhouse.cluster
+    if not name:
+        return
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):
+        raise SettingsError(f"invalid value for clickhouse.cluster (MAPLE_CLICKHOUSE_CLUSTER): {name!r}; expected a "
+                            "cluster name as in remote_servers (letters, digits, _ . -)")
 
 
 def _check_api_keys(settings: Settings) -> None:

@@ -177,8 +177,8 @@ class Supervisor:
 
         client = clickhouse.connect(self.settings, in_process=False)
         try:
-            ran = schema.apply(client, self.settings.clickhouse.database, self.settings.clickhouse.ttl_days,
-                               say=self.say)
+            cfg = self.settings.clickhouse  # a cluster name makes it the ON CLUSTER schema (docs/cluster.md)
+            ran = schema.apply(client, schema.Target(cfg.database, cfg.ttl_days, cfg.cluster), say=self.say)
         finally:
             client.close()
         lines = [f"  schema      ready    `{self.settings.clickhouse.database}` "

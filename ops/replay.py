@@ -442,7 +442,8 @@ def run_into_database(settings: Settings, database: str, group: str, topics: lis
         return plan, None
     client = clickhouse.connect(settings)
     try:
-        schema.apply(client, database, settings.clickhouse.ttl_days, say=lambda _m: None)
+        target = schema.Target(database, settings.clickhouse.ttl_days, settings.clickhouse.cluster)
+        schema.apply(client, target, say=lambda _m: None)
     finally:
         client.close()
     if not resumed:

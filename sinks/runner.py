@@ -34,7 +34,8 @@ from maple.topics import (DEAD_LETTER, HEADER_DECIDED_NS, HEADER_ERROR, HEADER_E
                           HEADER_ROWS, HEADER_SOURCE, HEADER_SOURCE_RANGE, HEADER_STAGE, HEADER_TABLE, HEADER_TOKEN, LOGS,
                           METRICS, SPANS_SAMPLED, SourcePosition, Topic)
 from sinks.batch import Limits, PartitionBatch, RowBatch, decode_epoch, decode_state
-from sinks.writer import Inserter, Rejected, cap_block
+from sinks import shards
+from sinks.writer import Rejected, cap_block
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +106,11 @@ class Sink:
             "max.partition.fetch.bytes": 16 * 1024 * 1024,
         }))
         self.dead_letters = Producer(kafka_clients.producer_config(bootstrap))
-        self.inserter = Inserter(lambda: clickhouse.connect(settings, database=settings.clickhouse.database,
-                                                            in_process=False),
-                                 settings.clickhouse.database,
-                                 backoff_max_s=cfg.retry_backoff_max_s,
-                                 on_retry=lambda reason, table: self.metrics.retries.labels(reason, table).inc(),
-                                 sleep=self._sleep)
+        # One server (or the embedded engine): one Inserter. Several shards: split by sharding key, one
+        # insert per shard (sinks/shards.py, docs/cluster.md).
+        self.inserter = shards.writer(settings, backoff_max_s=cfg.retry_backoff_max_s,
+                                      on_retry=lambda reason, table: self.metrics.retries.labels(reason, table).inc(),
+                                      sleep=self._sleep)
         self.batches: dict[tuple[str, int], PartitionBatch] = {}
         # Partitions re-read from their commit while messages fetched before the seek are still in hand.
         self._stale: set[tuple[str, int]] = set()

@@ -3,6 +3,10 @@
 `apply` creates the database and a ``maple_schema_versions`` table, then runs every migration whose
 version is not recorded yet, in order, recording each one after it succeeded. Re-applying is a no-op.
 The same statements serve the embedded engine and a server (they go through clickhouse-connect).
+
+Each table is defined once (`Table`, `View`); `statements` renders it for a `Target`: a single node
+(MergeTree tables with the exporter's names) or a cluster (``<name>_local`` Replicated tables on every
+node plus a Distributed table with the exporter's name over them, all ON CLUSTER). docs/cluster.md.
 """
 
 from __future__ import annotations
@@ -15,17 +19,109 @@ from clickhouse_connect.driver.client import Client
 VERSIONS_TABLE = "maple_schema_versions"
 
 
+LOCAL_SUFFIX = "_local"
+
+# Every table keeps insert deduplication hashes for its most recent blocks: the sinks' idempotent retries
+# rely on it (plain MergeTree has no dedup window by default). Replicated tables keep theirs in Keeper; both
+# settings are given explicitly so the window does not depend on the server version's defaults.
+DEDUP_WINDOW = 10000
+DEDUP_WINDOW_SECONDS = 7 * 24 * 3600
+_COMMON_SETTINGS = "index_granularity = 8192, ttl_only_drop_parts = 1"
+TABLE_SETTINGS = f"{_COMMON_SETTINGS}, non_replicated_deduplication_window = {DEDUP_WINDOW}"
+REPLICATED_TABLE_SETTINGS = (f"{_COMMON_SETTINGS}, replicated_deduplication_window = {DEDUP_WINDOW}, "
+                             f"replicated_deduplication_window_seconds = {DEDUP_WINDOW_SECONDS}")
+# One replicated log per shard: the {shard} macro keeps the shards apart, {replica} names the node in it.
+KEEPER_PATH = "/clickhouse/tables/{shard}/{database}/{table}"
+REPLICA_NAME = "{replica}"
+# The schema versions are cluster-wide facts, not per-shard data: one replicated table shared by every
+# node of every shard (no {shard} in the path), so any node answers which migrations ran.
+VERSIONS_KEEPER_PATH = "/clickhouse/tables/maple/{database}/" + VERSIONS_TABLE
+VERSIONS_REPLICA_NAME = "{shard}-{replica}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where DDL goes: one node (`cluster` empty) or every node of a cluster (ON CLUSTER)."""
+
+    database: str
+    ttl_days: int = 30
+    cluster: str = ""
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER `{self.cluster}`" if self.cluster else ""
+
+    def storage_name(self, table: str) -> str:
+        """The table that holds the rows on a node: the table itself, or its shard-local table."""
+        return table + LOCAL_SUFFIX if self.cluster else table
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table, defined once; `statements` renders it for a single node or a cluster."""
+
+    name: str
+    columns: str                           # the column and index list inside CREATE TABLE (...)
+    engine: str                            # MergeTree-family engine; Replicated<engine> on a cluster
+    keys: str                              # PARTITION BY / PRIMARY KEY / ORDER BY clauses
+    ttl_from: str                          # DateTime expression the retention counts from
+    shard_by: tuple[tuple[str, str], ...]  # (column, type) the sharding key reads: the sink routes by them
+    sharding_key: str                      # the Distributed sharding key over those columns
+
+    def ttl(self, days: int) -> str:
+        return f"\nTTL {self.ttl_from} + toIntervalDay({days})" if days else ""
+
+
+@dataclass(frozen=True)
+class View:
+    """A materialized view from one table into another, created next to the tables it connects."""
+
+    name: str
+    source: str
+    target: str
+    select: str  # SELECT ... FROM {source} ...
+
+    def create(self, target: Target) -> str:
+        db = target.database
+        source = f"`{db}`.{target.storage_name(self.source)}"
+        return (f"CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.{self.name}{target.on_cluster}\n"
+                f"TO `{db}`.{target.storage_name(self.target)}\nAS {self.select.replace('{source}', source)}")
+
+
+def create_table(table: Table, target: Target) -> list[str]:
+    """The DDL of `table` for `target`: one MergeTree table, or a Replicated local table plus a
+    Distributed table with the table's own name over it."""
+    db = target.database
+    if not target.cluster:
+        engine, settings = table.engine, TABLE_SETTINGS
+    else:
+        engine = f"Replicated{table.engine}('{KEEPER_PATH}', '{REPLICA_NAME}')"
+        settings = REPLICATED_TABLE_SETTINGS
+    local = target.storage_name(table.name)
+    statements = [f"CREATE TABLE IF NOT EXISTS `{db}`.{local}{target.on_cluster} ({table.columns}\n"
+                  f") ENGINE = {engine}\n{table.keys}{table.ttl(target.ttl_days)}\nSETTINGS {settings}"]
+    if target.cluster:
+        statements.append(f"CREATE TABLE IF NOT EXISTS `{db}`.{table.name}{target.on_cluster} AS `{db}`.{local}\n"
+                          f"ENGINE = Distributed('{target.cluster}', '{db}', '{local}', {table.sharding_key})")
+    return statements
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    statements: tuple[str, ...]  # placeholders {db}, {ttl_*}, {table_settings}: see render()
+    objects: tuple[Table | View, ...]
 
 
-# Every table keeps insert deduplication hashes for its most recent blocks: the sinks' idempotent retries
-# rely on it (plain MergeTree has no dedup window by default).
-DEDUP_WINDOW = 10000
-TABLE_SETTINGS = f"index_granularity = 8192, ttl_only_drop_parts = 1, non_replicated_deduplication_window = {DEDUP_WINDOW}"
+def statements(migration: Migration, target: Target) -> list[str]:
+    """Every statement of `migration` for `target`, in order (tables before the views that join them)."""
+    out: list[str] = []
+    for item in migration.objects:
+        out.extend(create_table(item, target) if isinstance(item, Table) else [item.create(target)])
+    return out
+
+
+# -- the tables --------------------------------------------------------------------------------------
 
 _MAP = "Map(LowCardinality(String), String) CODEC(ZSTD(1))"
 _METRIC_COMMON = f"""
@@ -58,21 +154,19 @@ _METRIC_INDEXES = """
     INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_attr_key mapKeys(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_attr_value mapValues(Attributes) TYPE bloom_filter(0.01) GRANULARITY 1"""
-_METRIC_TAIL = """
-) ENGINE = MergeTree
-PARTITION BY toDate(TimeUnix)
-ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))
-{ttl_clause}
-SETTINGS {table_settings}"""
+# A series (service, metric, attributes) stays on one shard, so per-series functions need no other shard.
+_METRIC_SHARD_BY = (("ServiceName", "LowCardinality(String)"), ("MetricName", "String"),
+                    ("Attributes", "Map(LowCardinality(String), String)"))
 
 
-def _metric_table(name: str, columns: str, exemplars: bool = True) -> str:
-    return (f"CREATE TABLE IF NOT EXISTS `{{db}}`.{name} ({_METRIC_COMMON}{columns}"
-            f"{_EXEMPLARS if exemplars else ''}{_METRIC_INDEXES}{_METRIC_TAIL}").replace(
-                "{ttl_clause}", "{ttl_metrics}")
+def _metric_table(name: str, columns: str, exemplars: bool = True) -> Table:
+    return Table(name, f"{_METRIC_COMMON}{columns}{_EXEMPLARS if exemplars else ''}{_METRIC_INDEXES}", "MergeTree",
+                 "PARTITION BY toDate(TimeUnix)\n"
+                 "ORDER BY (ServiceName, MetricName, Attributes, toUnixTimestamp64Nano(TimeUnix))",
+                 "toDateTime(TimeUnix)", _METRIC_SHARD_BY, "cityHash64(ServiceName, MetricName, Attributes)")
 
 
-LOGS_TABLE = f"""CREATE TABLE IF NOT EXISTS `{{db}}`.otel_logs (
+LOGS_TABLE = Table("otel_logs", f"""
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     TimestampTime DateTime DEFAULT toDateTime(Timestamp),
     TraceId String CODEC(ZSTD(1)),
@@ -103,13 +197,13 @@ LOGS_TABLE = f"""CREATE TABLE IF NOT EXISTS `{{db}}`.otel_logs (
     INDEX idx_log_attr_value mapValues(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_body Body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8,
     INDEX idx_lower_body lower(Body) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8,
-    INDEX idx_body_ngrambf Body TYPE ngrambf_v1(4, 32768, 3, 0) GRANULARITY 1
-) ENGINE = MergeTree
-PARTITION BY toDate(TimestampTime)
-PRIMARY KEY (ServiceName, TimestampTime)
-ORDER BY (ServiceName, TimestampTime, Timestamp)
-{{ttl_logs}}
-SETTINGS {{table_settings}}"""
+    INDEX idx_body_ngrambf Body TYPE ngrambf_v1(4, 32768, 3, 0) GRANULARITY 1""", "MergeTree",
+    "PARTITION BY toDate(TimestampTime)\nPRIMARY KEY (ServiceName, TimestampTime)\n"
+    "ORDER BY (ServiceName, TimestampTime, Timestamp)", "TimestampTime",
+    (("TraceId", "String"), ("ServiceName", "LowCardinality(String)"), ("Timestamp", "DateTime64(9)")),
+    # A trace's logs go where its spans go (joins by TraceId stay on one shard); logs outside any trace
+    # spread evenly by time. Deterministic, unlike rand(): a retried batch must split the same way.
+    "if(TraceId = '', cityHash64(ServiceName, Timestamp), cityHash64(TraceId))")
 
 LOGS_AND_METRICS = Migration(1, "otel_logs and otel_metrics_* (Collector ClickHouse exporter layout)", (
     LOGS_TABLE,
@@ -153,7 +247,9 @@ LOGS_AND_METRICS = Migration(1, "otel_logs and otel_metrics_* (Collector ClickHo
     Flags UInt32 CODEC(ZSTD(1)),""", exemplars=False),
 ))
 
-TRACES_TABLE = f"""CREATE TABLE IF NOT EXISTS `{{db}}`.otel_traces (
+_BY_TRACE = (("TraceId", "String"),)
+
+TRACES_TABLE = Table("otel_traces", f"""
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
     SpanId String CODEC(ZSTD(1)),
@@ -186,48 +282,34 @@ TRACES_TABLE = f"""CREATE TABLE IF NOT EXISTS `{{db}}`.otel_traces (
     INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_duration Duration TYPE minmax GRANULARITY 1,
-    INDEX idx_lower_span_name lower(SpanName) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8
-) ENGINE = MergeTree
-PARTITION BY toDate(Timestamp)
-PRIMARY KEY (ServiceName, SpanName, toDateTime(Timestamp))
-ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)
-{{ttl_traces}}
-SETTINGS {{table_settings}}"""
+    INDEX idx_lower_span_name lower(SpanName) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8""", "MergeTree",
+    "PARTITION BY toDate(Timestamp)\nPRIMARY KEY (ServiceName, SpanName, toDateTime(Timestamp))\n"
+    "ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)", "toDateTime(Timestamp)",
+    _BY_TRACE, "cityHash64(TraceId)")  # a trace stays on one shard
 
-# Finds a trace's time range from its id, so a trace lookup reads only the partitions it lies in.
-TRACE_ID_TS_TABLE = """CREATE TABLE IF NOT EXISTS `{db}`.otel_traces_trace_id_ts (
+# Finds a trace's time range from its id, so a trace lookup reads only the partitions it lies in. On a
+# cluster the view fills each shard's lookup table from that shard's spans, so it is sharded like them.
+TRACE_ID_TS_TABLE = Table("otel_traces_trace_id_ts", """
     TraceId String CODEC(ZSTD(1)),
     Start SimpleAggregateFunction(min, DateTime) CODEC(ZSTD(1)),
-    End SimpleAggregateFunction(max, DateTime) CODEC(ZSTD(1))
-) ENGINE = AggregatingMergeTree
-PARTITION BY toStartOfWeek(Start)
-ORDER BY (TraceId)
-{ttl_trace_id_ts}
-SETTINGS {table_settings}"""
+    End SimpleAggregateFunction(max, DateTime) CODEC(ZSTD(1))""", "AggregatingMergeTree",
+    "PARTITION BY toStartOfWeek(Start)\nORDER BY (TraceId)", "toDateTime(Start)", _BY_TRACE, "cityHash64(TraceId)")
 
 # An insert the source table drops as a duplicate (same deduplication token) does not reach the view.
-TRACE_ID_TS_VIEW = """CREATE MATERIALIZED VIEW IF NOT EXISTS `{db}`.otel_traces_trace_id_ts_mv
-TO `{db}`.otel_traces_trace_id_ts
-AS SELECT TraceId, min(toDateTime(Timestamp)) AS Start, max(toDateTime(Timestamp)) AS End
-FROM `{db}`.otel_traces
+TRACE_ID_TS_VIEW = View("otel_traces_trace_id_ts_mv", "otel_traces", "otel_traces_trace_id_ts", """\
+SELECT TraceId, min(toDateTime(Timestamp)) AS Start, max(toDateTime(Timestamp)) AS End
+FROM {source}
 WHERE TraceId != ''
-GROUP BY TraceId"""
+GROUP BY TraceId""")
 
 TRACES = Migration(2, "otel_traces and the trace-id lookup table with its materialized view "
                       "(Collector ClickHouse exporter layout)", (TRACES_TABLE, TRACE_ID_TS_TABLE, TRACE_ID_TS_VIEW))
 
 MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES)
+TABLES: dict[str, Table] = {item.name: item for m in MIGRATIONS for item in m.objects if isinstance(item, Table)}
 
 
-def render(statement: str, database: str, ttl_days: int) -> str:
-    """Fill a migration statement's placeholders: database, TTL clauses (none for 0 days), table settings."""
-    ttl_logs = f"TTL TimestampTime + toIntervalDay({ttl_days})" if ttl_days else ""
-    ttl_metrics = f"TTL toDateTime(TimeUnix) + toIntervalDay({ttl_days})" if ttl_days else ""
-    ttl_traces = f"TTL toDateTime(Timestamp) + toIntervalDay({ttl_days})" if ttl_days else ""
-    ttl_trace_id_ts = f"TTL toDateTime(Start) + toIntervalDay({ttl_days})" if ttl_days else ""
-    return (statement.replace("{db}", database).replace("{ttl_logs}", ttl_logs)
-            .replace("{ttl_metrics}", ttl_metrics).replace("{ttl_traces}", ttl_traces)
-            .replace("{ttl_trace_id_ts}", ttl_trace_id_ts).replace("{table_settings}", TABLE_SETTINGS))
+# -- applying ----------------------------------------------------------------------------------------
 
 
 def applied_versions(client: Client, database: str) -> set[int]:
@@ -235,29 +317,46 @@ def applied_versions(client: Client, database: str) -> set[int]:
     return {int(row[0]) for row in rows}
 
 
-def plan(database: str) -> list[str]:
-    """The bootstrap statements every apply starts with."""
+def plan(target: Target | str) -> list[str]:
+    """The bootstrap statements every apply starts with: the database and the versions table."""
+    target = Target(target) if isinstance(target, str) else target
+    db = target.database
+    if target.cluster:
+        engine = f"ReplicatedMergeTree('{VERSIONS_KEEPER_PATH}', '{VERSIONS_REPLICA_NAME}')"
+    else:
+        engine = "MergeTree"
     return [
-        f"CREATE DATABASE IF NOT EXISTS `{database}`",
-        f"CREATE TABLE IF NOT EXISTS `{database}`.{VERSIONS_TABLE} (version UInt32, name String, "
-        "applied_at DateTime64(3) DEFAULT now64(3)) ENGINE = MergeTree ORDER BY version",
+        f"CREATE DATABASE IF NOT EXISTS `{db}`{target.on_cluster}",
+        f"CREATE TABLE IF NOT EXISTS `{db}`.{VERSIONS_TABLE}{target.on_cluster} (version UInt32, name String, "
+        f"applied_at DateTime64(3) DEFAULT now64(3)) ENGINE = {engine} ORDER BY version",
     ]
 
 
-def apply(client: Client, database: str, ttl_days: int = 30, migrations: tuple[Migration, ...] = MIGRATIONS,
+def all_statements(target: Target, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+    """Everything a fresh apply runs, in order (what `--dry-run` prints)."""
+    return plan(target) + [s for m in sorted(migrations, key=lambda m: m.version) for s in statements(m, target)]
+
+
+def apply(client: Client, database: str | Target, ttl_days: int = 30, migrations: tuple[Migration, ...] = MIGRATIONS,
           say: Callable[[str], None] = print) -> list[Migration]:
-    """Bring `database` up to the newest migration; returns the migrations that ran."""
-    for statement in plan(database):
+    """Bring the database up to the newest migration; returns the migrations that ran.
+
+    `database` may be a `Target` to apply ON CLUSTER (then `ttl_days` is the target's). A migration is
+    recorded only after every statement succeeded; ON CLUSTER statements return once every node ran them
+    (or fail after distributed_ddl_task_timeout), so a recorded version holds on every node."""
+    target = database if isinstance(database, Target) else Target(database, ttl_days)
+    for statement in plan(target):
         client.command(statement)
-    done = applied_versions(client, database)
+    done = applied_versions(client, target.database)
     ran = []
     for migration in sorted(migrations, key=lambda m: m.version):
         if migration.version in done:
             continue
-        say(f"applying schema migration {migration.version}: {migration.name}")
-        for statement in migration.statements:
-            client.command(render(statement, database, ttl_days))
-        client.insert(f"`{database}`.{VERSIONS_TABLE}", [[migration.version], [migration.name]],
+        say(f"applying schema migration {migration.version}: {migration.name}"
+            + (f" on cluster {target.cluster}" if target.cluster else ""))
+        for statement in statements(migration, target):
+            client.command(statement)
+        client.insert(f"`{target.database}`.{VERSIONS_TABLE}", [[migration.version], [migration.name]],
                       column_names=["version", "name"], column_oriented=True)
         ran.append(migration)
     return ran
