@@ -258,7 +258,7 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
            "MAPLE_WORKER_METRICS_PORT": "0", "MAPLE_SINK_METRICS_PORT": "0", "MAPLE_WORKER_SIGNALS": signal}
     raw_topic = {"logs": RAW_LOGS, "metrics": RAW_METRICS, "traces": RAW_TRACES}[signal]
     worker_topics = [raw_topic] + ([SPANS] if signal == "traces" else [])
-    sink_topics = [LOGS, METRICS] + ([SPANS_SAMPLED] if signal == "traces" else [])
+    sink_topics = [LOGS, METRICS, SPANS_SAMPLED]  # every topic a sink reads, or it starts on old backlogs
     freshness_topic = {"logs": LOGS, "metrics": METRICS, "traces": SPANS_SAMPLED}[signal].name
     meta: list[tuple[str, bool, float]] = []
     if signal == "traces":
