@@ -12,6 +12,7 @@ trace after a restart gives the same answer (see topologies/sampler docs in docs
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -134,7 +135,7 @@ class StringAttribute(Policy):
     invert_match: bool = False
 
     def __post_init__(self) -> None:
-        self._patterns = [re.compile(v) for v in self.values] if self.enabled_regex_matching else []
+        self._patterns = [re.compile(v) for v in self.values] if self.enabled_regex_matching else []  # checked by _regexes
         self._set = frozenset(self.values)
 
     def evaluate(self, trace: Trace, second: int) -> Vote:
@@ -240,23 +241,27 @@ class Drop(Policy):
 
 
 class Composite(Policy):
-    """Sub-policies in `policy_order`; the first that samples, within its share of the span budget, wins."""
+    """Sub-policies in `policy_order`; the first that samples decides, within its share of the span budget
+    (as in the Collector: over its share, the trace is not sampled; later sub-policies are not asked).
+    A share is `percent` of max_total_spans_per_second; percent 0 means an equal share of the total; a
+    sub-policy without an entry in rate_allocation gets none."""
 
     def __init__(self, max_total_spans_per_second: float, ordered: list[Policy], allocation: Mapping[str, float]) -> None:
         self.total = _SecondBudget(max_total_spans_per_second)
         self.ordered = ordered
-        self.budgets = {p.name: _SecondBudget(max_total_spans_per_second * allocation[p.name] / 100.0)
-                        for p in ordered if p.name in allocation}
+        equal = max_total_spans_per_second / max(len(ordered), 1)
+        self.budgets = {p.name: _SecondBudget(
+            (max_total_spans_per_second * allocation[p.name] / 100.0 if allocation[p.name] else equal)
+            if p.name in allocation else 0.0) for p in ordered}
 
     def evaluate(self, trace: Trace, second: int) -> Vote:
         spans = trace.span_count
         for policy in self.ordered:
             if policy.evaluate(trace, second) != Vote.SAMPLED:
                 continue
-            budget = self.budgets.get(policy.name)
-            if budget is not None and not budget.admit(spans, second):
-                continue
-            return Vote.SAMPLED if self.total.admit(spans, second) else Vote.NOT_SAMPLED
+            if self.budgets[policy.name].admit(spans, second) and self.total.admit(spans, second):
+                return Vote.SAMPLED
+            return Vote.NOT_SAMPLED
         return Vote.NOT_SAMPLED
 
 
@@ -321,6 +326,8 @@ def _duration_ms(value: Any, path: str) -> int:
     if isinstance(value, bool):
         raise _fail(path, "expected a duration such as 10s or 500ms")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise _fail(path, f"expected a duration of 0 or more, such as 10s or 500ms, got {value!r}")
         return int(value * 1000)
     match = _DURATION.match(str(value))
     if not match:
@@ -334,8 +341,8 @@ def _number(block: dict[str, Any], key: str, path: str, default: Any = ..., mini
             raise _fail(f"{path}.{key}", "required")
         return default
     value = block[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(f"{path}.{key}", f"expected a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _fail(f"{path}.{key}", f"expected a finite number, got {value!r}")
     if minimum is not None and value < minimum:
         raise _fail(f"{path}.{key}", f"must be at least {minimum}, got {value}")
     return value
@@ -405,21 +412,19 @@ def _policy(spec: Any, path: str, nested: bool = False, rate_share: float = 1.0)
 def _build(kind: str, body: dict[str, Any], where: str, share: float) -> Policy:
     builders: dict[str, Callable[[], Policy]] = {
         "always_sample": AlwaysSample,
-        "latency": lambda: Latency(_number(body, "threshold_ms", where, minimum=0),
-                                   _number(body, "upper_threshold_ms", where, 0, minimum=0)),
+        "latency": lambda: _latency(body, where),
         "status_code": lambda: StatusCode(frozenset(_status(c, f"{where}.status_codes")
                                                     for c in _list(body, "status_codes", where))),
+        # An empty salt means the default, as in the Collector, so both pick the same traces.
         "probabilistic": lambda: Probabilistic(_number(body, "sampling_percentage", where, minimum=0),
-                                               _text(body, "hash_salt", where, "default-hash-seed")),
-        "string_attribute": lambda: StringAttribute(_text(body, "key", where), tuple(str(v) for v in _list(body, "values", where)),
+                                               _text(body, "hash_salt", where, "") or "default-hash-seed"),
+        "string_attribute": lambda: StringAttribute(_text(body, "key", where), _regexes(body, where),
                                                     _flag(body, "enabled_regex_matching", where),
                                                     _flag(body, "invert_match", where)),
-        "numeric_attribute": lambda: NumericAttribute(_text(body, "key", where), _number(body, "min_value", where, None),
-                                                      _number(body, "max_value", where, None),
-                                                      _flag(body, "invert_match", where)),
+        "numeric_attribute": lambda: _numeric(body, where),
         "boolean_attribute": lambda: BooleanAttribute(_text(body, "key", where), _flag(body, "value", where),
                                                       _flag(body, "invert_match", where)),
-        "rate_limiting": lambda: RateLimiting(_number(body, "spans_per_second", where, minimum=1) * share),
+        "rate_limiting": lambda: RateLimiting(_per_partition(body, "spans_per_second", where, share)),
         "span_count": lambda: SpanCount(int(_number(body, "min_spans", where, minimum=0)),
                                         int(_number(body, "max_spans", where, 0, minimum=0))),
         "and": lambda: And(_subpolicies(body, "and_sub_policy", where, share)),
@@ -427,6 +432,42 @@ def _build(kind: str, body: dict[str, Any], where: str, share: float) -> Policy:
         "composite": lambda: _composite(body, where, share),
     }
     return builders[kind]()
+
+
+def _per_partition(body: dict[str, Any], key: str, where: str, share: float) -> float:
+    """A spans-per-second budget split over the span partitions; each must get at least one span/s, or
+    that partition could never sample a trace under it."""
+    total = _number(body, key, where, minimum=1)
+    if total * share < 1:
+        raise _fail(f"{where}.{key}", f"{total:g} spans/s over {round(1 / share)} span partitions leaves less "
+                                      f"than 1 per partition; use at least {math.ceil(1 / share)}")
+    return total * share
+
+
+def _latency(body: dict[str, Any], where: str) -> Policy:
+    low = _number(body, "threshold_ms", where, minimum=0)
+    high = _number(body, "upper_threshold_ms", where, 0, minimum=0)
+    if high and high <= low:
+        raise _fail(f"{where}.upper_threshold_ms", f"{high:g} is not above threshold_ms {low:g}; no trace could match")
+    return Latency(low, high)
+
+
+def _numeric(body: dict[str, Any], where: str) -> Policy:
+    low, high = _number(body, "min_value", where, None), _number(body, "max_value", where, None)
+    if low is not None and high is not None and low > high:
+        raise _fail(f"{where}.min_value", f"{low:g} is above max_value {high:g}; no value could match")
+    return NumericAttribute(_text(body, "key", where), low, high, _flag(body, "invert_match", where))
+
+
+def _regexes(body: dict[str, Any], where: str) -> tuple[str, ...]:
+    values = tuple(str(v) for v in _list(body, "values", where))
+    if body.get("enabled_regex_matching"):
+        for n, value in enumerate(values):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise _fail(f"{where}.values[{n}]", f"{value!r} is not a valid regular expression: {exc}") from None
+    return values
 
 
 def _status(code: Any, path: str) -> str:
@@ -441,8 +482,11 @@ def _subpolicies(body: dict[str, Any], key: str, where: str, share: float) -> li
 
 
 def _composite(body: dict[str, Any], where: str, share: float) -> Policy:
-    total = _number(body, "max_total_spans_per_second", where, minimum=1) * share
-    subs = {p.name: p for p in _subpolicies(body, "composite_sub_policy", where, share)}
+    total = _per_partition(body, "max_total_spans_per_second", where, share)
+    listed = _subpolicies(body, "composite_sub_policy", where, share)
+    subs = {p.name: p for p in listed}
+    if len(subs) != len(listed):
+        raise _fail(f"{where}.composite_sub_policy", "sub-policy names must be unique")
     order = body.get("policy_order", list(subs))
     if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
         raise _fail(f"{where}.policy_order", "expected a list of sub-policy names")

@@ -11,12 +11,12 @@ across kills and rebalances (docs/traces.md):
   that is behind (its worker restarting, a backlog) holds decisions back instead of being outrun. A trace
   is decided once the clock is `decision_wait` past its first span's ingest time.
 * **Ticks.** The worker writes tick records into each span partition it samples, carrying the progress of
-  every raw partition (the current time for those fully processed). A tick *sets* the progress: it is a
-  checkpoint, and the sampler commits only at ticks, so a restart begins with exactly the state the
-  replaced sampler had there.
+  every raw partition (the current time for those fully processed). Progress never moves back. A tick
+  that holds at least the progress seen so far is a checkpoint: the sampler commits only at checkpoints,
+  so a restart begins with exactly the state the replaced sampler had there.
 * **Decision caches.** A decided trace is remembered for `late_span_window` of stream time (and within
   the cache sizes): its late spans follow the decision.
-* **Safe offset.** Restarting at offset `c` is safe when `c` is a tick and no trace straddles `c`: every
+* **Safe offset.** Restarting at offset `c` is safe when `c` is a checkpoint tick and no trace straddles `c`: every
   trace seen before `c` has been forgotten, and none of their spans (and no copy of a message before `c`)
   comes at or after `c`. `safe_offset()` is the highest such `c`; the worker commits only up to it.
 * **Positions.** The rows emitted at the message at offset `o` are grouped by the offset where their
@@ -129,8 +129,15 @@ class PartitionSampler:
             self._safe = offset
         self._next_offset = offset + 1
         if batch.progress is not None:
-            self._progress = dict(batch.progress)
-            self._ticks.append(offset)
+            # A tick was written a moment (or, behind a backlog, a long while) before it is read: progress
+            # never moves back. It is a checkpoint only if it holds everything seen so far, because then
+            # a restart here, starting from the tick alone, has exactly this state.
+            current = self._progress
+            if all(batch.progress.get(p, 0) >= t for p, t in current.items()):
+                self._ticks.append(offset)
+            self._progress = {p: max(t, current.get(p, 0)) for p, t in batch.progress.items()}
+            for p, t in current.items():
+                self._progress.setdefault(p, t)
         elif batch.raw_partition is not None and batch.timestamp_ms > self._progress.get(batch.raw_partition, 0):
             self._progress[batch.raw_partition] = batch.timestamp_ms
         progress = self._progress
@@ -190,6 +197,9 @@ class PartitionSampler:
             self._arrivals += 1
             heapq.heappush(self._due, (due, self._arrivals, trace_id))
             self._pin(offset)
+        if len(self._due) > 2 * len(pending) + 1024:  # entries of traces forced out early: drop them
+            self._due = [entry for entry in self._due if entry[2] in pending and pending[entry[2]].due_ms == entry[0]]
+            heapq.heapify(self._due)
 
     # -- decisions ----------------------------------------------------------------------------------
 

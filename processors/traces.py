@@ -59,7 +59,8 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
                 tid, sid = span.trace_id.hex(), span.span_id.hex()
                 trace_id("" if tid == ZERO_TRACE_ID else tid)  # all-zero ids are "no id", as the exporter stores them
                 span_id("" if sid == ZERO_SPAN_ID else sid)
-                parent_id(span.parent_span_id.hex())
+                pid = span.parent_span_id.hex()
+                parent_id("" if pid == ZERO_SPAN_ID else pid)
                 trace_state(span.trace_state)
                 span_name(span.name)
                 kind_col(span_kind(span.kind))
@@ -78,8 +79,8 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
                     event_attrs(NONE)
                 links = span.links
                 if links:
-                    link_trace_ids([link.trace_id.hex() for link in links])
-                    link_span_ids([link.span_id.hex() for link in links])
+                    link_trace_ids([_hex_id(link.trace_id) for link in links])
+                    link_span_ids([_hex_id(link.span_id) for link in links])
                     link_states([link.trace_state for link in links])
                     link_attrs([attributes(link.attributes) for link in links])
                 else:
@@ -94,6 +95,11 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
             cols["ScopeName"] += [scope.name] * n
             cols["ScopeVersion"] += [scope.version] * n
     return cols
+
+
+def _hex_id(raw: bytes) -> str:
+    """Lowercase hex, or "" for an absent or all-zero id (as the exporter stores them)."""
+    return raw.hex() if any(raw) else ""
 
 
 def take(cols: dict[str, list[Any]], rows: list[int], names: tuple[str, ...] = COLUMNS) -> dict[str, list[Any]]:

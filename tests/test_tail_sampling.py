@@ -114,10 +114,15 @@ def test_combinators_and_drop_and_rate_limits() -> None:
             {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
             {"name": "rest", "type": "always_sample"}],
         "rate_allocation": [{"policy": "errors", "percent": 50}, {"policy": "rest", "percent": 50}]}})
-    # Second 5: two error traces use the errors' share (2 spans); the next two fall through to "rest"'s
-    # share; then both shares (and the total of 4) are spent.
-    assert [decide(composite, errored_fast, 5) for _ in range(5)] == [True, True, True, True, False]
+    # As in the Collector, the first sub-policy that matches decides: error traces use the errors' share
+    # (2 spans in second 5) and are not handed on to "rest" once it is spent.
+    assert [decide(composite, errored_fast, 5) for _ in range(4)] == [True, True, False, False]
     assert [decide(composite, _trace([{}]), 6) for _ in range(3)] == [True, True, False]
+    unallocated = _policies({"name": "c", "type": "composite", "composite": {
+        "max_total_spans_per_second": 4, "composite_sub_policy": [
+            {"name": "a", "type": "always_sample"}, {"name": "b", "type": "always_sample"}],
+        "rate_allocation": [{"policy": "b", "percent": 0}]}})
+    assert not decide(unallocated, _trace([{}]), 1)  # "a" matches first and has no share
 
 
 @pytest.mark.parametrize(("config", "message"), [
@@ -125,7 +130,7 @@ def test_combinators_and_drop_and_rate_limits() -> None:
     ({"policies": [{"name": "a", "type": "latency", "latency": {"treshold_ms": 1}}]},
      "policies[0].latency.treshold_ms: unknown key (did you mean 'threshold_ms'?)"),
     ({"policies": [{"name": "a", "type": "latency", "latency": {"threshold_ms": "fast"}}]},
-     "policies[0].latency.threshold_ms: expected a number, got 'fast'"),
+     "policies[0].latency.threshold_ms: expected a finite number, got 'fast'"),
     ({"policies": [{"name": "a", "type": "status_code", "status_code": {"status_codes": ["BAD"]}}]},
      "unknown status code 'BAD'"),
     ({"decision_wait": "soon", "policies": [{"name": "a", "type": "always_sample"}]}, "tail_sampling.decision_wait"),
@@ -134,11 +139,28 @@ def test_combinators_and_drop_and_rate_limits() -> None:
     ({"policies": [{"name": "a", "type": "always_sample"}, {"name": "a", "type": "always_sample"}]},
      "duplicate policy names: a"),
     ({"polices": []}, "tail_sampling.polices: unknown key (did you mean 'policies'?)"),
+    ({"decision_wait": -5, "policies": [{"name": "a", "type": "always_sample"}]}, "tail_sampling.decision_wait"),
+    ({"num_traces": float("inf"), "policies": [{"name": "a", "type": "always_sample"}]},
+     "num_traces: expected a finite number"),
+    ({"policies": [{"name": "a", "type": "string_attribute", "string_attribute": {
+        "key": "k", "values": ["(unclosed"], "enabled_regex_matching": True}}]}, "values[0]: '(unclosed' is not a valid"),
+    ({"policies": [{"name": "a", "type": "latency", "latency": {"threshold_ms": 500, "upper_threshold_ms": 100}}]},
+     "upper_threshold_ms: 100 is not above threshold_ms 500"),
+    ({"policies": [{"name": "a", "type": "numeric_attribute", "numeric_attribute": {
+        "key": "k", "min_value": 5, "max_value": 1}}]}, "min_value: 5 is above max_value 1"),
 ])
 def test_bad_configs_name_the_key(config: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(config)
     assert message in str(error.value)
+
+
+def test_a_rate_budget_too_small_for_the_partitions_is_refused() -> None:
+    config = {"policies": [{"name": "r", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 5}}]}
+    parse_config(config)  # one partition: 5 spans/s
+    with pytest.raises(ConfigError) as error:
+        parse_config(config, rate_share=1 / 6)
+    assert "5 spans/s over 6 span partitions leaves less than 1 per partition; use at least 6" in str(error.value)
 
 
 def test_the_collectors_yaml_block_is_read_as_is() -> None:
@@ -209,6 +231,7 @@ def test_spans_of_a_trace_share_a_partition_and_red_sees_all_of_them() -> None:
             assert span_partition(trace_id, 4) == record.partition
             assert seen.setdefault(trace_id, record.partition) == record.partition
         assert cols["Events.Attributes"][0] == [{"k": "3"}]
+        assert all(p == "" or len(p) == 16 for p in cols["ParentSpanId"])
     assert total == 200 and len(seen) == 40
     assert {r.partition for r in metrics} == {1}  # raw partition 3 % 2
     parts = [int(dict(r.headers)["maple.source"].decode().rsplit("/", 1)[1]) for r in records]
@@ -324,6 +347,26 @@ def test_late_spans_follow_the_cached_decision_and_the_bound_forces_traces_out()
     sampler.step(SpanBatch(5, 13_001, _cols([{"TraceId": f"{n:032x}", "SpanId": str(n)} for n in range(3)]),
                            raw_partition=0))
     assert sampler.counts.forced_out == 1 and sampler.pending_traces == 2
+
+
+def test_a_stale_tick_never_moves_the_clock_back_and_is_no_checkpoint() -> None:
+    config = parse_config({"decision_wait": "1s", "late_span_window": "0s",
+                           "policies": [{"name": "all", "type": "always_sample"}]})
+    sampler = PartitionSampler(config, raw_partitions=1)
+    sampler.step(SpanBatch(0, 1000, progress={0: 1000}))
+    sampler.step(SpanBatch(1, 20_000, _cols([{"TraceId": "55" * 16, "SpanId": "a"}]), raw_partition=0))
+    assert sampler.clock_ms == 20_000
+    sampler.step(SpanBatch(2, 10_000, progress={0: 10_000}))  # written before offset 1 was read
+    assert sampler.clock_ms == 20_000
+    emitted = sampler.step(SpanBatch(3, 22_000, _cols([{"TraceId": "66" * 16, "SpanId": "b"}]), raw_partition=0))
+    assert [e.columns["SpanId"] for e in emitted] == [["a"]]
+    sampler.step(SpanBatch(4, 22_001, _cols([]), raw_partition=0))  # the first trace is forgotten now
+    # Offsets 1 and 2 hold nothing anyone needs, but the tick at 2 did not hold the state of its offset:
+    # a restart there would start with a clock of 10 s instead of 20 s. Only the tick at 0 qualifies.
+    assert sampler.safe_offset() == 0
+    sampler.step(SpanBatch(5, 30_000, progress={0: 30_000}))  # decides the second trace
+    sampler.step(SpanBatch(6, 30_001, progress={0: 30_001}))  # forgets it: nothing left before 6
+    assert sampler.safe_offset() == 6
 
 
 def test_a_raw_partition_that_is_behind_holds_decisions_back() -> None:

@@ -101,7 +101,7 @@ def build_app(settings: Settings) -> faust.App:
     partitions = {t.name: len(admin.list_topics(t.name, timeout=30).topics[t.name].partitions)
                   for t in (RAW_TRACES, LOGS, METRICS, SPANS, SPANS_SAMPLED)}
     red_options = sampler.red_options(settings)
-    sampling = sampler.sampling_config(settings) if "traces" in cfg.signals else None
+    sampling = sampler.sampling_config(settings, partitions[SPANS.name]) if "traces" in cfg.signals else None
 
     @app.task
     async def serve_metrics() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -47,10 +48,12 @@ log = logging.getLogger(__name__)
 # Rows emitted at one message are grouped by the offset their trace was first seen at; a group too big for
 # one batch is split, and the part number keeps the pieces apart: part = first_offset * GROUP_PIECES + piece.
 GROUP_PIECES = 1024
+TICK_MARGIN_MS = 1000
 
 
-def sampling_config(settings: Settings) -> Any:
-    """The raw tail_sampling block (validated), from traces.sampling_config or the seed default."""
+def sampling_config(settings: Settings, span_partitions: int = 1) -> Any:
+    """The raw tail_sampling block (validated for `span_partitions`), from traces.sampling_config or the
+    seed default."""
     path = settings.traces.sampling_config
     if not path:
         raw: Any = DEFAULT_CONFIG
@@ -62,7 +65,7 @@ def sampling_config(settings: Settings) -> Any:
         except yaml.YAMLError as exc:
             raise SettingsError(f"traces.sampling_config: {path} is not valid YAML: {exc}") from exc
     try:
-        parse_config(raw)
+        parse_config(raw, 1.0 / span_partitions)
     except ConfigError as exc:
         raise SettingsError(f"traces.sampling_config {path or '(default)'}: {exc}") from exc
     return raw
@@ -74,7 +77,7 @@ def red_options(settings: Settings) -> red.RedOptions:
         buckets = tuple(float(b) for b in cfg.red_buckets_ms)
     except ValueError as exc:
         raise SettingsError(f"traces.red_buckets_ms: {exc}; expected numbers of milliseconds") from exc
-    if not buckets or any(b >= c for b, c in zip(buckets, buckets[1:])):
+    if not buckets or not all(math.isfinite(b) for b in buckets) or any(b >= c for b, c in zip(buckets, buckets[1:])):
         raise SettingsError(f"traces.red_buckets_ms: {cfg.red_buckets_ms}; expected strictly increasing bounds")
     try:
         dimensions = tuple(red.Dimension.parse(d) for d in cfg.red_dimensions)
@@ -211,8 +214,10 @@ def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, produ
     async def tick_and_publish() -> None:
         busy = list(states)  # every partition: ticks are also the points its commits may land on
         if busy:
+            # "Now" is taken before asking Kafka, less a margin for requests the ingest received just
+            # before but whose records reach Kafka just after (its producer lingers and retries).
+            now_ms = int(time.time() * 1000) - TICK_MARGIN_MS
             caught_up = await asyncio.get_running_loop().run_in_executor(None, progress.caught_up)
-            now_ms = int(time.time() * 1000)
             for tp in busy:
                 state = states.get(tp)
                 if state is None:
