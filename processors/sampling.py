@@ -217,27 +217,20 @@ class RateLimiting(Policy):
 # -- combinators --------------------------------------------------------------------------------------
 
 class And(Policy):
+    """Samples when every sub-policy samples (they are asked in order, until one does not)."""
+
     def __init__(self, policies: list[Policy]) -> None:
         self.policies = policies
 
     def evaluate(self, trace: Trace, second: int) -> Vote:
-        for policy in self.policies:
-            if policy.evaluate(trace, second) != Vote.SAMPLED:
-                return Vote.NOT_SAMPLED
-        return Vote.SAMPLED
+        return Vote.SAMPLED if all(p.evaluate(trace, second) == Vote.SAMPLED for p in self.policies) else Vote.NOT_SAMPLED
 
 
-class Drop(Policy):
+class Drop(And):
     """Drops the trace when every sub-policy matches; this overrides any other policy's vote."""
 
-    def __init__(self, policies: list[Policy]) -> None:
-        self.policies = policies
-
     def evaluate(self, trace: Trace, second: int) -> Vote:
-        for policy in self.policies:
-            if policy.evaluate(trace, second) != Vote.SAMPLED:
-                return Vote.NOT_SAMPLED
-        return Vote.DROPPED
+        return Vote.DROPPED if super().evaluate(trace, second) == Vote.SAMPLED else Vote.NOT_SAMPLED
 
 
 class Composite(Policy):

@@ -88,3 +88,20 @@ def read_since(bootstrap: str, topic: str, start: dict[int, int], timeout: float
     consumer.close()
     assert remaining == 0, f"{remaining} records could not be read back"
     return records
+
+
+def numbered_log_request(service: str, seq: int, records: int) -> bytes:
+    """An OTLP logs request whose records carry `seq`-`i` in attribute "seq": counting distinct values in
+    ClickHouse then shows any record lost or stored twice."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest()
+    resource_logs = request.resource_logs.add()
+    resource_logs.resource.attributes.add(key="service.name", value={"string_value": service})
+    scope_logs = resource_logs.scope_logs.add()
+    now = time.time_ns()
+    for i in range(records):
+        record = scope_logs.log_records.add(time_unix_nano=now + i, severity_number=9)
+        record.body.string_value = f"request {seq} line {i}"
+        record.attributes.add(key="seq", value={"string_value": f"{seq}-{i}"})
+    return request.SerializeToString()

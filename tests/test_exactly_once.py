@@ -12,12 +12,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from maple import clickhouse
 from maple.settings import Settings, load_settings
 from tests.conftest import free_port
-from tests.ingest_helpers import IngestProcess, post
+from tests.ingest_helpers import IngestProcess, numbered_log_request, post
 from tests.stages import Stage
 from tests.test_pipeline import apply_schema, pipeline_env
 
@@ -25,16 +24,7 @@ PER_REQUEST = 50
 
 
 def _request(service: str, seq: int) -> bytes:
-    request = ExportLogsServiceRequest()
-    resource_logs = request.resource_logs.add()
-    resource_logs.resource.attributes.add(key="service.name", value={"string_value": service})
-    scope_logs = resource_logs.scope_logs.add()
-    now = time.time_ns()
-    for i in range(PER_REQUEST):
-        record = scope_logs.log_records.add(time_unix_nano=now + i, severity_number=9)
-        record.body.string_value = f"request {seq} line {i}"
-        record.attributes.add(key="seq", value={"string_value": f"{seq}-{i}"})
-    return request.SerializeToString()
+    return numbered_log_request(service, seq, PER_REQUEST)
 
 
 class Sender(threading.Thread):

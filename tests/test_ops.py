@@ -19,13 +19,13 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from maple import clickhouse, kafka
 from maple.lag import measure
 from maple.settings import Settings
 from maple.topics import DEAD_LETTER, HEADER_ROWS, HEADER_SOURCE, HEADER_TABLE, LOGS, RAW_LOGS, SourcePosition
 from tests.conftest import clean_environ, free_port
+from tests.ingest_helpers import numbered_log_request
 from tests.stages import Stage
 from tests.test_pipeline import apply_schema, pipeline_env
 
@@ -90,16 +90,7 @@ class Landed:
 
 
 def _request(service: str, seq: int) -> bytes:
-    request = ExportLogsServiceRequest()
-    resource_logs = request.resource_logs.add()
-    resource_logs.resource.attributes.add(key="service.name", value={"string_value": service})
-    scope_logs = resource_logs.scope_logs.add()
-    now = time.time_ns()
-    for i in range(PER_REQUEST):
-        record = scope_logs.log_records.add(time_unix_nano=now + i, severity_number=9)
-        record.body.string_value = f"request {seq} line {i}"
-        record.attributes.add(key="seq", value={"string_value": f"{seq}-{i}"})
-    return request.SerializeToString()
+    return numbered_log_request(service, seq, PER_REQUEST)
 
 
 @pytest.fixture(scope="module")
