@@ -55,7 +55,6 @@ class Emission:
 
     first_offset: int
     columns: dict[str, list[Any]]
-    traces: int
 
 
 @dataclass
@@ -113,10 +112,6 @@ class PartitionSampler:
         return len(self._pending)
 
     @property
-    def cached_decisions(self) -> int:
-        return len(self._sampled) + len(self._not_sampled)
-
-    @property
     def progress(self) -> dict[int, int]:
         return dict(self._progress)
 
@@ -143,16 +138,14 @@ class PartitionSampler:
         progress = self._progress
         self.clock_ms = min((progress.get(p, 0) for p in range(self.raw_partitions)), default=0)
         groups: dict[int, list[tuple[dict[str, list[Any]], int]]] = {}
-        traces_in_group: dict[int, int] = {}
         self._expire()
-        self._decide_due(groups, traces_in_group)
+        self._decide_due(groups)
         if batch.columns is not None and not self._is_copy(batch):
             self._take(batch, groups)
         while len(self._pending) > self.config.num_traces:
             self.counts.forced_out += 1
-            self._decide(*self._pending.popitem(last=False), groups, traces_in_group)
-        return [Emission(first, _gather(spans), traces_in_group.get(first, 0))
-                for first, spans in sorted(groups.items())]
+            self._decide(*self._pending.popitem(last=False), groups)
+        return [Emission(first, _gather(spans)) for first, spans in sorted(groups.items())]
 
     def _is_copy(self, batch: SpanBatch) -> bool:
         if batch.source_key is None or batch.source_position is None:
@@ -203,8 +196,7 @@ class PartitionSampler:
 
     # -- decisions ----------------------------------------------------------------------------------
 
-    def _decide_due(self, groups: dict[int, list[tuple[dict[str, list[Any]], int]]],
-                    traces_in_group: dict[int, int]) -> None:
+    def _decide_due(self, groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
         clock, pending, heap = self.clock_ms, self._pending, self._due
         while heap and heap[0][0] <= clock:
             due, _, trace_id = heapq.heappop(heap)
@@ -212,15 +204,13 @@ class PartitionSampler:
             if entry is None or entry.due_ms != due:  # decided already (forced out)
                 continue
             del pending[trace_id]
-            self._decide(trace_id, entry, groups, traces_in_group)
+            self._decide(trace_id, entry, groups)
 
-    def _decide(self, trace_id: str, entry: _Pending, groups: dict[int, list[tuple[dict[str, list[Any]], int]]],
-                traces_in_group: dict[int, int]) -> None:
+    def _decide(self, trace_id: str, entry: _Pending, groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
         trace = entry.trace
         record = _Decided(entry.first_offset, entry.last_offset, self.clock_ms)
         if decide(list(self.config.policies), trace, self.clock_ms // 1000):
             groups.setdefault(entry.first_offset, []).extend(trace.spans)
-            traces_in_group[entry.first_offset] = traces_in_group.get(entry.first_offset, 0) + 1
             self.counts.traces_sampled += 1
             self.counts.spans_sampled += trace.span_count
             self._remember(self._sampled, trace_id, record, self.config.sampled_cache_size)

@@ -142,9 +142,6 @@ class RawProgress:
             log.info("raw traces progress unknown (%s); ticks carry what the spans showed", exc)
             return set()
 
-    def close(self) -> None:
-        self.consumer.close()
-
 
 @dataclass
 class _PartitionState:
