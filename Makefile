@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help install up test kafka-start kafka-stop clean
+.PHONY: help install up test test-fast lint kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,8 +19,15 @@ install: $(BIN)/maple  ## create .venv and install Maple with its test extras
 up: install  ## run Maple locally: Kafka (KRaft) + embedded ClickHouse + stages; Ctrl-C stops
 	$(BIN)/maple up
 
-test: install  ## run the test suite against a real Kafka broker and the real ClickHouse engine
+test: install  ## lint, then every test against a real Kafka broker and the real ClickHouse engine (CI runs this)
 	$(BIN)/python -m pytest -ra
+
+test-fast: install  ## the unit tests only: pure code, no broker, no ClickHouse, a few seconds
+	$(BIN)/python -m pytest -ra tests/unit
+
+lint: install  ## ruff and mypy over the whole project
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 kafka-start: install  ## start only the local Kafka in the background
 	$(BIN)/maple kafka start

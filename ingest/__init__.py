@@ -1,4 +1,1 @@
-"""Stage 1, receive: OTLP/gRPC and OTLP/HTTP receivers that write each accepted request to a raw Kafka topic.
-
-Not built yet: see the OTLP ingest issue. Depends only on the shared `maple` package.
-"""
+"""Stage 1, receive: OTLP/gRPC and OTLP/HTTP receivers that write each accepted request to a raw Kafka topic."""

@@ -11,11 +11,11 @@ from aiohttp import web
 
 from ingest import grpc as grpc_receiver
 from ingest import http as http_receiver
-from maple.producer import AsyncProducer
 from ingest.metrics import IngestMetrics
 from ingest.otlp import SIGNALS
 from ingest.service import IngestService
 from maple import kafka as kafka_clients
+from maple.producer import AsyncProducer
 from maple.settings import Settings, api_key_tenants
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
     while not done.is_set() and not (stop is not None and stop.is_set()):
         try:
             await asyncio.wait_for(done.wait(), timeout=0.2)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     log.info("OTLP ingest stopping: finishing in-flight requests")

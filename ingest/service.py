@@ -10,13 +10,20 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from maple.producer import AsyncProducer, KafkaBacklogFull, KafkaUnavailable, Record
 from ingest.metrics import IngestMetrics
 from ingest.otlp import InvalidRequest, Signal, parse_json, parse_protobuf, split
+from maple.producer import AsyncProducer, KafkaBacklogFull, KafkaUnavailable, Record
 from maple.topics import HEADER_ENCODING, HEADER_RECEIVED_NS, HEADER_TENANT
 
-__all__ = ["IngestService", "Outcome", "Unauthenticated", "Overloaded", "InvalidRequest", "KafkaUnavailable",
-           "KafkaBacklogFull"]
+__all__ = [
+    "IngestService",
+    "InvalidRequest",
+    "KafkaBacklogFull",
+    "KafkaUnavailable",
+    "Outcome",
+    "Overloaded",
+    "Unauthenticated",
+]
 
 
 class Unauthenticated(PermissionError):

@@ -1,7 +1,8 @@
-"""Maple's shared package: settings, topic contracts, client factories, logging, metrics and the CLI.
+"""Maple's library: what every stage imports and nothing of a stage's own.
 
-Stage packages (ingest, processors, topologies, sinks) import from here and never from each other,
-except topologies, which wires processors into Faust agents.
+Settings, the Kafka contract (topics and headers), the ClickHouse contract (the schema), client
+factories, the async producer, consumer-group facts, logging and metrics helpers. It imports no other
+first-party package (docs/architecture.md; tests/unit/test_layers.py checks it).
 """
 
 __version__ = "0.1.0"

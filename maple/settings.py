@@ -245,7 +245,7 @@ def _coerce(key: str, env: str, raw: Any, hint: Any, meta: Mapping[str, Any]) ->
         if value not in choices:
             fail("one of " + ", ".join(choices))
     low, high = meta.get("minimum"), meta.get("maximum")
-    if low is not None and value < low or high is not None and value > high:
+    if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"at least {low}" if high is None else f"between {low} and {high}"
         fail(f"a number {bounds}")
     return value

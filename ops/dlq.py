@@ -31,8 +31,19 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from maple import clickhouse
 from maple.kafka import bootstrap_servers, consumer_config, producer_config
 from maple.settings import Settings
-from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_ERROR_CODE, HEADER_GROUP, HEADER_REDRIVEN, HEADER_SOURCE,
-                          HEADER_SOURCE_RANGE, HEADER_STAGE, HEADER_TABLE, HEADER_TOKEN, SourcePosition)
+from maple.topics import (
+    DEAD_LETTER,
+    HEADER_ERROR,
+    HEADER_ERROR_CODE,
+    HEADER_GROUP,
+    HEADER_REDRIVEN,
+    HEADER_SOURCE,
+    HEADER_SOURCE_RANGE,
+    HEADER_STAGE,
+    HEADER_TABLE,
+    HEADER_TOKEN,
+    SourcePosition,
+)
 from ops.groups import OpsError, committed, ops_consumer, partitions_of, require_stopped, watermarks
 from ops.progress import Progress
 from sinks.writer import Inserter, Rejected, count_rows
@@ -147,7 +158,7 @@ def list_letters(settings: Settings, stage: str | None = None, table: str | None
     for letter in letters:
         if not everyone and not _ours(letter, settings):
             continue
-        if stage and letter.stage != stage or table and letter.table != table:
+        if (stage and letter.stage != stage) or (table and letter.table != table):
             continue
         letter.redriven = letter.offset < position.get(letter.partition, 0)
         out.append(letter)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
 
@@ -130,7 +130,7 @@ def parse_time(text: str, now: float | None = None) -> int:
         raise OpsError(f"--from-time {text!r}: expected ISO 8601 (2026-11-23T02:00:00Z), Unix milliseconds, "
                        "or a duration ago such as 90s, 15m, 2h, 1d") from exc
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 

@@ -19,7 +19,8 @@ def _human(n: float) -> str:
 
 
 class Progress:
-    def __init__(self, what: str, total: int | None, stream: TextIO | None = None, every_s: float | None = None) -> None:
+    def __init__(self, what: str, total: int | None, stream: TextIO | None = None,
+                 every_s: float | None = None) -> None:
         self.what = what
         self.total = total
         self.stream = stream or sys.stderr

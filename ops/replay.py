@@ -32,8 +32,17 @@ from maple import clickhouse
 from maple.kafka import bootstrap_servers
 from maple.settings import Settings
 from maple.topics import ALL_TOPICS, HEADER_ROWS, HEADER_SOURCE, HEADER_TABLE, SourcePosition, Topic
-from ops.groups import (OpsError, commit, committed, offsets_for_time, ops_consumer, partitions_of,
-                        require_stopped, stage_topics, watermarks)
+from ops.groups import (
+    OpsError,
+    commit,
+    committed,
+    offsets_for_time,
+    ops_consumer,
+    partitions_of,
+    require_stopped,
+    stage_topics,
+    watermarks,
+)
 from ops.progress import Progress
 from sinks.batch import decode_epoch, decode_state, encode_state
 
@@ -405,7 +414,7 @@ def run_into_database(settings: Settings, database: str, group: str, topics: lis
     The first run commits the start offsets for `group` (fresh metadata: no watermarks, its own tokens);
     a later run with the same group resumes from its commits, so the job can be stopped and run again
     without duplicating anything. It stops once every partition reached the end offsets seen at start."""
-    from sinks import schema
+    from maple import schema
     from sinks.runner import Sink
 
     if database == settings.clickhouse.database:

@@ -55,7 +55,7 @@ class RedOptions:
 
 
 class _Series:
-    __slots__ = ("calls", "counts", "total_ms", "low_ms", "high_ms", "start_ns")
+    __slots__ = ("calls", "counts", "high_ms", "low_ms", "start_ns", "total_ms")
 
     def __init__(self, buckets: int) -> None:
         self.calls = 0

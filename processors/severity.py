@@ -12,7 +12,8 @@ import re
 from collections.abc import Mapping
 
 # (text, number) at the base of each OTel range, least to most severe.
-TRACE, DEBUG, INFO, WARN, ERROR, FATAL = ("TRACE", 1), ("DEBUG", 5), ("INFO", 9), ("WARN", 13), ("ERROR", 17), ("FATAL", 21)
+TRACE, DEBUG, INFO = ("TRACE", 1), ("DEBUG", 5), ("INFO", 9)
+WARN, ERROR, FATAL = ("WARN", 13), ("ERROR", 17), ("FATAL", 21)
 _RANGES = (TRACE, DEBUG, INFO, WARN, ERROR, FATAL)
 
 _WORDS = {

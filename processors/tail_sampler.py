@@ -206,7 +206,8 @@ class PartitionSampler:
             del pending[trace_id]
             self._decide(trace_id, entry, groups)
 
-    def _decide(self, trace_id: str, entry: _Pending, groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
+    def _decide(self, trace_id: str, entry: _Pending,
+                groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
         trace = entry.trace
         record = _Decided(entry.first_offset, entry.last_offset, self.clock_ms)
         if decide(list(self.config.policies), trace, self.clock_ms // 1000):

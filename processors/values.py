@@ -63,4 +63,5 @@ def datetime64(unix_nano: int) -> str:
 
     The seconds are zero-padded to ten digits: ClickHouse reads shorter numbers as dates ("1.5" would
     become a day in May), so a zero start time must be "0000000000.000000000"."""
-    return "%010d.%09d" % divmod(unix_nano, 1_000_000_000)
+    seconds, nanos = divmod(unix_nano, 1_000_000_000)
+    return f"{seconds:010d}.{nanos:09d}"

@@ -30,11 +30,26 @@ from maple import kafka as kafka_clients
 from maple import metrics as prom
 from maple.lag import SinkLag
 from maple.settings import Settings
-from maple.topics import (DEAD_LETTER, HEADER_DECIDED_NS, HEADER_ERROR, HEADER_ERROR_CODE, HEADER_RECEIVED_NS,
-                          HEADER_ROWS, HEADER_SOURCE, HEADER_SOURCE_RANGE, HEADER_STAGE, HEADER_TABLE, HEADER_TOKEN, LOGS,
-                          METRICS, SPANS_SAMPLED, SourcePosition, Topic)
-from sinks.batch import Limits, PartitionBatch, RowBatch, decode_epoch, decode_state
+from maple.topics import (
+    DEAD_LETTER,
+    HEADER_DECIDED_NS,
+    HEADER_ERROR,
+    HEADER_ERROR_CODE,
+    HEADER_RECEIVED_NS,
+    HEADER_ROWS,
+    HEADER_SOURCE,
+    HEADER_SOURCE_RANGE,
+    HEADER_STAGE,
+    HEADER_TABLE,
+    HEADER_TOKEN,
+    LOGS,
+    METRICS,
+    SPANS_SAMPLED,
+    SourcePosition,
+    Topic,
+)
 from sinks import shards
+from sinks.batch import Limits, PartitionBatch, RowBatch, decode_epoch, decode_state
 from sinks.writer import Rejected, cap_block
 
 log = logging.getLogger(__name__)
@@ -253,8 +268,8 @@ class Sink:
 
     def _dead_letter(self, item: Rejected, batch: PartitionBatch) -> None:
         start = batch.start if batch.start >= 0 else batch.last_offset
-        headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, item.table.encode()), (HEADER_ERROR, item.error.encode()[:4096]),
-                   (HEADER_TOKEN, item.token.encode()),
+        headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, item.table.encode()),
+                   (HEADER_ERROR, item.error.encode()[:4096]), (HEADER_TOKEN, item.token.encode()),
                    (HEADER_SOURCE_RANGE, f"{batch.topic}/{batch.partition}/{start}-{batch.last_offset}".encode())]
         if item.code is not None:
             headers.append((HEADER_ERROR_CODE, str(item.code).encode()))

@@ -21,8 +21,8 @@ import orjson
 
 from maple import clickhouse
 from maple.clickhouse import ClickHouseUnavailable, Endpoint
+from maple.schema import LOCAL_SUFFIX, TABLES, Table
 from maple.settings import Settings
-from sinks.schema import LOCAL_SUFFIX, TABLES, Table
 from sinks.writer import DATA, TRANSIENT, Inserter, Rejected, classify
 
 log = logging.getLogger(__name__)

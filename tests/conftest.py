@@ -1,68 +1,26 @@
-"""Fixtures giving every test a real Kafka and a real ClickHouse engine.
+"""Fixtures giving every integration test a real Kafka and a real ClickHouse engine.
 
 Kafka: MAPLE_KAFKA_BOOTSTRAP if set; else a testcontainers broker if a Docker daemon answers; else
 Maple's own local KRaft broker (jars from Maven Central), started once per session.
 ClickHouse: MAPLE_CLICKHOUSE_URL if set; else a testcontainers server if Docker answers; else the
 embedded chDB engine behind Maple's ClickHouse HTTP host, run in this process for the session.
+Unit tests (tests/unit) ask for none of these, so `make test-fast` starts nothing.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from maple import chhost, clickhouse, localkafka
+from apps import chhost, localkafka
+from maple import clickhouse
 from maple.net import free_port
 from maple.settings import Settings, load_settings
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def docker_available() -> bool:
-    """True only when a Docker daemon actually answers (a docker CLI alone is not enough)."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=3)
-        client.ping()
-        client.close()
-        return True
-    except Exception:
-        return False
-
-
-def clean_environ(**values: str) -> dict[str, str]:
-    """The process environment without MAPLE_* variables, plus `values`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAPLE_")}
-    env.update(values)
-    return env
-
-
-def local_kafka_settings(data_dir: Path, brokers: int = 1) -> Settings:
-    port = free_port()
-    controller = free_port()
-    # Multi-node clusters take consecutive ports; find a run that is free.
-    while brokers > 1 and not all(_port_free(p) for p in [*range(port, port + brokers),
-                                                           *range(controller, controller + brokers)]):
-        port, controller = free_port(), free_port()
-    return load_settings(environ={"MAPLE_DATA_DIR": str(data_dir), "MAPLE_KAFKA_PORT": str(port),
-                                 "MAPLE_KAFKA_CONTROLLER_PORT": str(controller),
-                                 "MAPLE_KAFKA_BROKERS": str(brokers), "MAPLE_KAFKA_HEAP": "384m"})
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
+from tests.helpers.environment import docker_available, local_kafka_settings
 
 
 @pytest.fixture(scope="session")

@@ -35,8 +35,23 @@ from maple import metrics as prom
 from maple.lag import LagGauges, measure
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings
-from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_GROUP, HEADER_ROWS, HEADER_SOURCE, HEADER_STAGE, LOGS,
-                          METRICS, RAW_LOGS, RAW_METRICS, RAW_TRACES, SPANS, SPANS_SAMPLED, SourcePosition, Topic)
+from maple.topics import (
+    DEAD_LETTER,
+    HEADER_ERROR,
+    HEADER_GROUP,
+    HEADER_ROWS,
+    HEADER_SOURCE,
+    HEADER_STAGE,
+    LOGS,
+    METRICS,
+    RAW_LOGS,
+    RAW_METRICS,
+    RAW_TRACES,
+    SPANS,
+    SPANS_SAMPLED,
+    SourcePosition,
+    Topic,
+)
 from processors.logs import LogOptions
 from topologies import sampler
 from topologies.batches import RawRecord, log_batches, metric_batches, trace_batches

@@ -18,8 +18,17 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from maple.producer import Record
-from maple.topics import (HEADER_RECEIVED_NS, HEADER_ROWS, HEADER_SOURCE, HEADER_TABLE, HEADER_TENANT, LOGS,
-                          METRICS, SPANS, SourcePosition)
+from maple.topics import (
+    HEADER_RECEIVED_NS,
+    HEADER_ROWS,
+    HEADER_SOURCE,
+    HEADER_TABLE,
+    HEADER_TENANT,
+    LOGS,
+    METRICS,
+    SPANS,
+    SourcePosition,
+)
 from processors import logs, metrics, red, traces
 
 
@@ -96,10 +105,11 @@ def span_partition(trace_id: str, partitions: int) -> int:
 
 
 def trace_batches(raw: RawRecord, span_partitions: int, metric_partitions: int,
-                  red_options: red.RedOptions = red.RedOptions()) -> list[Record]:
+                  red_options: red.RedOptions | None = None) -> list[Record]:
     """Spans re-keyed by TraceId, one batch per span partition, plus the request's RED delta points.
 
     RED counts every span here, before sampling; its points go to the metrics topic like any metrics."""
+    red_options = red_options or red.RedOptions()
     columns = traces.to_columns(ExportTraceServiceRequest.FromString(raw.value))
     trace_ids = columns["TraceId"]
     if not trace_ids:

@@ -29,15 +29,23 @@ from typing import Any
 import faust
 import orjson
 import yaml
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from maple import kafka as kafka_clients
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings, SettingsError
-from maple.topics import (HEADER_DECIDED_NS, HEADER_ROWS, HEADER_SOURCE, HEADER_TABLE, HEADER_TICK, RAW_TRACES,
-                          SPANS, SPANS_SAMPLED, SourcePosition)
+from maple.topics import (
+    HEADER_DECIDED_NS,
+    HEADER_ROWS,
+    HEADER_SOURCE,
+    HEADER_TABLE,
+    HEADER_TICK,
+    RAW_TRACES,
+    SPANS,
+    SPANS_SAMPLED,
+    SourcePosition,
+)
 from processors import red, traces
 from processors.sampling import DEFAULT_CONFIG, ConfigError, parse_config
 from processors.tail_sampler import Emission, PartitionSampler, SamplerCounts, SpanBatch

@@ -104,7 +104,7 @@ def resolve_jars(cluster: LocalCluster, say: Callable[[str], None] = log.info) -
     work = libs.parent
     work.mkdir(parents=True, exist_ok=True)
     pom = work / "pom.xml"
-    template = resources.files("maple").joinpath("resources/kafka-pom.xml").read_text()
+    template = resources.files("apps").joinpath("resources/kafka-pom.xml").read_text()
     pom.write_text(template.replace("@KAFKA_VERSION@", KAFKA_VERSION))
     staging = work / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -168,7 +168,7 @@ def _server_properties(cluster: LocalCluster, node: Node) -> str:
 
 def _java_base(cluster: LocalCluster, node: Node, libs: Path) -> list[str]:
     log4j = node.directory / "log4j2.properties"
-    log4j.write_text(resources.files("maple").joinpath("resources/kafka-log4j2.properties").read_text())
+    log4j.write_text(resources.files("apps").joinpath("resources/kafka-log4j2.properties").read_text())
     heap = cluster.settings.kafka.heap
     return ["java", f"-Xmx{heap}", f"-Xms{heap}", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", f"-Dkafka.logs.dir={node.directory}",

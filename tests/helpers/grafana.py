@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 class ExpansionError(ValueError):
@@ -137,7 +137,7 @@ def _dt_ms(moment: datetime) -> str:
 
 
 def _date(moment: datetime) -> str:
-    return f"toDate('{moment.astimezone(timezone.utc):%Y-%m-%d}')"
+    return f"toDate('{moment.astimezone(UTC):%Y-%m-%d}')"
 
 
 def _macros(sql: str, tr: TimeRange) -> str:

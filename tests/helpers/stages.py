@@ -1,16 +1,16 @@
-"""Run Maple's stages as real processes (`python -m maple <command>`), as users and `maple up` do."""
+"""Run Maple's stages as real processes, as users and `maple up` do (`python -m apps <command>` is `maple`)."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from apps import maple_command
 from maple.settings import Settings
-from tests.conftest import clean_environ
+from tests.helpers.environment import clean_environ
 
 
 def clickhouse_env(settings: Settings) -> dict[str, str]:
@@ -32,7 +32,7 @@ class Stage:
 
     def start(self) -> Stage:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "maple", *self.command], env=self.env,
+            self.proc = subprocess.Popen(maple_command(*self.command), env=self.env,
                                          stdout=out, stderr=subprocess.STDOUT)
         return self
 

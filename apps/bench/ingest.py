@@ -12,7 +12,6 @@ import os
 import random
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ import aiohttp
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
+from apps import maple_command
 from maple.net import free_port, http_ok
 
 
@@ -53,7 +53,8 @@ def make_request(spans: int, seed: int) -> bytes:
 
 
 def _cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
@@ -110,7 +111,7 @@ def run(*, url: str | None, pid: int | None, spans: int, concurrency: int, durat
     if url is None:
         port, grpc_port = free_port(), free_port()
         env = dict(os.environ, MAPLE_INGEST_HTTP_PORT=str(port), MAPLE_INGEST_GRPC_PORT=str(grpc_port))
-        own = subprocess.Popen([sys.executable, "-m", "maple", "ingest"], env=env)
+        own = subprocess.Popen(maple_command("ingest"), env=env)
         url = f"http://127.0.0.1:{port}"
         pid = own.pid
         deadline = time.monotonic() + 60

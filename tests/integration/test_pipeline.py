@@ -8,66 +8,29 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import orjson
 import pytest
 from confluent_kafka import Producer
 
-from maple import clickhouse, kafka
+from maple import kafka
 from maple.settings import Settings
-from maple.topics import (DEAD_LETTER, HEADER_ERROR, HEADER_RECEIVED_NS, HEADER_ROWS, HEADER_SOURCE,
-                          HEADER_SOURCE_RANGE, HEADER_STAGE, HEADER_TABLE, LOGS, RAW_LOGS, SourcePosition)
-from tests.conftest import clean_environ
-from tests.ingest_helpers import IngestProcess, end_offsets, post, read_since
-from tests.stages import Stage, clickhouse_env
-
-
-@dataclass
-class Pipeline:
-    bootstrap: str
-    env: dict[str, str]
-    database: str
-    ingest: IngestProcess
-    worker: Stage
-    sink: Stage
-    settings: Settings
-
-    def client(self):
-        return clickhouse.connect(self.settings, database=self.database, in_process=False)
-
-    def wait_for(self, sql: str, expected: object, timeout: float = 90) -> None:
-        client = self.client()
-        deadline = time.monotonic() + timeout
-        got = None
-        try:
-            while time.monotonic() < deadline:
-                got = client.query(sql).result_rows
-                if got == expected:
-                    return
-                time.sleep(0.5)
-        finally:
-            client.close()
-        raise AssertionError(f"{sql}\nexpected {expected}, got {got}\nworker:\n{self.worker.output()}\n"
-                             f"sink:\n{self.sink.output()}")
-
-
-def pipeline_env(bootstrap: str, settings: Settings, tag: str) -> tuple[dict[str, str], str]:
-    database = f"pipe_{tag}"
-    env = {"MAPLE_KAFKA_BOOTSTRAP": bootstrap, "MAPLE_CLICKHOUSE_DATABASE": database,
-           "MAPLE_WORKER_GROUP": f"worker-{tag}", "MAPLE_SINK_GROUP": f"sink-{tag}",
-           "MAPLE_WORKER_METRICS_PORT": "0", "MAPLE_SINK_METRICS_PORT": "0", "MAPLE_SINK_FLUSH_INTERVAL_S": "0.3",
-           **clickhouse_env(settings)}
-    return env, database
-
-
-def apply_schema(env: dict[str, str]) -> None:
-    import subprocess
-    import sys
-
-    result = subprocess.run([sys.executable, "-m", "maple", "schema", "apply"], env=clean_environ(**env),
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+from maple.topics import (
+    DEAD_LETTER,
+    HEADER_ERROR,
+    HEADER_RECEIVED_NS,
+    HEADER_ROWS,
+    HEADER_SOURCE,
+    HEADER_SOURCE_RANGE,
+    HEADER_STAGE,
+    HEADER_TABLE,
+    LOGS,
+    RAW_LOGS,
+    SourcePosition,
+)
+from tests.helpers.ingest import IngestProcess, end_offsets, post, read_since
+from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
+from tests.helpers.stages import Stage
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from maple import kafka
-from tests.conftest import free_port
-from tests.stages import Stage
+from maple.net import free_port
+from tests.helpers.stages import Stage
 
 
 class IngestProcess(Stage):

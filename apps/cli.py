@@ -37,13 +37,13 @@ def _say(message: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from maple.supervisor import run_up
+    from apps.supervisor import run_up
 
     return run_up(_settings(args), args.config)
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from maple import localkafka
+    from apps import localkafka
 
     settings = _settings(args, kafka_brokers=args.brokers, kafka_port=args.port)
     if not settings.local_kafka:
@@ -88,7 +88,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
-    from ingest import bench
+    from apps.bench import ingest as bench
 
     _settings(args)  # validates the configuration the benchmark's own ingest will start with
     report = bench.run(url=args.url, pid=args.pid, spans=args.spans, concurrency=args.concurrency,
@@ -109,7 +109,7 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_e2e(args: argparse.Namespace) -> int:
-    from maple import bench_e2e
+    from apps.bench import e2e as bench_e2e
 
     settings = _settings(args)
     report = bench_e2e.run(settings, signal=args.signal, records=args.records, per_request=args.per_request,
@@ -133,7 +133,7 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
 
 
 def cmd_clickhouse_serve(args: argparse.Namespace) -> int:
-    from maple import chhost
+    from apps import chhost
 
     settings = _settings(args)
     if not settings.embedded_clickhouse:
@@ -173,8 +173,7 @@ def _wants_format(sql: str) -> bool:
 
 
 def cmd_schema_apply(args: argparse.Namespace) -> int:
-    from maple import clickhouse
-    from sinks import schema
+    from maple import clickhouse, schema
 
     settings = _settings(args, clickhouse_cluster=args.cluster)
     cfg = settings.clickhouse
@@ -349,8 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
         "partition count.")
     add("sink", "run the exactly-once ClickHouse sink: processed topics -> ClickHouse tables", cmd_sink,
         "Consumes otel.logs, otel.metrics and otel.spans.sampled (group sink.group), gathers row batches per "
-        "partition up to sink.batch_rows / batch_bytes / flush_interval_s, inserts them with deduplication tokens, and commits "
-        "offsets only after ClickHouse acknowledged. Rows ClickHouse rejects for good go to maple.dlq. Run "
+        "partition up to sink.batch_rows / batch_bytes / flush_interval_s, inserts them with deduplication "
+        "tokens, and commits offsets only after ClickHouse acknowledged. Rows ClickHouse rejects for good go to "
+        "maple.dlq. Run "
         "more processes to scale, up to the partition count. See docs/exactly-once.md.")
 
     from ops.commands import register as register_ops  # replay, lag, dlq: docs/operations.md

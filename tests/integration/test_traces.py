@@ -18,9 +18,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from maple.settings import Settings
 from processors.sampling import fnv1a64
-from tests.ingest_helpers import IngestProcess, post
-from tests.stages import Stage
-from tests.test_pipeline import Pipeline, apply_schema, pipeline_env
+from tests.helpers.ingest import IngestProcess, post
+from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
+from tests.helpers.stages import Stage
 
 
 def _sampled_by_share(trace_id: str, percent: float) -> bool:

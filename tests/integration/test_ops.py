@@ -8,7 +8,6 @@ and check ClickHouse holds exactly the rows it should. Order matters within the 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -20,21 +19,23 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
+from apps import maple_command
 from maple import clickhouse, kafka
 from maple.lag import measure
+from maple.net import free_port
 from maple.settings import Settings
 from maple.topics import DEAD_LETTER, HEADER_ROWS, HEADER_SOURCE, HEADER_TABLE, LOGS, RAW_LOGS, SourcePosition
-from tests.conftest import clean_environ, free_port
-from tests.ingest_helpers import numbered_log_request
-from tests.stages import Stage
-from tests.test_pipeline import apply_schema, pipeline_env
+from tests.helpers.environment import clean_environ
+from tests.helpers.ingest import numbered_log_request
+from tests.helpers.pipeline import apply_schema, pipeline_env
+from tests.helpers.stages import Stage
 
 REQUESTS, PER_REQUEST = 24, 25
 ROWS = REQUESTS * PER_REQUEST
 
 
 def maple(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "maple", *args], env=clean_environ(**env), capture_output=True,
+    return subprocess.run(maple_command(*args), env=clean_environ(**env), capture_output=True,
                           text=True, timeout=timeout)
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from maple import kafka, localkafka
+from apps import localkafka
+from maple import kafka
 from maple.topics import Topic
-from tests.conftest import local_kafka_settings
+from tests.helpers.environment import local_kafka_settings
 
 
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:

@@ -10,10 +10,11 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from maple import kafka, localkafka
+from apps import localkafka
+from maple import kafka
 from maple.topics import RAW_TRACES
-from tests.conftest import local_kafka_settings
-from tests.ingest_helpers import IngestProcess, post, status
+from tests.helpers.environment import local_kafka_settings
+from tests.helpers.ingest import IngestProcess, post, status
 
 
 def _request(seq: int) -> bytes:

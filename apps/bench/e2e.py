@@ -23,7 +23,6 @@ from __future__ import annotations
 import random
 import re
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -36,12 +35,12 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from apps import maple_command
 from maple import clickhouse
 from maple import kafka as kafka_clients
 from maple.net import free_port, http_ok
 from maple.settings import Settings
-from maple.topics import (HEADER_RECEIVED_NS, LOGS, METRICS, RAW_LOGS, RAW_METRICS, RAW_TRACES, SPANS,
-                          SPANS_SAMPLED)
+from maple.topics import HEADER_RECEIVED_NS, LOGS, METRICS, RAW_LOGS, RAW_METRICS, RAW_TRACES, SPANS, SPANS_SAMPLED
 from processors.sampling import DEFAULT_CONFIG, Probabilistic, Trace
 
 METRIC_TABLES = ("otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
@@ -171,7 +170,7 @@ class Stages:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, *command: str, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "maple", *command], env={**self.env, **(extra or {})},
+        proc = subprocess.Popen(maple_command(*command), env={**self.env, **(extra or {})},
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs.append(proc)
         return proc
@@ -235,7 +234,8 @@ def _quantile(before: dict[float, float], after: dict[float, float], q: float) -
         if count >= rank:
             if bound == float("inf"):
                 return previous_bound
-            return previous_bound + (bound - previous_bound) * (rank - previous_count) / max(count - previous_count, 1e-9)
+            share = (rank - previous_count) / max(count - previous_count, 1e-9)
+            return previous_bound + (bound - previous_bound) * share
         previous_bound, previous_count = bound, count
     return bounds[-2] if len(bounds) > 1 else None
 
@@ -263,7 +263,8 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
     meta: list[tuple[str, bool, float]] = []
     if signal == "traces":
         config = {**DEFAULT_CONFIG, "decision_wait": f"{decision_wait_s}s"}
-        config_file = tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix="maple-bench-sampling-", delete=False)
+        config_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, kept on disk for the worker
+            "w", suffix=".yaml", prefix="maple-bench-sampling-", delete=False)
         with config_file:
             yaml.safe_dump({"tail_sampling": config}, config_file)
         env["MAPLE_TRACES_SAMPLING_CONFIG"] = config_file.name
@@ -282,7 +283,7 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
     stages = Stages(env)
     try:
         stages.ensure_clickhouse(settings, say)
-        subprocess.run([sys.executable, "-m", "maple", "schema", "apply"], env=env, check=True,
+        subprocess.run(maple_command("schema", "apply"), env=env, check=True,
                        stdout=subprocess.DEVNULL)
         client = clickhouse.connect(settings, database=database, in_process=False)
 

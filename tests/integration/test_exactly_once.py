@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from maple import clickhouse
+from maple.net import free_port
 from maple.settings import Settings, load_settings
-from tests.conftest import free_port
-from tests.ingest_helpers import IngestProcess, numbered_log_request, post
-from tests.stages import Stage
-from tests.test_pipeline import apply_schema, pipeline_env
+from tests.helpers.ingest import IngestProcess, numbered_log_request, post
+from tests.helpers.pipeline import apply_schema, pipeline_env
+from tests.helpers.stages import Stage
 
 PER_REQUEST = 50
 

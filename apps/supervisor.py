@@ -14,16 +14,16 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maple import clickhouse, localkafka
-from maple.net import http_ok
+from apps import localkafka, maple_command
+from maple import clickhouse
 from maple import kafka as kafka_clients
+from maple.net import http_ok
 from maple.settings import Settings
 
 log = logging.getLogger("maple.up")
@@ -100,7 +100,7 @@ class Supervisor:
     # -- the parts ---------------------------------------------------------------------------------
 
     def _maple(self, *args: str) -> list[subprocess.Popen[bytes]]:
-        cmd = [sys.executable, "-m", "maple", *args]
+        cmd = maple_command(*args)
         return [subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, start_new_session=True,
                                  preexec_fn=die_with_parent)]
 
@@ -173,7 +173,7 @@ class Supervisor:
 
     def _start_pipeline(self) -> list[str]:
         """Apply the schema, then start the workers and the sink."""
-        from sinks import schema
+        from maple import schema
 
         client = clickhouse.connect(self.settings, in_process=False)
         try:

@@ -16,8 +16,7 @@ import uuid
 from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,12 +25,13 @@ import yaml
 from maple.net import free_port
 from maple.settings import Settings
 from processors.red import DEFAULT_BUCKETS_MS
-from tests.grafana import All, ExpansionError, TimeRange, expand
-from tests.ingest_helpers import IngestProcess, status
-from tests.stages import Stage
-from tests.test_pipeline import Pipeline, apply_schema, pipeline_env
+from tests.helpers.environment import REPO
+from tests.helpers.grafana import All, ExpansionError, TimeRange, expand
+from tests.helpers.ingest import IngestProcess, status
+from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
+from tests.helpers.stages import Stage
 
-DASHBOARDS = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "dashboards"
+DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
 DATASOURCES = {"clickhouse": "grafana-clickhouse-datasource", "prometheus": "prometheus"}
 
 
@@ -92,7 +92,7 @@ def test_dashboards_are_well_formed() -> None:
 
 
 def test_the_expander_follows_the_plugin_and_refuses_what_it_does_not_know() -> None:
-    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     tr = TimeRange(start, start + timedelta(hours=1), interval_s=30)
     variables = {"svc": ["a'b", "c"], "one": "x", "everything": All(["p", "q"])}
     assert expand("$__timeFilter(T) AND $__interval_s", {}, tr) == \
@@ -233,7 +233,7 @@ def sent(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory: 
     worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
     pipeline = Pipeline(kafka_bootstrap, env, database, ingest, worker, sink, clickhouse_settings)
     shop, auth = f"shop-{tag}", f"auth-{tag}"
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     try:
         durations, errors, slow, traces = _send_traces(f"{ingest.http}/v1/traces", shop, auth)
         logs = _send_logs(f"{ingest.http}/v1/logs", shop, auth)
@@ -258,7 +258,7 @@ def sent(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory: 
 
 
 def _range(sent: Sent) -> TimeRange:
-    return TimeRange(sent.started - timedelta(minutes=30), datetime.now(timezone.utc) + timedelta(minutes=5), 60)
+    return TimeRange(sent.started - timedelta(minutes=30), datetime.now(UTC) + timedelta(minutes=5), 60)
 
 
 def _run(sent: Sent, sql: str, variables: dict[str, Any], tr: TimeRange) -> list[dict[str, Any]]:

@@ -18,8 +18,9 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.resources import Resource
 
+from apps import maple_command
 from maple.topics import HEADER_ENCODING, HEADER_RECEIVED_NS, HEADER_TENANT, RAW_LOGS, RAW_METRICS, RAW_TRACES
-from tests.ingest_helpers import IngestProcess, end_offsets, post, read_since, status
+from tests.helpers.ingest import IngestProcess, end_offsets, post, read_since, status
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -439,14 +440,13 @@ def test_an_item_too_big_for_any_record_is_reported_in_partial_success(kafka_boo
 def test_bench_ingest_reports_every_figure(ingest: IngestProcess) -> None:
     """The benchmark command works (its figures are for the README, not asserted here)."""
     import subprocess
-    import sys
 
-    from tests.conftest import clean_environ
+    from tests.helpers.environment import clean_environ
 
     assert ingest.proc is not None
-    result = subprocess.run([sys.executable, "-m", "maple", "bench", "ingest", "--url", ingest.http, "--pid",
+    result = subprocess.run(maple_command("bench", "ingest", "--url", ingest.http, "--pid",
                              str(ingest.proc.pid), "--duration", "1", "--warmup", "0.5", "--spans", "64",
-                             "--concurrency", "2", "--json"], capture_output=True, text=True, env=clean_environ(),
+                             "--concurrency", "2", "--json"), capture_output=True, text=True, env=clean_environ(),
                             timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)

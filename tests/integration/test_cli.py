@@ -7,7 +7,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -15,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_environ, free_port
+from apps import maple_command
+from maple.net import free_port
+from tests.helpers.environment import clean_environ
 
 COMMANDS = [[], ["up"], ["kafka"], ["clickhouse"], ["clickhouse", "serve"], ["query"], ["schema"],
             ["schema", "apply"], ["config"], ["config", "show"], ["ingest"], ["worker"], ["sink"], ["bench"],
@@ -24,7 +25,7 @@ COMMANDS = [[], ["up"], ["kafka"], ["clickhouse"], ["clickhouse", "serve"], ["qu
 
 
 def maple(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "maple", *args], capture_output=True, text=True,
+    return subprocess.run(maple_command(*args), capture_output=True, text=True,
                           env=env or clean_environ(), timeout=timeout)
 
 
@@ -73,7 +74,7 @@ class Up:
     """A `maple up` child process whose output is read line by line in the background."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "maple", "up"], env=env, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(maple_command("up"), env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []

@@ -301,7 +301,7 @@ def serve(settings: Settings, *, threads: int = 4, max_body: int = 1 << 30,
             while not done.is_set() and not (stop is not None and stop.is_set()):
                 try:
                     await asyncio.wait_for(done.wait(), timeout=0.2)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         finally:
             advert.unlink(missing_ok=True)

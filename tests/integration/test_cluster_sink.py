@@ -8,7 +8,6 @@ URL by `maple schema apply`, exactly what several URLs without a cluster name me
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -20,15 +19,16 @@ import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Producer
 
-from maple import clickhouse
+from apps import maple_command
+from maple import clickhouse, schema
 from maple import kafka as kafka_clients
 from maple.clickhouse import Endpoint
 from maple.net import free_port
 from maple.settings import Settings, load_settings
 from maple.topics import DEAD_LETTER, HEADER_ROWS, HEADER_SOURCE, HEADER_TABLE, Topic
-from sinks import schema, shards
+from sinks import shards
 from sinks.shards import ShardedInserter, Topology
-from tests.conftest import clean_environ
+from tests.helpers.environment import clean_environ
 
 
 def _wait_ping(port: int, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
@@ -53,13 +53,13 @@ def two_shards(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
             port = free_port()
             env = clean_environ(MAPLE_DATA_DIR=str(tmp_path_factory.mktemp("shard")),
                                 MAPLE_CLICKHOUSE_EMBEDDED_PORT=str(port))
-            procs.append(subprocess.Popen([sys.executable, "-m", "maple", "clickhouse", "serve", "--threads", "2"],
+            procs.append(subprocess.Popen(maple_command("clickhouse", "serve", "--threads", "2"),
                                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             urls.append(f"http://127.0.0.1:{port}/{database}")
         for url, proc in zip(urls, procs):
             _wait_ping(int(url.rsplit(":", 1)[1].split("/")[0]), proc)
         env = clean_environ(MAPLE_CLICKHOUSE_URL=",".join(urls))
-        applied = subprocess.run([sys.executable, "-m", "maple", "schema", "apply"], env=env, capture_output=True,
+        applied = subprocess.run(maple_command("schema", "apply"), env=env, capture_output=True,
                                  text=True, timeout=180)
         assert applied.returncode == 0, applied.stderr
         assert applied.stdout.count("at version 2 (2 migration(s) applied now)") == 2, applied.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from sinks.writer import DATA, DATA_CODES, TRANSIENT, UNKNOWN, Inserter, classify, count_rows, split_block
+from sinks.writer import DATA_CODES, Inserter
 
 DDL = """CREATE TABLE t (Timestamp DateTime64(9), Body String, N UInt8) ENGINE = MergeTree ORDER BY Timestamp
 SETTINGS non_replicated_deduplication_window = 1000"""
@@ -53,16 +53,6 @@ def test_an_error_on_every_row_costs_a_bounded_number_of_inserts(ch, inserter: I
     assert len(attempts) <= 70
 
 
-def test_dead_letters_are_cut_to_a_size_cap() -> None:
-    from sinks.writer import cap_block
-
-    rows = [(f"1700000000.{i:09d}", "x" * 100, 1) for i in range(64)]
-    data = _block(rows[:32]) + b"\n" + _block(rows[32:])
-    pieces = cap_block(data, 1500)
-    assert all(len(p) <= 1500 for p in pieces) and sum(count_rows(p) for p in pieces) == 64
-    assert cap_block(data, len(data)) == [data]
-
-
 def test_unknown_errors_are_retried_not_dead_lettered(ch, inserter: Inserter) -> None:
     from clickhouse_connect.driver.exceptions import DatabaseError
 
@@ -78,19 +68,3 @@ def test_unknown_errors_are_retried_not_dead_lettered(ch, inserter: Inserter) ->
     inserter._insert_once = flaky
     assert inserter.insert("t", [_block([("1700000000.000000001", "a", 1)])], "tok-unknown") == []
     assert ch.query("SELECT count() FROM t").result_rows == [(1,)]
-
-
-def test_helpers() -> None:
-    assert split_block(_block([("1", "a", 1)])) is None
-    left, right = split_block(_block([("1", "a", 1), ("2", "b", 2), ("3", "c", 3)]))
-    assert orjson.loads(left)["Body"] == ["a"] and orjson.loads(right)["Body"] == ["b", "c"]
-    assert count_rows(left + b"\n" + right) == 3
-    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
-
-    from maple.clickhouse import ClickHouseUnavailable
-
-    assert classify(OperationalError("connection refused")) == (TRANSIENT, None)
-    assert classify(ClickHouseUnavailable("no embedded host")) == (TRANSIENT, None)
-    assert classify(DatabaseError("Received ClickHouse exception, code: 252, too many parts")) == (TRANSIENT, 252)
-    assert classify(DatabaseError("code: 27. Cannot parse input")) == (DATA, 27)
-    assert classify(DatabaseError("code: 48. Not implemented")) == (UNKNOWN, 48)

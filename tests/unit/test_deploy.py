@@ -22,12 +22,12 @@ import orjson
 import pytest
 import yaml
 
+from apps import localkafka
+from apps.cli import build_parser
 from ingest.otlp import SIGNALS, parse_json
-from maple import localkafka
-from maple.cli import build_parser
 from maple.settings import Settings, load_settings
 from maple.topics import LOGS, METRICS, RAW_LOGS, RAW_METRICS, RAW_TRACES, SPANS, SPANS_SAMPLED
-from tests.conftest import REPO
+from tests.helpers.environment import REPO
 
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"

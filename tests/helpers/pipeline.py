@@ -1,0 +1,58 @@
+"""A pipeline of real `maple` processes (ingest, worker, sink) on the test session's Kafka and ClickHouse."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+
+from apps import maple_command
+from maple import clickhouse
+from maple.settings import Settings
+from tests.helpers.environment import clean_environ
+from tests.helpers.ingest import IngestProcess
+from tests.helpers.stages import Stage, clickhouse_env
+
+
+@dataclass
+class Pipeline:
+    bootstrap: str
+    env: dict[str, str]
+    database: str
+    ingest: IngestProcess
+    worker: Stage
+    sink: Stage
+    settings: Settings
+
+    def client(self):
+        return clickhouse.connect(self.settings, database=self.database, in_process=False)
+
+    def wait_for(self, sql: str, expected: object, timeout: float = 90) -> None:
+        client = self.client()
+        deadline = time.monotonic() + timeout
+        got = None
+        try:
+            while time.monotonic() < deadline:
+                got = client.query(sql).result_rows
+                if got == expected:
+                    return
+                time.sleep(0.5)
+        finally:
+            client.close()
+        raise AssertionError(f"{sql}\nexpected {expected}, got {got}\nworker:\n{self.worker.output()}\n"
+                             f"sink:\n{self.sink.output()}")
+
+
+def pipeline_env(bootstrap: str, settings: Settings, tag: str) -> tuple[dict[str, str], str]:
+    database = f"pipe_{tag}"
+    env = {"MAPLE_KAFKA_BOOTSTRAP": bootstrap, "MAPLE_CLICKHOUSE_DATABASE": database,
+           "MAPLE_WORKER_GROUP": f"worker-{tag}", "MAPLE_SINK_GROUP": f"sink-{tag}",
+           "MAPLE_WORKER_METRICS_PORT": "0", "MAPLE_SINK_METRICS_PORT": "0", "MAPLE_SINK_FLUSH_INTERVAL_S": "0.3",
+           **clickhouse_env(settings)}
+    return env, database
+
+
+def apply_schema(env: dict[str, str]) -> None:
+    result = subprocess.run(maple_command("schema", "apply"), env=clean_environ(**env),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
