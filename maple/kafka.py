@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import uuid
 from collections.abc import Iterable
@@ -10,6 +11,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from maple.log import librdkafka_logger
 from maple.settings import Settings
 from maple.topics import ALL_TOPICS, Topic
 
@@ -23,9 +25,23 @@ def bootstrap_servers(settings: Settings) -> str:
     return ",".join(f"127.0.0.1:{settings.kafka.port + i}" for i in range(settings.kafka.brokers))
 
 
+def client_logging(name: str = "") -> dict[str, Any]:
+    """Client settings that send librdkafka's log lines through Maple's logging, rate-limited
+    (maple/log.py): during an outage librdkafka logs every failed connect, about 20 lines a second per
+    process. Every client factory here includes them.
+
+    librdkafka hands the lines over inside the client's poll/consume/flush calls, so a long-lived client
+    that is never polled must call `poll(0)` now and then (or its lines pile up in memory)."""
+    config: dict[str, Any] = {"logger": librdkafka_logger()}
+    if name:
+        config["client.id"] = name
+    return config
+
+
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     """Durable by default: idempotent, acks from all in-sync replicas, compressed batches."""
     config: dict[str, Any] = {
+        **client_logging(),
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -40,6 +56,7 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
 def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, Any]:
     """Offsets are committed explicitly after the downstream write, never automatically."""
     config: dict[str, Any] = {
+        **client_logging(),
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -52,7 +69,17 @@ def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, A
 
 
 def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, **overrides})
+    """An Admin API client, for short-lived use (start-up, CLI commands): a long-running process must not
+    send coordinator requests (group offsets, group descriptions) through it, because librdkafka aborts the
+    process when such a request loses its connection (see maple/lag.py `GroupLag`). Wait for every future
+    it returns (`settle`) before letting it go."""
+    return AdminClient({**client_logging(), "bootstrap.servers": bootstrap, **overrides})
+
+
+def settle(futures: Iterable[concurrent.futures.Future[Any]], timeout: float) -> None:
+    """Wait until every future is done (or `timeout` passed): the client that issued them must not be
+    dropped while requests are in flight. Admin requests carry a request_timeout, so they always finish."""
+    concurrent.futures.wait(list(futures), timeout=timeout)
 
 
 def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
@@ -65,9 +92,11 @@ def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
     if not wanted:
         return []
     created = []
-    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+    futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
+    settle(futures.values(), timeout + 5)
+    for name, future in futures.items():
         try:
-            future.result()
+            future.result(0)
             created.append(name)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
@@ -79,7 +108,8 @@ def start_group_at_end(bootstrap: str, group: str, topics: Iterable[str], timeou
     """Commit the current end offsets of `topics` for `group`, so that it reads only what comes next.
 
     For a group that has no running members (a fresh one, or one that is stopped)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({**client_logging(), "bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
     try:
         offsets = []
         for topic in topics:
@@ -107,10 +137,13 @@ def _end_offset(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple
             time.sleep(0.2)
 
 
-def probe(bootstrap: str, timeout: float = 10.0) -> None:
+def probe(bootstrap: str, timeout: float = 10.0, replication_factor: int | None = None) -> None:
     """Prove the cluster works end to end: produce one record with acks=all, then consume it back.
 
-    Raises RuntimeError with the reason when it does not within `timeout` seconds.
+    The probe topic (maple.health) is created on first use with `replication_factor` (Maple's
+    kafka.replication_factor), or the cluster's own default.replication.factor when None; never with the
+    number of brokers that happen to answer (a broker down at that moment would weaken it for good).
+    Raises RuntimeError with the reason when it does not work within `timeout` seconds.
     """
     deadline = time.monotonic() + timeout
     marker = uuid.uuid4().hex.encode()
@@ -118,9 +151,8 @@ def probe(bootstrap: str, timeout: float = 10.0) -> None:
     quiet = {"log_level": 0}  # failures surface through the exception below, not librdkafka's stderr
     admin = admin_client(bootstrap, **quiet)
     try:
-        brokers = len(admin.list_topics(timeout=max(0.1, deadline - time.monotonic())).brokers)
         if HEALTH_TOPIC not in admin.list_topics(timeout=max(0.1, deadline - time.monotonic())).topics:
-            ensure_topics(admin, 1, min(3, brokers), [Topic(HEALTH_TOPIC, "maple", "maple", "probe")],
+            ensure_topics(admin, 1, replication_factor or -1, [Topic(HEALTH_TOPIC, "maple", "maple", "probe")],
                           timeout=max(0.1, deadline - time.monotonic()))
     except KafkaException as exc:
         raise RuntimeError(f"Kafka at {bootstrap} is not reachable: {exc.args[0].str()}") from exc
@@ -139,8 +171,8 @@ def probe(bootstrap: str, timeout: float = 10.0) -> None:
     if not delivered:
         raise RuntimeError(f"Kafka at {bootstrap} did not acknowledge a probe record: "
                            f"{'; '.join(errors) or 'timed out'}")
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"maple-probe-{marker.decode()}",
-                         "enable.auto.commit": False, **quiet})
+    consumer = Consumer({**client_logging(), "bootstrap.servers": bootstrap,
+                         "group.id": f"maple-probe-{marker.decode()}", "enable.auto.commit": False, **quiet})
     try:
         consumer.assign(delivered)
         while time.monotonic() < deadline:

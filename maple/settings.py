@@ -107,6 +107,8 @@ class WorkerSettings:
                                        "repartitioning with RED metrics, and tail sampling).")
     metrics_port: int = setting(9465, "Prometheus /metrics port of a worker (0: off; a taken port is "
                                       "skipped with a warning).", minimum=0, maximum=65535)
+    lag_interval_s: float = setting(15.0, "How often a worker measures its group's consumer lag for "
+                                    "/metrics (only with a metrics port).", minimum=0.5)
     session_timeout_s: float = setting(10.0, "Consumer-group session timeout: how soon the partitions of a "
                                        "worker that died move to the others.", minimum=6, maximum=300)
     inflight_batches: int = setting(256, "Raw records processed ahead of Kafka's acknowledgement of their "

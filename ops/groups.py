@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
 
-from maple.kafka import admin_client
+from maple.kafka import admin_client, client_logging, settle
 from maple.lag import LagError, committed_offsets, probe_consumer, topic_partitions
 from maple.topics import ALL_TOPICS
 
@@ -42,12 +42,15 @@ class GroupState:
 
 
 def describe(bootstrap: str, group: str, timeout: float = 30.0) -> GroupState:
-    admin = admin_client(bootstrap, log_level=4)  # referenced until the future resolves; errors come through it
+    admin = admin_client(bootstrap, log_level=4)  # errors come through the future
     future = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
+    settle([future], timeout + 5)  # `admin` stays referenced until its request is over
     try:
-        description = future.result(timeout + 5)
+        description = future.result(0)
     except KafkaException as exc:
         raise OpsError(f"group {group}: cannot describe it: {exc.args[0].str()}") from exc
+    except TimeoutError as exc:
+        raise OpsError(f"group {group}: cannot describe it: no answer in {timeout:.0f}s") from exc
     members = tuple(f"{m.client_id}@{m.host} ({len(m.assignment.topic_partitions) if m.assignment else 0} partitions)"
                     for m in description.members or [])
     state = description.state.name if isinstance(description.state, ConsumerGroupState) else str(description.state)
@@ -75,7 +78,8 @@ def commit(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
     """Commit `offsets` (with their metadata) for a stopped group, from outside the group."""
     if not offsets:
         return
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({**client_logging(), "bootstrap.servers": bootstrap, "group.id": group,
+                         "enable.auto.commit": False})
     try:
         results = consumer.commit(offsets=offsets, asynchronous=False) or []
     except KafkaException as exc:

@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from maple import kafka as kafka_clients
 from maple import metrics as prom
-from maple.lag import LagGauges, measure
+from maple.lag import GroupLag, LagGauges
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings
 from maple.topics import (
@@ -124,14 +124,17 @@ def build_app(settings: Settings) -> faust.App:
 
     if cfg.metrics_port:
         lag_gauges = LagGauges(metrics.registry)
+        sources = {"logs": [RAW_LOGS], "metrics": [RAW_METRICS], "traces": [RAW_TRACES, SPANS]}
+        # One client for the process's life, off the Admin API: see GroupLag for why.
+        group_lag = GroupLag(bootstrap, cfg.group, [t.name for s in cfg.signals for t in sources[s]])
 
-        @app.timer(interval=15.0)
+        @app.timer(interval=cfg.lag_interval_s)
         async def export_lag() -> None:
-            """The group's own lag, through the admin API off the event loop (never per event)."""
+            """The group's own lag, off the event loop (never per event)."""
             try:
-                rows = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: measure(bootstrap, cfg.group, timeout=10))
-                lag_gauges.publish(rows)
+                rows = await asyncio.get_running_loop().run_in_executor(None, lambda: group_lag.measure(timeout=10))
+                if rows is not None:  # None: the previous measurement still waits on Kafka
+                    lag_gauges.publish(rows)
             except Exception as exc:  # metrics must never stop the data path
                 log.warning("consumer lag not measured: %s", exc)
 

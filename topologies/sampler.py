@@ -136,6 +136,7 @@ class RawProgress:
         self.partitions: list[TopicPartition] | None = None
 
     def caught_up(self) -> set[int]:
+        self.consumer.poll(0)  # hands librdkafka's queued log lines to Maple's logging (never subscribed)
         try:
             if self.partitions is None:
                 meta = self.consumer.list_topics(RAW_TRACES.name, timeout=10).topics[RAW_TRACES.name]
