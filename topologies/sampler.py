@@ -34,6 +34,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from maple import kafka as kafka_clients
+from maple.jsoncolumns import encode
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings, SettingsError
 from maple.topics import (
@@ -51,7 +52,6 @@ from processors import red, traces
 from processors.sampling import DEFAULT_CONFIG, ConfigError, SamplingConfig, build_policies, decode_config
 from processors.tail_sampler import Emission, PartitionSampler, SamplerCounts, SpanBatch
 from topologies.acks import InOrderAcks, Release
-from topologies.batches import encode
 
 log = logging.getLogger(__name__)
 
