@@ -107,17 +107,48 @@ def create_table(table: Table, target: Target) -> list[str]:
 
 
 @dataclass(frozen=True)
+class TtlChange:
+    """A new retention expression for a table that exists (ALTER TABLE ... MODIFY TTL), with the target's
+    ttl_days. Nothing for ttl_days 0 (no retention, no TTL to change). Parts already written keep the TTL
+    they were written with (materialize_ttl_after_modify = 0: no mutation rewrites a large table); new
+    parts and merged parts get the new one."""
+
+    table: str
+    expression: str  # a DateTime expression with {seconds} for the retention in seconds
+
+    def statements(self, target: Target) -> list[str]:
+        if not target.ttl_days:
+            return []
+        ttl = self.expression.format(seconds=target.ttl_days * 86400)
+        return [f"ALTER TABLE `{target.database}`.{target.storage_name(self.table)}{target.on_cluster} "
+                f"MODIFY TTL {ttl} SETTINGS materialize_ttl_after_modify = 0"]
+
+
+def saturating_ttl(dt64_column: str) -> str:
+    """`dt64_column` (a DateTime64) plus the retention, computed in 64-bit seconds and capped at DateTime's
+    last second (2106-02-07 06:28:15 UTC): `toDateTime(column) + toIntervalDay(n)` wraps around to 1970
+    for rows past that, which makes their part expire at once."""
+    return (f"toDateTime(least(greatest(intDiv(toUnixTimestamp64Milli({dt64_column}), 1000), 0) + {{seconds}}, "
+            "4294967295))")
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    objects: tuple[Table | View, ...]
+    objects: tuple[Table | View | TtlChange, ...]
 
 
 def statements(migration: Migration, target: Target) -> list[str]:
     """Every statement of `migration` for `target`, in order (tables before the views that join them)."""
     out: list[str] = []
     for item in migration.objects:
-        out.extend(create_table(item, target) if isinstance(item, Table) else [item.create(target)])
+        if isinstance(item, Table):
+            out.extend(create_table(item, target))
+        elif isinstance(item, TtlChange):
+            out.extend(item.statements(target))
+        else:
+            out.append(item.create(target))
     return out
 
 
@@ -305,7 +336,19 @@ GROUP BY TraceId""")
 TRACES = Migration(2, "otel_traces and the trace-id lookup table with its materialized view "
                       "(Collector ClickHouse exporter layout)", (TRACES_TABLE, TRACE_ID_TS_TABLE, TRACE_ID_TS_VIEW))
 
-MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES)
+# Retention that never wraps around: rows stamped past 2106-02-07 (DateTime's end) were dropped as expired
+# the moment their part was merged, leaving no trace (issue 12). The workers refuse such times now
+# (processors/values.py); this keeps rows any other writer puts in from vanishing the same way.
+TTL_WITHOUT_WRAPAROUND = Migration(3, "retention that never wraps around past 2106", (
+    TtlChange("otel_logs", saturating_ttl("Timestamp")),
+    *(TtlChange(name, saturating_ttl("TimeUnix")) for name in (
+        "otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram", "otel_metrics_exponential_histogram",
+        "otel_metrics_summary")),
+    TtlChange("otel_traces", saturating_ttl("Timestamp")),
+    TtlChange("otel_traces_trace_id_ts", "toDateTime(least(toUInt64(toUnixTimestamp(Start)) + {seconds}, 4294967295))"),
+))
+
+MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES, TTL_WITHOUT_WRAPAROUND)
 TABLES: dict[str, Table] = {item.name: item for m in MIGRATIONS for item in m.objects if isinstance(item, Table)}
 
 
