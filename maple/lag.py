@@ -1,8 +1,8 @@
 """Consumer lag: how far each group's committed offsets are behind the end of each partition.
 
 Shared by `maple lag` (ops view), the worker (a periodic Faust timer measures its own group through one
-long-lived consumer, `GroupLag`) and the sink (which reads its own consumer's cached high watermarks and the state it already
-keeps, so exporting lag costs nothing per message). Two numbers per group/topic/partition:
+long-lived consumer, `GroupLag`) and the sink (which reads its own consumer's cached high watermarks and
+the state it already keeps, so exporting lag costs nothing per message). Two numbers per group/topic/partition:
 
 * offsets: end offset - committed offset (a partition without a commit counts from its earliest offset,
   because Maple's consumers start there);
@@ -118,8 +118,9 @@ def measure(bootstrap: str, group: str, topics: Iterable[str] | None = None, *, 
         consumer.close()
 
 
-def _lag_rows(consumer: Consumer, group: str, names: Iterable[str], committed: Mapping[tuple[str, int], tuple[int, str]],
-              timestamps: bool, timeout: float) -> list[PartitionLag]:
+def _lag_rows(consumer: Consumer, group: str, names: Iterable[str],
+              committed: Mapping[tuple[str, int], tuple[int, str]], timestamps: bool, timeout: float
+              ) -> list[PartitionLag]:
     rows: list[PartitionLag] = []
     peek: list[TopicPartition] = []
     for topic in names:
@@ -169,7 +170,7 @@ class GroupLag:
         try:
             if self._closed:
                 return None
-            self._consumer.poll(0)  # hands librdkafka's queued log lines to Maple's logging (never subscribed: no messages)
+            self._consumer.poll(0)  # hands librdkafka's queued log lines over (never subscribed: no messages)
             wanted = []
             for topic in self.topics:
                 if topic not in self._partitions:

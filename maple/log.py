@@ -78,9 +78,9 @@ class RateLimit(logging.Filter):
             self._kinds[kind] = (now, 0)
             if len(self._kinds) > 1000:  # kinds seen long ago: forget them
                 self._kinds = {k: v for k, v in self._kinds.items() if now - v[0] < self.interval_s}
-        if held:
+        if held and last is not None:
             record.msg = f"{record.getMessage()} ({held} more like this in the last {now - last:.0f}s)"
-            record.args = None
+            record.args = ()
         return True
 
 

@@ -3,6 +3,10 @@
 JSON object bodies (and structured kvlist bodies) are flattened into LogAttributes with dotted keys, up
 to a depth limit; they never overwrite an attribute the record already has, and the body is kept as
 it came. A record without SeverityNumber gets one inferred (see processors/severity.py).
+
+One record's body never fails its request: a body that looks like a JSON object (`{...}`) but cannot be
+parsed or flattened (invalid JSON, nested deeper than the JSON library goes) is kept as text, nothing of
+it is flattened, and the attribute `maple.body_error` says why.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from processors import severity
 from processors.values import attributes, datetime64, to_python, to_text
 
 TABLE = "otel_logs"
+BODY_ERROR = "maple.body_error"  # LogAttributes key: why a JSON-looking body was not flattened
 COLUMNS = ("Timestamp", "TraceId", "SpanId", "TraceFlags", "SeverityText", "SeverityNumber", "ServiceName", "Body",
            "ResourceSchemaUrl", "ResourceAttributes", "ScopeSchemaUrl", "ScopeName", "ScopeVersion",
            "ScopeAttributes", "LogAttributes")
@@ -49,14 +54,27 @@ def flatten(obj: dict[str, Any], out: dict[str, str], depth: int, prefix: str = 
             out[name] = orjson.dumps(value).decode()
 
 
-def _json_object(text: str, limit: int) -> dict[str, Any] | None:
+def _json_object(text: str, limit: int) -> tuple[dict[str, Any] | None, str]:
+    """The body parsed as a JSON object, or None and why not ("" when it does not look like one at all)."""
     if not text or (text[0] != "{" and not text.lstrip().startswith("{")) or len(text) > limit:
-        return None
+        return None, ""
     try:
         parsed = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
+    except orjson.JSONDecodeError as exc:
+        # Text that merely starts with "{" is not a JSON body gone wrong; one that also ends with "}" is.
+        return None, (f"body is not valid JSON: {exc}" if text.rstrip().endswith("}") else "")
+    return (parsed, "") if isinstance(parsed, dict) else (None, "")
+
+
+def flattened(parsed: dict[str, Any], attrs: dict[str, str], depth: int) -> tuple[dict[str, str], str]:
+    """`attrs` plus `parsed` flattened, or `attrs` unchanged and why when `parsed` cannot be flattened
+    (all or nothing: a record never gets half of its body's keys)."""
+    merged = dict(attrs)
+    try:
+        flatten(parsed, merged, depth)
+    except (TypeError, ValueError, RecursionError) as exc:  # orjson: "Recursion limit reached" past 254 levels
+        return attrs, f"body JSON not flattened: {exc}"
+    return merged, ""
 
 
 def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: LogOptions = LogOptions()
@@ -77,20 +95,25 @@ def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: Log
                 kind = body.WhichOneof("value")
                 text = body.string_value if kind == "string_value" else to_text(body)
                 attrs = attributes(record.attributes)
-                parsed = None
+                parsed, why = None, ""
                 if kind == "string_value":
-                    parsed = _json_object(text, max_json)
+                    parsed, why = _json_object(text, max_json)
                 elif kind == "kvlist_value":
                     parsed = to_python(body)
                 if parsed:
-                    flatten(parsed, attrs, max_depth)
+                    attrs, why = flattened(parsed, attrs, max_depth)
+                    if why:
+                        parsed = None
+                if why:
+                    attrs.setdefault(BODY_ERROR, why[:1024])
                 number, level = record.severity_number, record.severity_text
                 if not 1 <= number <= 24:
                     inferred = (severity.from_fields(parsed) if parsed else None) or severity.from_text(text)
                     level, number = inferred if inferred else (level, 0)
                 elif not level:
                     level = severity.from_number(number)
-                timestamp(datetime64(record.time_unix_nano or record.observed_time_unix_nano or received_ns))
+                timestamp(datetime64(record.time_unix_nano or record.observed_time_unix_nano or received_ns,
+                                     "time_unix_nano"))
                 trace_id(record.trace_id.hex())
                 span_id(record.span_id.hex())
                 flags(record.flags & 0xFF)

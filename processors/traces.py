@@ -53,7 +53,7 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
             spans = scope_spans.spans
             for span in spans:
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                timestamp(datetime64(start))
+                timestamp(datetime64(start, "start_time_unix_nano"))
                 start_col(start)
                 duration(end - start if end > start else 0)
                 tid, sid = span.trace_id.hex(), span.span_id.hex()
@@ -70,7 +70,7 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
                 status_message(status.message)
                 events = span.events
                 if events:
-                    event_times([datetime64(e.time_unix_nano) for e in events])
+                    event_times([datetime64(e.time_unix_nano, "events.time_unix_nano") for e in events])
                     event_names([e.name for e in events])
                     event_attrs([attributes(e.attributes) for e in events])
                 else:  # one shared empty value (never mutated) instead of three new lists per span
