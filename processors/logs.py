@@ -18,7 +18,7 @@ import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from processors import severity
-from processors.values import attributes, datetime64, to_python, to_text
+from processors.values import SPAN_ID_BYTES, TRACE_ID_BYTES, attributes, datetime64, hex_id, to_python, to_text
 
 TABLE = "otel_logs"
 BODY_ERROR = "maple.body_error"  # LogAttributes key: why a JSON-looking body was not flattened
@@ -114,8 +114,8 @@ def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: Log
                     level = severity.from_number(number)
                 timestamp(datetime64(record.time_unix_nano or record.observed_time_unix_nano or received_ns,
                                      "time_unix_nano"))
-                trace_id(record.trace_id.hex())
-                span_id(record.span_id.hex())
+                trace_id(hex_id(record.trace_id, TRACE_ID_BYTES, "trace_id"))
+                span_id(hex_id(record.span_id, SPAN_ID_BYTES, "span_id"))
                 flags(record.flags & 0xFF)
                 sev_text(level)
                 sev_num(number)

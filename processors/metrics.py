@@ -10,7 +10,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from processors.values import attributes, datetime64
+from processors.values import SPAN_ID_BYTES, TRACE_ID_BYTES, attributes, datetime64, hex_id
 
 GAUGE, SUM, HISTOGRAM, EXP_HISTOGRAM, SUMMARY = ("otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
                                                  "otel_metrics_exponential_histogram", "otel_metrics_summary")
@@ -42,8 +42,8 @@ def _exemplars(cols: dict[str, list[Any]], point: Any) -> None:
     cols["Exemplars.FilteredAttributes"].append([attributes(e.filtered_attributes) for e in exemplars])
     cols["Exemplars.TimeUnix"].append([datetime64(e.time_unix_nano, "exemplars.time_unix_nano") for e in exemplars])
     cols["Exemplars.Value"].append([_number(e) for e in exemplars])
-    cols["Exemplars.SpanId"].append([e.span_id.hex() for e in exemplars])
-    cols["Exemplars.TraceId"].append([e.trace_id.hex() for e in exemplars])
+    cols["Exemplars.SpanId"].append([hex_id(e.span_id, SPAN_ID_BYTES, "exemplars.span_id") for e in exemplars])
+    cols["Exemplars.TraceId"].append([hex_id(e.trace_id, TRACE_ID_BYTES, "exemplars.trace_id") for e in exemplars])
 
 
 def to_tables(request: ExportMetricsServiceRequest) -> dict[str, dict[str, list[Any]]]:

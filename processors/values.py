@@ -65,6 +65,21 @@ def attributes(pairs: Iterable[KeyValue]) -> dict[str, str]:
 MAX_TIME_NS = (2**32 - 1) * 1_000_000_000 + 999_999_999
 
 
+class InvalidId(ValueError):
+    """A trace or span id of a length OTLP does not allow; the message names the field."""
+
+
+TRACE_ID_BYTES, SPAN_ID_BYTES = 16, 8
+
+
+def hex_id(raw: bytes, size: int, field: str, optional: bool = True) -> str:
+    """An id as lowercase hex, checked against OTLP's length: `size` bytes, or empty when `optional`
+    (a log's ids, a parent span id, an exemplar's ids). Raises InvalidId naming `field`."""
+    if len(raw) != size and (raw or not optional):
+        raise InvalidId(f"{field} is {len(raw)} bytes; OTLP requires {size}" + (" or none" if optional else ""))
+    return raw.hex()
+
+
 class TimeOutOfRange(ValueError):
     """A timestamp past MAX_TIME_NS; the message names the field and the value."""
 

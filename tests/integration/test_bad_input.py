@@ -133,3 +133,23 @@ def test_a_record_too_large_for_a_row_is_dead_lettered_alone_and_its_companion_l
     [letter] = _worker_letters(pipeline, start, 1)
     assert b"RowTooLarge" in dict(letter.headers())[HEADER_ERROR]
     assert len(ExportLogsServiceRequest.FromString(letter.value()).resource_logs[0].scope_logs[0].log_records) == 1
+
+
+def test_a_span_with_a_2000_byte_trace_id_is_refused_alone(pipeline: Pipeline) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    service = _service()
+    start = end_offsets(pipeline.bootstrap, DEAD_LETTER.name)
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.add(key="service.name", value={"string_value": service})
+    ss = rs.scope_spans.add()
+    now = time.time_ns()
+    for i, trace_id in enumerate((uuid.uuid4().bytes, b"t" * 2000, uuid.uuid4().bytes)):
+        ss.spans.add(trace_id=trace_id, span_id=i.to_bytes(8, "big"), name=f"op{i}", start_time_unix_nano=now,
+                     end_time_unix_nano=now + 1000)
+    assert post(f"{pipeline.ingest.http}/v1/traces", request.SerializeToString(), PROTOBUF)[0] == 200
+    pipeline.wait_for("SELECT sum(Value) FROM otel_metrics_sum WHERE MetricName = 'traces.span.metrics.calls' "
+                      f"AND ServiceName = '{service}'", [(2.0,)])  # RED counts the two spans that became rows
+    [letter] = _worker_letters(pipeline, start, 1)
+    assert b"trace_id is 2000 bytes; OTLP requires 16" in dict(letter.headers())[HEADER_ERROR]

@@ -189,3 +189,32 @@ def test_the_same_record_always_takes_the_same_path() -> None:
     first, second = log_batches(raw, 6, logs.LogOptions()), log_batches(raw, 6, logs.LogOptions())
     assert [(r.value, r.headers) for r in first.records] == [(r.value, r.headers) for r in second.records]
     assert first.refused == second.refused
+
+
+# -- ids -------------------------------------------------------------------------------------------------
+
+
+def test_ids_of_a_length_otlp_does_not_allow_refuse_their_item_naming_the_field() -> None:
+    request = _traces(NOW, NOW, NOW)
+    spans = request.resource_spans[0].scope_spans[0].spans
+    spans[1].trace_id = b"x" * 2000
+    spans[2].links.add(trace_id=b"\x01" * 16, span_id=b"\x02" * 3)
+    output = trace_batches(_raw(request, "otlp.traces.raw"), span_partitions=1, metric_partitions=1)
+    assert [n for r in output.records if r.topic == "otel.spans" for n in orjson.loads(r.value)["SpanName"]] == ["op0"]
+    assert ["trace_id is 2000 bytes; OTLP requires 16" in r.reason for r in output.refused] == [True, False]
+    assert "links.span_id is 3 bytes; OTLP requires 8" in output.refused[1].reason
+
+    empty = _traces(NOW)
+    empty.resource_spans[0].scope_spans[0].spans[0].trace_id = b""
+    assert "trace_id is 0 bytes; OTLP requires 16" in trace_batches(_raw(empty, "otlp.traces.raw"), 1, 1).refused[0].reason
+
+
+def test_a_log_may_have_no_ids_but_not_ids_of_the_wrong_length() -> None:
+    request = _logs("no ids", "short span id", "full ids")
+    records = request.resource_logs[0].scope_logs[0].log_records
+    records[1].span_id = b"abc"
+    records[2].trace_id, records[2].span_id = b"\x01" * 16, b"\x02" * 8
+    output = log_batches(_raw(request), 6, logs.LogOptions())
+    [record] = output.records
+    assert orjson.loads(record.value)["SpanId"] == ["", "02" * 8]
+    assert len(output.refused) == 1 and "span_id is 3 bytes; OTLP requires 8 or none" in output.refused[0].reason

@@ -19,7 +19,10 @@ def test_cluster_ddl_engines_paths_and_sharding_keys() -> None:
     ddl = schema.all_statements(CLUSTER)
     assert all(" ON CLUSTER `maple`" in s for s in ddl)
     creates = {re.match(r"CREATE (?:MATERIALIZED VIEW|TABLE|DATABASE) IF NOT EXISTS `otel`(?:\.(\w+))?", s).group(1): s
-               for s in ddl}
+               for s in ddl if s.startswith("CREATE")}
+    alters = [s for s in ddl if not s.startswith("CREATE")]
+    # The retention changes go to the shard-local tables, which hold the rows (and the TTL).
+    assert alters and all(re.match(r"ALTER TABLE `otel`\.\w+_local ON CLUSTER `maple` MODIFY TTL ", s) for s in alters)
     for name, table in schema.TABLES.items():
         local = creates[f"{name}_local"]
         engine = "ReplicatedAggregatingMergeTree" if name == "otel_traces_trace_id_ts" else "ReplicatedMergeTree"
@@ -38,7 +41,8 @@ def test_cluster_ddl_engines_paths_and_sharding_keys() -> None:
     assert "ReplicatedMergeTree('/clickhouse/tables/maple/{database}/maple_schema_versions', '{shard}-{replica}')" \
         in versions
     # One definition per table: the single-node and cluster bodies are the same text.
-    single = {m.group(1): s for s in schema.all_statements(SINGLE) if (m := re.search(r"`otel`\.(\w+)", s))}
+    single = {m.group(1): s for s in schema.all_statements(SINGLE)
+              if s.startswith("CREATE") and (m := re.search(r"`otel`\.(\w+)", s))}
     for name in schema.TABLES:
         body = single[name].split(" (", 1)[1].split(") ENGINE")[0]
         assert body in creates[f"{name}_local"]
