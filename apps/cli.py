@@ -132,6 +132,26 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ingest_limits(args: argparse.Namespace) -> int:
+    from apps.bench import ingest_limits
+
+    settings = _settings(args)  # the configuration the benchmark's own ingest starts with
+    report = ingest_limits.run(shape=args.shape, size_bytes=int(args.size_mb * 1e6), concurrency=args.concurrency,
+                               settings=settings, url=args.url, pid=args.pid,
+                               say=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _say(f"{report['concurrency']} x {report['shape']} of {report['request_mb']:.1f} MB: statuses "
+         f"{report['statuses']}, answered after {report['request_seconds']} s")
+    _say(f"/healthz during the run: {report['healthz_probes']} probes, median {report['healthz_median_ms']:.1f} ms, "
+         f"p99 {report['healthz_p99_ms']:.1f} ms, max {report['healthz_max_ms']:.1f} ms")
+    ceiling = f", ceiling {report['rss_ceiling_mb']:.0f} MB" if report["rss_ceiling_mb"] else ""
+    _say(f"memory (ingest and its parse processes): baseline {report['rss_baseline_mb']:.0f} MB, peak "
+         f"{report['rss_peak_mb']:.0f} MB (+{report['rss_peak_over_baseline_mb']:.0f} MB){ceiling}")
+    return 0
+
+
 def cmd_clickhouse_serve(args: argparse.Namespace) -> int:
     from apps import chhost
 
@@ -317,6 +337,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench_ingest.add_argument("--duration", type=float, default=20, help="measured seconds (default 20)")
     bench_ingest.add_argument("--warmup", type=float, default=3, help="warm-up seconds, not measured (default 3)")
     bench_ingest.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    limits = add("ingest-limits", "send worst-case requests at once; measure /healthz latency and the ingest's memory",
+                 cmd_bench_ingest_limits,
+                 "Sends --concurrency copies of one expensive OTLP request at once (--shape: json-tiny, json-spans, "
+                 "protobuf-empty, protobuf-spans; the costliest per byte OTLP allows) while probing /healthz every "
+                 "20 ms and sampling the resident memory of the ingest and its parse processes every 50 ms. Reports "
+                 "the answers, /healthz latency (median, p99, max) and peak memory over the baseline. Without --url "
+                 "it starts its own `maple ingest` (Kafka must be running); with --url and --pid it measures that "
+                 "one.", into=bench_sub)
+    limits.add_argument("--shape", choices=("json-tiny", "json-spans", "protobuf-empty", "protobuf-spans"),
+                        default="json-tiny")
+    limits.add_argument("--size-mb", type=float, default=31.0, help="size of the request in MB (default 31)")
+    limits.add_argument("--concurrency", type=int, default=3,
+                        help="copies sent at once (default 3; 0: none, probe an idle ingest for 20 s as a baseline)")
+    limits.add_argument("--url", help="a running ingest's HTTP base URL (default: start one)")
+    limits.add_argument("--pid", type=int, help="that ingest's pid, for its memory")
+    limits.add_argument("--json", action="store_true", help="print the report as JSON")
 
     bench_e2e = add("e2e", "measure records/s through workers and sinks, and ingest-to-queryable freshness",
                     cmd_bench_e2e,

@@ -25,6 +25,7 @@ import concurrent.futures
 import contextlib
 import logging
 import multiprocessing
+import os
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ def decode(signal: Signal, body: bytes, encoding: str, max_value_bytes: int) -> 
 
 # -- the parse processes ---------------------------------------------------------------------------------
 
+PARSE_NICENESS = 10  # decoding a big request is background work next to answering every other client
+
 # How the parsers report an allocation that failed under the cap: upb (protobuf), orjson, Python itself.
 _OUT_OF_MEMORY = ("Arena alloc failed", "Not enough memory", "MemoryError")
 
@@ -78,8 +81,10 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def _serve(conn: Connection, memory_bytes: int) -> None:
-    """A parse process: one request at a time, under a hard cap on its data memory."""
+    """A parse process: one request at a time, under a hard cap on its data memory, at a lower CPU priority
+    than the ingest, whose event loop must win the CPU whenever it has something to answer."""
     resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+    os.nice(PARSE_NICENESS)
     trim = _malloc_trim()
     while True:
         try:
