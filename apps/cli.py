@@ -168,7 +168,11 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     database = args.database or settings.clickhouse.database
+    in_process = settings.embedded_clickhouse and clickhouse.running_host(settings) is None
     client = clickhouse.connect(settings)
+    if in_process:  # say so: on a wrong data dir an empty database would look like lost data
+        print(f"maple query: no embedded ClickHouse host serves {settings.data_path}; opened the embedded engine "
+              f"in this process on {clickhouse.embedded_data_path(settings)}", file=sys.stderr, flush=True)
     try:
         exists = client.query("SELECT count() FROM system.databases WHERE name = {db:String}",
                               parameters={"db": database}).result_rows[0][0]
@@ -176,6 +180,10 @@ def cmd_query(args: argparse.Namespace) -> int:
             client.database = database  # so Maple's tables can be named unqualified
         elif args.database:
             raise SettingsError(f"--database {database}: no such database")
+        elif in_process:
+            print(f"maple query: there is no database `{database}` in {clickhouse.embedded_data_path(settings)}: "
+                  "if you expected data, is MAPLE_DATA_DIR (or data_dir in --config) the one `maple up` uses?",
+                  file=sys.stderr, flush=True)
         # Only row-returning statements take an output format; `INSERT ... VALUES` would choke on one.
         out = client.raw_query(args.sql, fmt=args.format if _wants_format(args.sql) else None)
     finally:
@@ -288,7 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = add("query", "run one SQL statement against Maple's ClickHouse and print the result", cmd_query,
                 "Runs against MAPLE_CLICKHOUSE_URL, else the running embedded host (`maple up`), else opens the "
-                "embedded engine in this process. Tables of Maple's database can be named unqualified.")
+                "embedded engine in this process, saying so on stderr with the data directory it opened (and "
+                "warning when that directory holds no Maple database). Tables of Maple's database can be named "
+                "unqualified.")
     query.add_argument("sql", help='the statement, e.g. "SELECT count() FROM otel_logs"')
     query.add_argument("--format", default="PrettyCompactMonoBlock",
                        help="ClickHouse output format (default PrettyCompactMonoBlock; e.g. TSV, JSONEachRow, CSV)")

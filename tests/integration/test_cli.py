@@ -16,6 +16,7 @@ import pytest
 
 from apps import maple_command
 from maple.net import free_port
+from maple.schema import MIGRATIONS
 from tests.helpers.environment import clean_environ
 
 COMMANDS = [[], ["up"], ["kafka"], ["clickhouse"], ["clickhouse", "serve"], ["query"], ["schema"],
@@ -52,13 +53,20 @@ def test_config_show_masks_the_password() -> None:
 
 def test_query_and_schema_open_the_engine_in_process_when_no_host_runs(tmp_path: Path) -> None:
     env = clean_environ(MAPLE_DATA_DIR=str(tmp_path))
+    fresh = maple("query", "SELECT 1", "--format", "TSV", env=env)
+    assert fresh.stdout == "1\n"  # stdout stays the result; what was opened goes to stderr
+    data = tmp_path / "clickhouse" / "data"
+    assert f"opened the embedded engine in this process on {data}" in fresh.stderr
+    assert f"there is no database `otel` in {data}" in fresh.stderr and "MAPLE_DATA_DIR" in fresh.stderr
     first = maple("schema", "apply", env=env)
     assert first.returncode == 0, first.stderr
-    assert "schema of `otel` at version 2 (2 migration(s) applied now)" in first.stdout
+    latest, count = max(m.version for m in MIGRATIONS), len(MIGRATIONS)
+    assert f"schema of `otel` at version {latest} ({count} migration(s) applied now)" in first.stdout
     again = maple("schema", "apply", env=env)
-    assert "at version 2 (0 migration(s) applied now)" in again.stdout
+    assert f"at version {latest} (0 migration(s) applied now)" in again.stdout
     result = maple("query", "SELECT name FROM system.tables WHERE database = 'otel' ORDER BY name", "--format",
                    "TSV", env=env)
+    assert "opened the embedded engine in this process" in result.stderr and "no database" not in result.stderr
     assert result.stdout.split() == ["maple_schema_versions", "otel_logs", "otel_metrics_exponential_histogram",
                                      "otel_metrics_gauge", "otel_metrics_histogram", "otel_metrics_sum",
                                      "otel_metrics_summary", "otel_traces", "otel_traces_trace_id_ts",
