@@ -1,4 +1,4 @@
-"""Bounded decompression of request bodies (gzip, deflate, lz4), shared by every HTTP endpoint Maple serves.
+"""Bounded decompression of request bodies (gzip, deflate, lz4, zstd), shared by every HTTP endpoint Maple serves.
 
 A compressed bomb is stopped at `limit` decompressed bytes: the inflater is never asked for more, so
 memory stays bounded by the limit whatever the compression ratio.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import zlib
 
-SUPPORTED = ("gzip", "deflate", "lz4")
+SUPPORTED = ("gzip", "deflate", "lz4", "zstd")
 
 
 class PayloadTooLarge(ValueError):
@@ -44,6 +44,19 @@ def inflate(body: bytes, encoding: str | None, limit: int) -> bytes:
             import lz4.frame
 
             out = lz4.frame.LZ4FrameDecompressor().decompress(body, max_length=limit + 1)
+        elif encoding == "zstd":
+            try:  # Python 3.14 ships zstd; older ones have the backport (a clickhouse-connect dependency)
+                from compression import zstd  # type: ignore[import-not-found,unused-ignore]
+            except ImportError:
+                from backports import zstd  # type: ignore[import-not-found,no-redef,unused-ignore]
+
+            decompressor = zstd.ZstdDecompressor()
+            try:
+                out = decompressor.decompress(body, max_length=limit + 1)
+            except zstd.ZstdError as exc:
+                raise CorruptPayload(f"body is not valid zstd: {exc}") from exc
+            if len(out) <= limit and not decompressor.eof:
+                raise CorruptPayload("truncated zstd body")
         else:
             raise UnsupportedEncoding(encoding)
     except (zlib.error, RuntimeError) as exc:
