@@ -79,6 +79,12 @@ _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 # SELECTs stream (chDB streams nothing else); the rest run to completion (SHOW, DESCRIBE, DDL, SET).
 _ROWS = re.compile(r"^\s*(\(\s*)*(SELECT|WITH)\b", re.IGNORECASE)
+# chDB writes each streamed chunk as a whole document (JSON's meta, CSVWithNames' header again), so only
+# formats without a header or footer stream; the others are produced whole.
+_STREAMABLE = frozenset({
+    "native", "tabseparated", "tsv", "tabseparatedraw", "tsvraw", "csv", "jsoneachrow", "jsonlines", "ndjson",
+    "jsoncompacteachrow", "jsonstringseachrow", "jsoncompactstringseachrow", "rowbinary", "lineasstring",
+})
 _SESSION_STATE = re.compile(r"^\s*(SET|USE)\b", re.IGNORECASE)
 _USE = re.compile(r"^\s*USE\s+`?([A-Za-z0-9_]+)`?\s*;?\s*$", re.IGNORECASE)
 
@@ -376,7 +382,7 @@ class Engine:
         fmt = request.output_format
         relayout = chwire.NativeRelayout(request.protocol_version) if fmt == "Native" else None
         summary = Summary()
-        if _ROWS.match(request.sql):
+        if _ROWS.match(request.sql) and fmt.lower() in _STREAMABLE:
             stream = conn.send_query(request.sql, fmt, params=request.params or None)
             try:
                 for chunk in stream:
