@@ -283,10 +283,10 @@ class Engine:
             session = self.sessions.get(session_id)
             if session is None:
                 if check:
-                    raise RequestError(404, SESSION_NOT_FOUND, f"Code: 372. DB::Exception: Session {session_id} "
+                    raise RequestError(self.status(SESSION_NOT_FOUND), SESSION_NOT_FOUND, f"Code: 372. DB::Exception: Session {session_id} "
                                                                f"not found. (SESSION_NOT_FOUND)")
                 if len(self.sessions) >= MAX_SESSIONS:
-                    raise RequestError(503, 202, f"Code: 202. DB::Exception: Too many sessions (at most "
+                    raise RequestError(self.status(202), 202, f"Code: 202. DB::Exception: Too many sessions (at most "
                                                  f"{MAX_SESSIONS}) are open. (TOO_MANY_SIMULTANEOUS_QUERIES)")
                 conn = chdb.connect(self.path)
                 self._connections.append(conn)
@@ -318,7 +318,7 @@ class Engine:
         if session is None:
             return self._run(self._connection(), request, None, emit)
         if not session.lock.acquire(blocking=False):
-            raise RequestError(409, SESSION_IS_LOCKED, "Code: 373. DB::Exception: Session is locked by a "
+            raise RequestError(self.status(SESSION_IS_LOCKED), SESSION_IS_LOCKED, "Code: 373. DB::Exception: Session is locked by a "
                                                        "concurrent client. (SESSION_IS_LOCKED)")
         try:
             return self._run(session.conn, request, session, emit)
@@ -582,6 +582,9 @@ def build_app(engine: Engine, metrics: HostMetrics, max_body: int, users: Users)
         text = str(exc)
         body = (text if text.endswith("\n") else text + "\n").encode()
         out = {**headers, "X-ClickHouse-Exception-Code": str(exc.code), "Content-Type": "text/plain; charset=UTF-8"}
+        if exc.status == 401:
+            out["WWW-Authenticate"] = 'Basic realm="ClickHouse server HTTP API"'
+
         if encoder is not None:
             body = encoder.encode(body) + encoder.finish()
             if encoder.http:

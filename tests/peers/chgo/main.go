@@ -43,6 +43,7 @@ var columns = []struct{ name, typ string }{
 	{"Lcs", "Array(LowCardinality(String))"},
 	{"Maps", "Array(Map(LowCardinality(String), String))"},
 	{"Start", "SimpleAggregateFunction(min, DateTime)"},
+	{"End", "SimpleAggregateFunction(max, DateTime)"},
 }
 
 type row struct {
@@ -64,6 +65,7 @@ type row struct {
 	Lcs           []string
 	Maps          []map[string]string
 	Start         time.Time
+	End           time.Time
 }
 
 func makeRow(i int) row {
@@ -88,6 +90,7 @@ func makeRow(i int) row {
 		Lcs:           []string{},
 		Maps:          []map[string]string{},
 		Start:         ts.Truncate(time.Second),
+		End:           ts.Truncate(time.Second).Add(time.Second),
 	}
 	for j := 0; j < i%3; j++ {
 		r.Strs = append(r.Strs, fmt.Sprintf("s%d", j))
@@ -222,7 +225,7 @@ func main() {
 			fail("scan row %d: %v", out.Read, err)
 		}
 		want := makeRow(out.Read)
-		for _, t := range []*time.Time{&got.Timestamp, &got.TimestampTime, &got.Start} {
+		for _, t := range []*time.Time{&got.Timestamp, &got.TimestampTime, &got.Start, &got.End} {
 			*t = t.UTC()
 		}
 		for i := range got.Times {

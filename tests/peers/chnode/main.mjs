@@ -6,7 +6,7 @@
 // failing query surfaces ClickHouse's error code. One JSON line on stdout; exit 1 on any mismatch.
 //
 //   node main.mjs --url http://127.0.0.1:8123 --user default --password '' --database default --table t
-import { createClient } from '@clickhouse/client'
+import { ClickHouseLogLevel, createClient } from '@clickhouse/client'
 import { randomUUID } from 'node:crypto'
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, arg, i, all) => {
@@ -29,7 +29,8 @@ const columns = [
   ['F64', 'Float64'], ['B', 'Bool'], ['Attrs', 'Map(LowCardinality(String), String)'],
   ['Counts', 'Array(UInt64)'], ['Bounds', 'Array(Float64)'], ['Strs', 'Array(String)'],
   ['Times', 'Array(DateTime64(9))'], ['Lcs', 'Array(LowCardinality(String))'],
-  ['Maps', 'Array(Map(LowCardinality(String), String))'], ['Start', 'SimpleAggregateFunction(min, DateTime)']
+  ['Maps', 'Array(Map(LowCardinality(String), String))'], ['Start', 'SimpleAggregateFunction(min, DateTime)'],
+  ['End', 'SimpleAggregateFunction(max, DateTime)']
 ]
 
 function pad (n, width) { return String(n).padStart(width, '0') }
@@ -60,7 +61,8 @@ function makeRow (i) {
     Times: extra.map(j => time(i, i % 1000 + j * 1000)),
     Lcs: extra.map(j => `event-${j}`),
     Maps: extra.map(j => ({ j: String(j) })),
-    Start: time(i)
+    Start: time(i),
+    End: time(i + 1000)
   }
 }
 
@@ -71,9 +73,14 @@ const client = createClient({
   database: args.database ?? 'default',
   compression: { request: true, response: true },
   request_timeout: 120000,
+  log: { level: ClickHouseLogLevel.OFF },  // expected errors below would be logged as errors
   // 64-bit integers as JSON strings whatever the server's default (it changed across releases), and
   // progress headers as HyperDX asks for them on long queries.
-  clickhouse_settings: { output_format_json_quote_64bit_integers: 1, send_progress_in_http_headers: 1 }
+  clickhouse_settings: {
+    output_format_json_quote_64bit_integers: 1,
+    send_progress_in_http_headers: 1,
+    http_headers_progress_interval_ms: '110000'
+  }
 })
 const report = { types: columns.map(c => c[1]), inserted: 0, read: 0 }
 try {
