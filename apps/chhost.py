@@ -283,8 +283,8 @@ class Engine:
             session = self.sessions.get(session_id)
             if session is None:
                 if check:
-                    raise RequestError(self.status(SESSION_NOT_FOUND), SESSION_NOT_FOUND, f"Code: 372. DB::Exception: Session {session_id} "
-                                                               f"not found. (SESSION_NOT_FOUND)")
+                    raise RequestError(self.status(SESSION_NOT_FOUND), SESSION_NOT_FOUND,
+                                       f"Code: 372. DB::Exception: Session {session_id} not found. (SESSION_NOT_FOUND)")
                 if len(self.sessions) >= MAX_SESSIONS:
                     raise RequestError(self.status(202), 202, f"Code: 202. DB::Exception: Too many sessions (at most "
                                                  f"{MAX_SESSIONS}) are open. (TOO_MANY_SIMULTANEOUS_QUERIES)")
@@ -318,8 +318,8 @@ class Engine:
         if session is None:
             return self._run(self._connection(), request, None, emit)
         if not session.lock.acquire(blocking=False):
-            raise RequestError(self.status(SESSION_IS_LOCKED), SESSION_IS_LOCKED, "Code: 373. DB::Exception: Session is locked by a "
-                                                       "concurrent client. (SESSION_IS_LOCKED)")
+            raise RequestError(self.status(SESSION_IS_LOCKED), SESSION_IS_LOCKED,
+                               "Code: 373. DB::Exception: Session is locked by a concurrent client. (SESSION_IS_LOCKED)")
         try:
             return self._run(session.conn, request, session, emit)
         finally:

@@ -547,7 +547,7 @@ def apply(client: Client, database: str | Target, ttl_days: int = 30, migrations
     for statement in plan(target):
         client.command(statement)
     done = applied_versions(client, target.database)
-    ran = []
+    ran: list[Migration] = []
     for migration in sorted(migrations, key=lambda m: m.version):
         if migration.version in done:
             continue
