@@ -319,7 +319,8 @@ class Engine:
             return self._run(self._connection(), request, None, emit)
         if not session.lock.acquire(blocking=False):
             raise RequestError(self.status(SESSION_IS_LOCKED), SESSION_IS_LOCKED,
-                               "Code: 373. DB::Exception: Session is locked by a concurrent client. (SESSION_IS_LOCKED)")
+                               "Code: 373. DB::Exception: Session is locked by a concurrent client. "
+                               "(SESSION_IS_LOCKED)")
         try:
             return self._run(session.conn, request, session, emit)
         finally:

@@ -24,7 +24,7 @@ import urllib.request
 import uuid
 from base64 import b64encode
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ def test_clickhouse_connect_with_compression_round_trips_maples_types(compress: 
         client.command("CREATE TABLE cc (t DateTime64(9), s LowCardinality(String), "
                        "m Map(LowCardinality(String), String), a Array(UInt64), n Array(Map(LowCardinality(String), "
                        "String)), b Bool, f Float64) ENGINE = MergeTree ORDER BY t")
-        start = datetime(2026, 11, 28, tzinfo=timezone.utc)
+        start = datetime(2026, 11, 28, tzinfo=UTC)
         rows = [[start.replace(microsecond=i % 1_000_000), f"svc-{i % 5}", {"k": str(i)}, [i, 2], [{"j": str(i)}],
                  i % 2 == 0, i / 7] for i in range(50_000)]
         client.insert("cc", rows, column_names=["t", "s", "m", "a", "n", "b", "f"])
