@@ -688,6 +688,8 @@ async def _respond(http: web.Request, engine: Engine, request: Request, session:
         asyncio.run_coroutine_threadsafe(queue.put((_DONE, outcome)), loop).result()
 
     future = loop.run_in_executor(engine.pool, work)
+    # wait_end_of_query=1: the whole result first, so that any error is a status (as in ClickHouse).
+    wait_end = http.query.get("wait_end_of_query", "0") not in ("0", "", "false")
     fmt = request.output_format
     headers = {**base, "X-ClickHouse-Format": fmt, "Content-Type": _content_type(fmt)}
     if encoder.http:
@@ -704,7 +706,7 @@ async def _respond(http: web.Request, engine: Engine, request: Request, session:
             if response is None:
                 held.append(item)
                 size += len(item)
-                if size < RESPONSE_BUFFER:
+                if size < RESPONSE_BUFFER or wait_end:
                     continue
                 tag = chwire.exception_tag()
                 response = web.StreamResponse(headers={**headers, "X-ClickHouse-Exception-Tag": tag,
