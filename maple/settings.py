@@ -355,6 +355,8 @@ def _check_embedded_bind(settings: Settings) -> None:
     """The embedded host gives whoever reaches it the whole engine: beyond loopback it needs a password."""
     ch = settings.clickhouse
     host = ch.embedded_host
+    if ch.url:  # no embedded host runs
+        return
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
