@@ -11,11 +11,17 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from maple.log import librdkafka_logger
+from maple.log import kafka_client_logger
 from maple.settings import Settings
 from maple.topics import ALL_TOPICS, Topic
 
 HEALTH_TOPIC = "maple.health"
+
+
+def client_logging(kind: str) -> dict[str, Any]:
+    """confluent-kafka settings that send librdkafka's log lines through Maple's logging (one format,
+    Maple's level, rate-limited) instead of raw lines on stderr."""
+    return {"logger": kafka_client_logger(kind)}
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -25,23 +31,11 @@ def bootstrap_servers(settings: Settings) -> str:
     return ",".join(f"127.0.0.1:{settings.kafka.port + i}" for i in range(settings.kafka.brokers))
 
 
-def client_logging(name: str = "") -> dict[str, Any]:
-    """Client settings that send librdkafka's log lines through Maple's logging, rate-limited
-    (maple/log.py): during an outage librdkafka logs every failed connect, about 20 lines a second per
-    process. Every client factory here includes them.
-
-    librdkafka hands the lines over inside the client's poll/consume/flush calls, so a long-lived client
-    that is never polled must call `poll(0)` now and then (or its lines pile up in memory)."""
-    config: dict[str, Any] = {"logger": librdkafka_logger()}
-    if name:
-        config["client.id"] = name
-    return config
-
-
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
-    """Durable by default: idempotent, acks from all in-sync replicas, compressed batches."""
+    """Durable by default: idempotent, acks from all in-sync replicas, compressed batches. librdkafka's lines
+    go through Maple's logging (polled by whoever polls the producer for its delivery reports)."""
     config: dict[str, Any] = {
-        **client_logging(),
+        **client_logging("producer"),
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -54,9 +48,10 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
 
 
 def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, Any]:
-    """Offsets are committed explicitly after the downstream write, never automatically."""
+    """Offsets are committed explicitly after the downstream write, never automatically. librdkafka's lines
+    go through Maple's logging, handed over by consume()/poll()."""
     config: dict[str, Any] = {
-        **client_logging(),
+        **client_logging("consumer"),
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -69,11 +64,11 @@ def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, A
 
 
 def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
-    """An Admin API client, for short-lived use (start-up, CLI commands): a long-running process must not
-    send coordinator requests (group offsets, group descriptions) through it, because librdkafka aborts the
-    process when such a request loses its connection (see maple/lag.py `GroupLag`). Wait for every future
-    it returns (`settle`) before letting it go."""
-    return AdminClient({**client_logging(), "bootstrap.servers": bootstrap, **overrides})
+    """An Admin API client for short-lived use (start-up, commands). A long-running process reads group
+    commits through the consumer path instead (maple/consumer.py: librdkafka aborts the process when an Admin
+    API coordinator request loses its connection). Wait for every future it returns (`settle`) before
+    letting it go."""
+    return AdminClient({"bootstrap.servers": bootstrap, **overrides})
 
 
 def settle(futures: Iterable[concurrent.futures.Future[Any]], timeout: float) -> None:
@@ -93,7 +88,7 @@ def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
         return []
     created = []
     futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
-    settle(futures.values(), timeout + 5)
+    settle(futures.values(), timeout + 5)  # every request over before one failure is raised and `admin` dropped
     for name, future in futures.items():
         try:
             future.result(0)
@@ -104,12 +99,20 @@ def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
     return created
 
 
+def create_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create every Maple topic that is missing, with the configured partitions and replication factor;
+    returns the names created. Each process that reads or writes them calls this at start-up (idempotent),
+    so no start order between the stages matters."""
+    admin = admin_client(bootstrap_servers(settings), **client_logging("admin"))
+    return ensure_topics(admin, settings.kafka.partitions, settings.kafka.replication_factor, ALL_TOPICS, timeout)
+
+
 def start_group_at_end(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 30.0) -> None:
     """Commit the current end offsets of `topics` for `group`, so that it reads only what comes next.
 
     For a group that has no running members (a fresh one, or one that is stopped)."""
-    consumer = Consumer({**client_logging(), "bootstrap.servers": bootstrap, "group.id": group,
-                         "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         **client_logging("commit")})
     try:
         offsets = []
         for topic in topics:
@@ -171,8 +174,8 @@ def probe(bootstrap: str, timeout: float = 10.0, replication_factor: int | None 
     if not delivered:
         raise RuntimeError(f"Kafka at {bootstrap} did not acknowledge a probe record: "
                            f"{'; '.join(errors) or 'timed out'}")
-    consumer = Consumer({**client_logging(), "bootstrap.servers": bootstrap,
-                         "group.id": f"maple-probe-{marker.decode()}", "enable.auto.commit": False, **quiet})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"maple-probe-{marker.decode()}",
+                         "enable.auto.commit": False, **client_logging("probe"), **quiet})
     try:
         consumer.assign(delivered)
         while time.monotonic() < deadline:

@@ -1,8 +1,8 @@
 """Consumer lag: how far each group's committed offsets are behind the end of each partition.
 
-Shared by `maple lag` (ops view), the worker (a periodic Faust timer measures its own group through one
-long-lived consumer, `GroupLag`) and the sink (which reads its own consumer's cached high watermarks and
-the state it already keeps, so exporting lag costs nothing per message). Two numbers per group/topic/partition:
+Shared by `maple lag` (ops view), the worker (a periodic Faust timer measures its own group through the
+admin API) and the sink (which reads its own consumer's cached high watermarks and the state it already
+keeps, so exporting lag costs nothing per message). Two numbers per group/topic/partition:
 
 * offsets: end offset - committed offset (a partition without a commit counts from its earliest offset,
   because Maple's consumers start there);
@@ -13,18 +13,15 @@ the state it already keeps, so exporting lag costs nothing per message). Two num
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Gauge
 
-from maple import kafka as kafka_clients
-from maple.kafka import admin_client
+from maple.consumer import Cluster
 
 
 @dataclass(frozen=True)
@@ -42,159 +39,29 @@ class PartitionLag:
         return asdict(self)
 
 
-class LagError(RuntimeError):
-    """A group or topic could not be measured; the message names it."""
-
-
-def committed_offsets(bootstrap: str, group: str, timeout: float = 30.0) -> dict[tuple[str, int], tuple[int, str]]:
-    """Every partition `group` has committed: (topic, partition) -> (offset, metadata).
-
-    Through the Admin API, for one-shot commands: a long-running process uses GroupLag instead."""
-    admin = admin_client(bootstrap, log_level=4)  # errors come back through the future
-    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
-                                               request_timeout=timeout)[group]
-    kafka_clients.settle([future], timeout + 5)  # `admin` stays referenced until its request is over
-    try:
-        result = future.result(0)
-    except KafkaException as exc:
-        raise LagError(f"group {group}: cannot read its committed offsets: {exc.args[0].str()}") from exc
-    except TimeoutError as exc:
-        raise LagError(f"group {group}: cannot read its committed offsets: no answer in {timeout:.0f}s") from exc
-    return {(tp.topic, tp.partition): (tp.offset, tp.metadata or "")
-            for tp in result.topic_partitions or [] if tp.offset >= 0}
-
-
-def probe_consumer(bootstrap: str) -> Consumer:
-    """A consumer that never joins or commits to any group: for watermarks, offsets_for_times and peeks."""
-    return Consumer({**kafka_clients.client_logging(), "bootstrap.servers": bootstrap,
-                     "group.id": f"maple-ops-{uuid.uuid4().hex[:8]}",
-                     "enable.auto.commit": False, "isolation.level": "read_committed",
-                     "enable.partition.eof": False})
-
-
-def topic_partitions(consumer: Consumer, topic: str, timeout: float = 30.0) -> list[int]:
-    """The partition ids of `topic`; LagError naming the topic if it does not exist."""
-    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-    if metadata is None or metadata.error is not None or not metadata.partitions:
-        raise LagError(f"topic {topic} does not exist")
-    return sorted(metadata.partitions)
-
-
-def record_timestamps(consumer: Consumer, positions: Iterable[TopicPartition],
-                      timeout: float = 10.0) -> dict[tuple[str, int], float]:
-    """The Kafka timestamp (seconds) of the first readable record at or after each position."""
-    wanted = [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in positions]
-    if not wanted:
-        return {}
-    out: dict[tuple[str, int], float] = {}
-    consumer.assign(wanted)
-    try:
-        deadline = time.monotonic() + timeout
-        while len(out) < len(wanted) and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=len(wanted) * 4, timeout=0.5):
-                if message.error():
-                    continue
-                key = (message.topic(), message.partition())
-                if key not in out:
-                    _kind, stamp = message.timestamp()
-                    if stamp > 0:
-                        out[key] = stamp / 1000.0
-                    consumer.pause([TopicPartition(*key)])
-    finally:
-        consumer.unassign()
-    return out
-
-
-def measure(bootstrap: str, group: str, topics: Iterable[str] | None = None, *, timestamps: bool = True,
-            timeout: float = 30.0) -> list[PartitionLag]:
-    """Lag of `group` on `topics` (default: every topic it has committed offsets for), for one-shot use
-    (`maple lag`): it builds its clients and closes them. A long-running process measures with GroupLag."""
-    committed = committed_offsets(bootstrap, group, timeout)
+def measure(cluster: Cluster, group: str, topics: Iterable[str] | None = None, *, timestamps: bool = True
+            ) -> list[PartitionLag]:
+    """Lag of `group` on `topics` (default: every topic it has committed offsets for; a daemon names its
+    topics, so that only the consumer path reads commits: see maple/consumer.py)."""
+    committed = cluster.committed(group, topics)
     names = sorted(set(topics) if topics is not None else {topic for topic, _ in committed})
-    consumer = probe_consumer(bootstrap)
-    try:
-        return _lag_rows(consumer, group, names, committed, timestamps, timeout)
-    finally:
-        consumer.close()
-
-
-def _lag_rows(consumer: Consumer, group: str, names: Iterable[str],
-              committed: Mapping[tuple[str, int], tuple[int, str]], timestamps: bool, timeout: float
-              ) -> list[PartitionLag]:
     rows: list[PartitionLag] = []
-    peek: list[TopicPartition] = []
+    peek: list[tuple[str, int, int]] = []
     for topic in names:
-        for partition in topic_partitions(consumer, topic, timeout):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-            offset = committed.get((topic, partition), (None, ""))[0]
+        for partition in cluster.partitions(topic):
+            low, high = cluster.watermarks(topic, partition)
+            commit = committed.get((topic, partition))
+            offset = commit.offset if commit is not None else None
             position = max(offset if offset is not None else low, low)
             lag = max(0, high - position)
             rows.append(PartitionLag(group, topic, partition, offset, low, high, lag, 0.0 if not lag else None))
             if lag and timestamps:
-                peek.append(TopicPartition(topic, partition, position))
-    stamps = record_timestamps(consumer, peek) if peek else {}
+                peek.append((topic, partition, position))
+    stamps = cluster.first_timestamps(peek) if peek else {}
     now = time.time()
     return [row if row.lag_seconds is not None or (row.topic, row.partition) not in stamps else
             PartitionLag(**{**row.as_dict(), "lag_seconds": max(0.0, now - stamps[(row.topic, row.partition)])})
             for row in rows]
-
-
-class GroupLag:
-    """One group's lag on known topics, measured again and again through ONE long-lived consumer.
-
-    For long-running processes (the worker's lag timer). Two rules keep librdkafka from taking the process
-    down when brokers go away and come back:
-
-    * no Admin API: its coordinator requests (ListConsumerGroupOffsets, DescribeConsumerGroups) abort the
-      whole process with `rd_kafka_enq_once_del_source_return: Assertion 'eonce->refcnt > 0'` when their
-      connection drops (librdkafka issue 4605, fix proposed in PR 5397). Committed offsets come from the
-      consumer group protocol instead (`Consumer.committed`, OffsetFetch), watermarks from ListOffsets;
-      the consumer never subscribes, so it never joins or disturbs the group;
-    * one client for the process's life, never dropped or closed while a call runs: a measurement that is
-      still waiting on a dead broker makes the next one skip (None) instead of queueing behind it.
-    """
-
-    def __init__(self, bootstrap: str, group: str, topics: Iterable[str]) -> None:
-        self.group = group
-        self.topics = sorted(set(topics))
-        self._consumer = Consumer(kafka_clients.consumer_config(bootstrap, group, **{
-            "enable.partition.eof": False, **kafka_clients.client_logging("lag")}))
-        self._busy = threading.Lock()
-        self._closed = False
-        self._partitions: dict[str, list[int]] = {}
-
-    def measure(self, *, timestamps: bool = True, timeout: float = 10.0) -> list[PartitionLag] | None:
-        """The lag rows, or None when the previous measurement is still running (or after close)."""
-        if not self._busy.acquire(blocking=False):
-            return None
-        try:
-            if self._closed:
-                return None
-            self._consumer.poll(0)  # hands librdkafka's queued log lines over (never subscribed: no messages)
-            wanted = []
-            for topic in self.topics:
-                if topic not in self._partitions:
-                    self._partitions[topic] = topic_partitions(self._consumer, topic, timeout)
-                wanted += [TopicPartition(topic, p) for p in self._partitions[topic]]
-            try:
-                answered = self._consumer.committed(wanted, timeout=timeout)
-            except KafkaException as exc:
-                raise LagError(f"group {self.group}: cannot read its committed offsets: {exc.args[0].str()}") from exc
-            committed = {(tp.topic, tp.partition): (tp.offset, tp.metadata or "") for tp in answered
-                         if tp.offset >= 0 and tp.error is None}
-            return _lag_rows(self._consumer, self.group, self.topics, committed, timestamps, timeout)
-        except (KafkaException, LagError):
-            self._partitions.clear()  # a topic may have been recreated: read its partitions again next time
-            raise
-        finally:
-            self._busy.release()
-
-    def close(self) -> None:
-        """Close the consumer once no measurement runs (waits for one in progress)."""
-        with self._busy:
-            if not self._closed:
-                self._closed = True
-                self._consumer.close()
 
 
 class LagGauges:
