@@ -157,6 +157,28 @@ def cmd_bench_ingest_limits(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_chaos(args: argparse.Namespace) -> int:
+    from apps.bench import chaos
+
+    settings = _settings(args)
+    faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
+    report = chaos.run(settings, duration=args.duration, interval=args.interval, faults=faults, brokers=args.brokers,
+                       workers=args.workers, sinks=args.sinks, clients=args.clients, rate=args.rate,
+                       per_request=args.per_request, broker_down_s=args.broker_down, pause_s=args.pause,
+                       keep=args.keep, say=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _say(f"{report['seconds']} s, faults {report['faults']}")
+        _say(f"records acknowledged {report['records_acked']:,}, stored {report['records_stored']:,} "
+             f"({report['rows']:,} rows)")
+        _say(f"lost {report['lost']}, duplicated {report['duplicated']} ({report['duplicated_after_ambiguous_retry']} "
+             f"after a retry whose first attempt had no clear answer, {report['duplicated_otherwise']} otherwise)")
+        if report["dead_at_end"]:
+            _say(f"not running at the end: {', '.join(report['dead_at_end'])}")
+    return 0 if report["lost"] == 0 and report["duplicated_otherwise"] == 0 else 1
+
+
 def cmd_bench_rekey(args: argparse.Namespace) -> int:
     from apps.bench import rekey
 
@@ -408,6 +430,32 @@ def build_parser() -> argparse.ArgumentParser:
     bench_e2e.add_argument("--decision-wait", type=float, default=2.0,
                            help="traces: the sampler's decision_wait in seconds (default 2)")
     bench_e2e.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    bench_chaos = add("chaos", "kill the pipeline's parts again and again under load; count records lost, duplicated",
+                      cmd_bench_chaos,
+                      "Runs a sandbox of its own (local Kafka with --brokers, the embedded ClickHouse host, an ingest, "
+                      "workers and sinks, under data_dir/chaos-<id>, on free ports) and a verifying client that sends "
+                      "OTLP/HTTP logs with a unique id per record and retries each request until acknowledged, as "
+                      "OTLP exporters do. Every --interval seconds one fault, round robin over --faults: kill -9 of a "
+                      "worker, sink or the ingest; a broker killed for --broker-down seconds; the ClickHouse host "
+                      "paused (SIGSTOP) for --pause seconds or killed. Then it drains the pipeline and reports "
+                      "records acknowledged, lost and duplicated (docs/reliability.md). Exits 1 on any loss.",
+                      into=bench_sub)
+    bench_chaos.add_argument("--duration", type=float, default=300, help="seconds of faults (default 300)")
+    bench_chaos.add_argument("--interval", type=float, default=15, help="seconds between faults (default 15)")
+    bench_chaos.add_argument("--faults", default="worker,sink,ingest,broker,clickhouse-pause,clickhouse-kill",
+                             help="comma-separated, in this order, round robin (default: all six)")
+    bench_chaos.add_argument("--brokers", type=int, choices=(1, 3), default=1, help="local Kafka brokers (default 1)")
+    bench_chaos.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    bench_chaos.add_argument("--sinks", type=int, default=2, help="sink processes (default 2)")
+    bench_chaos.add_argument("--clients", type=int, default=4, help="verifying client threads (default 4)")
+    bench_chaos.add_argument("--rate", type=float, default=10, help="requests/s per client (default 10)")
+    bench_chaos.add_argument("--per-request", type=int, default=50, help="records per request (default 50)")
+    bench_chaos.add_argument("--broker-down", type=float, default=5, help="seconds a killed broker stays down")
+    bench_chaos.add_argument("--pause", type=float, default=10, help="seconds the ClickHouse host stays paused")
+    bench_chaos.add_argument("--keep", action="store_true", help="keep the sandbox (logs, data) afterwards")
+    bench_chaos.add_argument("--json", action="store_true", help="print the report as JSON")
+
     bench_rekey = add("rekey", "measure what moving otel_logs to the exporter's sort key costs (docs/schema.md)",
                       cmd_bench_rekey,
                       "In a private embedded engine (a temporary directory), fills an otel_logs table of the "
