@@ -149,14 +149,20 @@ def _trace_ids(service: str, seq: int) -> list[bytes]:
     return [uuid.uuid5(uuid.NAMESPACE_URL, f"{service}/{seq}/{n}").bytes for n in range(TRACES_PER_REQUEST)]
 
 
+_BASE_NS = time.time_ns()  # span times of this run start here (recent: the tables keep 30 days)
+
+
 def _request(service: str, seq: int) -> bytes:
     """Request `seq` carries the first 3 spans of its own traces and the last 2 of the previous request's:
-    every trace spans two Kafka messages, as traces from several services do."""
+    every trace spans two Kafka messages, as traces from several services do.
+
+    Span times follow the request number, 10 ms apart, not the wall clock: a trace's two halves must not
+    look 500 ms apart (the `slow` policy would keep it) because a loaded machine sent them slowly."""
     request = ExportTraceServiceRequest()
     resource_spans = request.resource_spans.add()
     resource_spans.resource.attributes.add(key="service.name", value={"string_value": service})
     scope = resource_spans.scope_spans.add()
-    now = time.time_ns()
+    now = _BASE_NS + seq * 10_000_000
     for trace_seq, spans in ((seq, range(3)), (seq - 1, range(3, SPANS_PER_TRACE))):
         if trace_seq < 0:
             continue
