@@ -142,6 +142,9 @@ class _Process:
 
     def call(self, signal: Signal, body: bytes, encoding: str, max_value_bytes: int) -> Decoded:
         """Blocking round trip (runs in a thread: pipe I/O releases the GIL)."""
+        if not self.proc.is_alive():  # died while idle (killed from outside): not this request's doing
+            log.warning("parse process %s had exited (%s); starting a new one", self.proc.pid, self.proc.exitcode)
+            self.restart()
         try:
             self.conn.send((signal.name, encoding, max_value_bytes))
             self.conn.send_bytes(body)

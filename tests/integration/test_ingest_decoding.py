@@ -7,6 +7,8 @@ No timing is asserted here; `maple bench ingest-limits` measures /healthz latenc
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -88,4 +90,28 @@ def test_a_request_too_costly_to_decode_gets_413_and_the_ingest_goes_on(ingest: 
     assert code == 413 and "ingest.parse_memory_bytes" in json.loads(body)["message"]
     assert post(f"{ingest.http}/v1/logs", _tiny_json_logs(1_000), JSON)[0] == 200
     assert post(f"{ingest.http}/v1/logs", _empty_protobuf_logs(200_000), PROTOBUF)[0] == 200
+    assert ingest.alive
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
+def test_a_parse_process_killed_while_idle_is_replaced_before_the_next_request(ingest: IngestProcess) -> None:
+    assert ingest.proc is not None
+    children = _children(ingest.proc.pid)
+    assert children, "the ingest runs no parse process"
+    for pid in children:  # as the OOM killer would
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    assert post(f"{ingest.http}/v1/logs", _tiny_json_logs(10), JSON)[0] == 200
     assert ingest.alive
