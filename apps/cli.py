@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from maple import __version__
 from maple.log import setup_logging
-from maple.settings import Settings, SettingsError, as_yaml, describe, load_settings
+from maple.settings import Settings, SettingsError, as_yaml, describe, load_settings, setting_sources
 
 EPILOG = """\
 Settings come from MAPLE_* environment variables and an optional YAML file (--config or MAPLE_CONFIG);
@@ -208,14 +208,18 @@ def cmd_schema_apply(args: argparse.Namespace) -> int:
 
 def cmd_config_show(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    rows = describe(settings, sources=setting_sources(args.config))
     if args.format == "yaml":
         sys.stdout.write(as_yaml(settings))
     elif args.format == "json":
-        print(json.dumps(describe(settings), indent=2, default=str))
+        print(json.dumps(rows, indent=2, default=str))
     else:
-        for row in describe(settings):
-            source = "env" if row["from_env"] else ""
-            _say(f"{row['key']:<32} {json.dumps(row['value'], default=str):<40} {row['env']:<34} {source}")
+        # Values as JSON, so types show: "text" is a string, 2.0 a number, [..] a list. Values last: some are long.
+        table = [("setting", "source", "environment variable", "value")] + [
+            (row["key"], row["source"], row["env"], json.dumps(row["value"], default=str)) for row in rows]
+        widths = [max(len(line[i]) for line in table) for i in range(3)]
+        for line in table:
+            _say("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[3])
     return 0
 
 
@@ -292,7 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="inspect settings", parents=[common])
     config_sub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = add("show", "print the effective settings (secrets masked)", cmd_config_show, into=config_sub)
+    show = add("show", "print the effective settings (secrets masked) and where each came from", cmd_config_show,
+               "One row per setting: its key, where its value came from (default, file: the YAML of --config or "
+               "MAPLE_CONFIG, environment: its MAPLE_* variable, which wins), the variable, and the value as JSON "
+               "(strings quoted, numbers and lists typed). --format yaml prints a file --config accepts back.",
+               into=config_sub)
     show.add_argument("--format", choices=("table", "yaml", "json"), default="table")
 
     add("ingest", "serve OTLP gRPC :4317 and HTTP :4318, writing every accepted request to Kafka", cmd_ingest,

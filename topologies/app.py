@@ -135,7 +135,8 @@ def build_app(settings: Settings) -> faust.App:
             except Exception as exc:  # metrics must never stop the data path
                 log.warning("consumer lag not measured: %s", exc)
 
-    options = LogOptions(json_max_depth=cfg.json_max_depth, json_max_body_bytes=cfg.json_max_body_bytes)
+    options = LogOptions(json_max_depth=cfg.json_max_depth, json_max_body_bytes=cfg.json_max_body_bytes,
+                         prefer_body_level=cfg.severity_from_body)
     transforms: dict[str, tuple[Topic, Transform]] = {
         "logs": (RAW_LOGS, lambda raw: log_batches(raw, partitions[LOGS.name], options)),
         "metrics": (RAW_METRICS, lambda raw: metric_batches(raw, partitions[METRICS.name])),

@@ -17,6 +17,7 @@ machine over the partition's messages. This module is the Faust glue around it:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -81,11 +82,8 @@ def sampling_config(settings: Settings, span_partitions: int = 1) -> Any:
 
 def red_options(settings: Settings) -> red.RedOptions:
     cfg = settings.traces
-    try:
-        buckets = tuple(float(b) for b in cfg.red_buckets_ms)
-    except ValueError as exc:
-        raise SettingsError(f"traces.red_buckets_ms: {exc}; expected numbers of milliseconds") from exc
-    if not buckets or not all(math.isfinite(b) for b in buckets) or any(b >= c for b, c in zip(buckets, buckets[1:])):
+    buckets = cfg.red_buckets_ms  # numbers already (maple/settings.py); the order is checked here
+    if not buckets or not all(math.isfinite(b) for b in buckets) or any(b >= c for b, c in itertools.pairwise(buckets)):
         raise SettingsError(f"traces.red_buckets_ms: {cfg.red_buckets_ms}; expected strictly increasing bounds")
     try:
         dimensions = tuple(red.Dimension.parse(d) for d in cfg.red_dimensions)
