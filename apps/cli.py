@@ -9,6 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from maple import __version__
 from maple.log import setup_logging
@@ -69,14 +70,14 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 def cmd_sink(args: argparse.Namespace) -> int:
     from sinks.runner import run
 
-    run(_settings(args))
+    run(_settings(args), ready_file=args.ready_file)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from topologies.app import run
 
-    run(_settings(args))
+    run(_settings(args), ready_file=args.ready_file)
     return 0
 
 
@@ -347,19 +348,25 @@ def build_parser() -> argparse.ArgumentParser:
                            help="traces: the sampler's decision_wait in seconds (default 2)")
     bench_e2e.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,
+    worker = add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,
         "A Faust app (consumer group worker.group) with one agent per signal in worker.signals: logs (JSON "
         "bodies parsed, severity inferred), metrics (one row per data point, by type) and traces (spans "
         "repartitioned by TraceId onto otel.spans with RED points onto otel.metrics, then tail-sampled onto "
         "otel.spans.sampled by the policies in traces.sampling_config). Each raw record becomes JSONColumns "
         "row batches, acknowledged in order after Kafka stored them. Run more processes to scale, up to the "
         "partition count.")
-    add("sink", "run the exactly-once ClickHouse sink: processed topics -> ClickHouse tables", cmd_sink,
+    worker.add_argument("--ready-file", type=Path, metavar="PATH",
+                        help="create PATH (holding the pid) once the worker consumes, remove it at exit; "
+                             "`maple up` waits for it, and an exec readiness probe can test for it")
+    sink = add("sink", "run the exactly-once ClickHouse sink: processed topics -> ClickHouse tables", cmd_sink,
         "Consumes otel.logs, otel.metrics and otel.spans.sampled (group sink.group), gathers row batches per "
         "partition up to sink.batch_rows / batch_bytes / flush_interval_s, inserts them with deduplication "
         "tokens, and commits offsets only after ClickHouse acknowledged. Rows ClickHouse rejects for good go to "
         "maple.dlq. Run "
         "more processes to scale, up to the partition count. See docs/exactly-once.md.")
+    sink.add_argument("--ready-file", type=Path, metavar="PATH",
+                      help="create PATH (holding the pid) once the group assigned this sink its partitions, "
+                           "remove it at exit; `maple up` waits for it")
 
     from ops.commands import register as register_ops  # replay, lag, dlq: docs/operations.md
 

@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from maple.log import kafka_logger
 from maple.settings import Settings
 from maple.topics import ALL_TOPICS, Topic
 
@@ -52,7 +53,10 @@ def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, A
 
 
 def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, **overrides})
+    # librdkafka's own lines (e.g. "Purging N unserved events" when a short-lived client is destroyed) go
+    # through Maple's logging, never raw onto stderr (maple/log.py).
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": kafka_logger(), **overrides}
+    return AdminClient(config)
 
 
 def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,

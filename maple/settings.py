@@ -190,6 +190,12 @@ def _env_name(section: str | None, name: str) -> str:
     return (ENV_PREFIX + (f"{section}_" if section else "") + name).upper()
 
 
+def env_var(key: str) -> str:
+    """The environment variable of a setting key: `ingest.http_port` -> `MAPLE_INGEST_HTTP_PORT`."""
+    section, _, name = key.rpartition(".")
+    return _env_name(section or None, name)
+
+
 def _key(section: str | None, name: str) -> str:
     return f"{section}.{name}" if section else name
 

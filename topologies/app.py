@@ -25,6 +25,7 @@ import gc
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -34,6 +35,7 @@ from maple import kafka as kafka_clients
 from maple import metrics as prom
 from maple.lag import LagGauges, measure
 from maple.producer import AsyncProducer, Record
+from maple.ready import clear, mark_ready
 from maple.settings import Settings
 from maple.topics import (
     DEAD_LETTER,
@@ -118,9 +120,8 @@ def build_app(settings: Settings) -> faust.App:
     red_options = sampler.red_options(settings)
     sampling = sampler.sampling_config(settings, partitions[SPANS.name]) if "traces" in cfg.signals else None
 
-    @app.task
-    async def serve_metrics() -> None:
-        prom.serve(metrics.registry, cfg.metrics_port, "worker")
+    # Served now rather than from a Faust task, which would log its line after the worker said it is ready.
+    prom.serve(metrics.registry, cfg.metrics_port, "worker")
 
     if cfg.metrics_port:
         lag_gauges = LagGauges(metrics.registry)
@@ -220,9 +221,29 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
 GC_THRESHOLDS = (100_000, 50, 100)
 
 
-def run(settings: Settings) -> None:
+class Worker(faust.Worker):
+    """Faust's worker, logging through Maple's handler in Maple's format (maple/log.py) instead of its own,
+    printing nothing itself, and touching `ready_file` once the first rebalance and recovery are done, i.e.
+    when its agents consume (how `maple up` knows the worker is ready)."""
+
+    def __init__(self, app: faust.App, ready_file: Path | None = None) -> None:
+        super().__init__(app, quiet=True, redirect_stdouts=False, override_logging=False)
+        self.spinner = None  # it writes terminal control characters to stdout even when that is no terminal
+        self.ready_file = ready_file
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        if self.ready_file is not None and not self._shutdown_immediately:
+            log.info("worker %s ready: agents %s", self.app.conf.id, ", ".join(sorted(self.app.agents)))
+            mark_ready(self.ready_file)
+
+
+def run(settings: Settings, ready_file: Path | None = None) -> None:
     app = build_app(settings)
     gc.freeze()  # start-up objects (Faust, protobuf, the app) are never garbage: keep them out of every scan
     gc.set_threshold(*GC_THRESHOLDS)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    try:
+        Worker(app, ready_file).execute_from_commandline()
+    finally:
+        if ready_file is not None:
+            clear(ready_file)

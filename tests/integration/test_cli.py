@@ -149,7 +149,7 @@ def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(
         text = "".join(up.output)
         assert "kafka       healthy" in text and "clickhouse  healthy" in text and "ingest      ready" in text
         assert f"OTLP HTTP http://127.0.0.1:{env['MAPLE_INGEST_HTTP_PORT']}" in text
-        assert "worker      running" in text and "sink        running" in text
+        assert "worker      ready" in text and "sink        ready" in text
         assert f"127.0.0.1:{env['MAPLE_KAFKA_PORT']}" in text
         assert f"http://127.0.0.1:{env['MAPLE_CLICKHOUSE_EMBEDDED_PORT']}" in text
 
