@@ -133,6 +133,30 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_send_test_data(args: argparse.Namespace) -> int:
+    import time
+
+    from apps import testdata
+
+    settings = _settings(args)
+    host = settings.ingest.host if settings.ingest.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    endpoint = args.endpoint or f"http://{host}:{settings.ingest.http_port}"
+    run = str(time.time_ns())
+    _say(f"sending {args.traces} traces (3 spans each, every fifth with an error), {args.traces} log records and "
+         f"{2 * args.traces} metric points to {endpoint}, run {run}")
+    if not testdata.send_all(endpoint, args.traces, run, args.api_key):
+        return 1
+    if args.wait:
+        return 0 if testdata.wait_for_rows(settings, run, args.traces, args.wait_timeout, _say) else 1
+    where = f"ResourceAttributes['{testdata.RUN_ATTRIBUTE}'] = '{run}'"
+    _say("logs and metrics are queryable within seconds, traces after the sampler's decision_wait (10 s by "
+         "default); then:")
+    _say(f'  maple query "SELECT SeverityText, Body FROM otel_logs WHERE {where} LIMIT 5"')
+    _say(f'  maple query "SELECT MetricName, count() FROM otel_metrics_sum WHERE {where} GROUP BY MetricName"')
+    _say(f'  maple query "SELECT TraceId, SpanName, StatusCode FROM otel_traces WHERE {where}"')
+    return 0
+
+
 def cmd_clickhouse_serve(args: argparse.Namespace) -> int:
     from apps import chhost
 
@@ -144,12 +168,24 @@ def cmd_clickhouse_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def query_format(explicit: str | None, interactive: bool) -> str:
+    """The output format of `maple query`: the one asked for, else a table for a person at a terminal and
+    TSV for a pipe or a file (what clickhouse-client does), so scripts get no box-drawing characters."""
+    return explicit or ("PrettyCompactMonoBlock" if interactive else "TSV")
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from maple import clickhouse
 
     settings = _settings(args)
     database = args.database or settings.clickhouse.database
+    in_process = settings.embedded_clickhouse and clickhouse.running_host(settings) is None
     client = clickhouse.connect(settings)
+    if in_process:  # on stderr: stdout carries only the result
+        print(f"maple query: no ClickHouse host runs for this data dir; opened the embedded engine (chDB, "
+              f"ClickHouse {client.server_version}) in this process on {clickhouse.embedded_data_path(settings)}",
+              file=sys.stderr, flush=True)
+    fmt = query_format(args.format, sys.stdout.isatty())
     try:
         exists = client.query("SELECT count() FROM system.databases WHERE name = {db:String}",
                               parameters={"db": database}).result_rows[0][0]
@@ -158,7 +194,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         elif args.database:
             raise SettingsError(f"--database {database}: no such database")
         # Only row-returning statements take an output format; `INSERT ... VALUES` would choke on one.
-        out = client.raw_query(args.sql, fmt=args.format if _wants_format(args.sql) else None)
+        out = client.raw_query(args.sql, fmt=fmt if _wants_format(args.sql) else None)
     finally:
         client.close()
     sys.stdout.write(out.decode("utf-8", errors="replace"))
@@ -273,11 +309,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = add("query", "run one SQL statement against Maple's ClickHouse and print the result", cmd_query,
                 "Runs against MAPLE_CLICKHOUSE_URL, else the running embedded host (`maple up`), else opens the "
-                "embedded engine in this process. Tables of Maple's database can be named unqualified.")
+                "embedded engine in this process (and says so on stderr, with its data directory). Tables of "
+                "Maple's database can be named unqualified. Output: a table on a terminal, TSV when piped or "
+                "redirected (like clickhouse-client), or the --format given.")
     query.add_argument("sql", help='the statement, e.g. "SELECT count() FROM otel_logs"')
-    query.add_argument("--format", default="PrettyCompactMonoBlock",
-                       help="ClickHouse output format (default PrettyCompactMonoBlock; e.g. TSV, JSONEachRow, CSV)")
+    query.add_argument("--format",
+                       help="ClickHouse output format, e.g. TSV, TSVWithNames, CSV, JSONEachRow, PrettyCompact "
+                            "(default: PrettyCompactMonoBlock on a terminal, TSV otherwise)")
     query.add_argument("--database", help="default database for the statement (default: clickhouse.database)")
+
+    send = add("send-test-data", "send a few traces, logs and metrics to the ingest, to see Maple work",
+               cmd_send_test_data,
+               "Sends --traces traces of three spans (every fifth with an error span, which the default tail "
+               "sampling keeps; 10%% of the others), as many log records (a third with JSON bodies) and two metric "
+               "points per trace, as OTLP/HTTP JSON, to the configured ingest (ingest.host, ingest.http_port) or "
+               "--endpoint. Every record carries the resource attribute maple.test_run with the run's id. "
+               "With --wait it watches the rows arrive in ClickHouse. Logs and metrics are queryable within "
+               "seconds, traces after decision_wait (10 s by default). Standalone: python3 apps/testdata.py.")
+    send.add_argument("--endpoint", help="OTLP/HTTP base URL (default: http://<ingest.host>:<ingest.http_port>)")
+    send.add_argument("--traces", type=int, default=20, help="traces, log records and points per metric (default 20)")
+    send.add_argument("--api-key", help="when the ingest has MAPLE_INGEST_API_KEYS set")
+    send.add_argument("--wait", action="store_true", help="wait until the rows are in ClickHouse, and say when")
+    send.add_argument("--wait-timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="how long --wait waits (default 60)")
 
     schema = sub.add_parser("schema", help="Maple's ClickHouse schema", parents=[common])
     schema_sub = schema.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -384,6 +438,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `maple ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
     except Exception as exc:  # a clear one-line reason, the traceback only at debug level
         logging.getLogger("maple").debug("command failed", exc_info=True)
         print(f"maple {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
