@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaExcepti
 from prometheus_client import CollectorRegistry, Gauge
 
 from maple.kafka import admin_client
-from maple.topics import HEADER_READ, HEADER_TICK, TICK_TOPICS
+from maple.topics import HEADER_GROUP, HEADER_READ, HEADER_TICK, TICK_TOPICS
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,16 @@ def record_timestamps(consumer: Consumer, positions: Iterable[TopicPartition],
                         out[key] = stamp / 1000.0
                     consumer.pause([TopicPartition(*key)])
     finally:
-        consumer.unassign()
+        _release(consumer)
     return out
+
+
+def _release(consumer: Consumer) -> None:
+    """Unassign after a scan, resuming what it paused: a partition assigned again later starts unpaused."""
+    assigned = consumer.assignment()
+    if assigned:
+        consumer.resume(assigned)
+    consumer.unassign()
 
 
 def _is_tick(message: Any) -> bool:
@@ -117,10 +125,11 @@ def _is_tick(message: Any) -> bool:
 TICK_LOOKBACK = 16  # records read back from the end for the newest tick (about one per second per partition)
 
 
-def tick_read_positions(consumer: Consumer, ends: Mapping[tuple[str, int], tuple[int, int]],
+def tick_read_positions(consumer: Consumer, group: str, ends: Mapping[tuple[str, int], tuple[int, int]],
                         timeout: float = 10.0) -> dict[tuple[str, int], int]:
     """For each (topic, partition) -> (low, high) of a tick topic: the read position (`maple.read`) of the
-    newest tick among its last `TICK_LOOKBACK` records. Partitions without one there are absent."""
+    newest tick of `group`'s sampler among its last `TICK_LOOKBACK` records (other groups, such as a
+    benchmark's, may tick on the same topic). Partitions without one there are absent."""
     wanted = {key: (max(low, high - TICK_LOOKBACK), high) for key, (low, high) in ends.items() if high > low}
     if not wanted:
         return {}
@@ -137,7 +146,8 @@ def tick_read_positions(consumer: Consumer, ends: Mapping[tuple[str, int], tuple
                 key = (topic, partition)
                 headers = dict(message.headers() or ())
                 read = headers.get(HEADER_READ)
-                if HEADER_TICK in headers and isinstance(read, bytes) and read.isdigit():
+                if (HEADER_TICK in headers and headers.get(HEADER_GROUP) == group.encode() and isinstance(read, bytes)
+                        and read.isdigit()):
                     found[key] = int(read)
                 if offset >= wanted[key][1] - 1:
                     done.add(key)
@@ -147,7 +157,7 @@ def tick_read_positions(consumer: Consumer, ends: Mapping[tuple[str, int], tuple
                 if key not in done and position is not None and position >= end:
                     done.add(key)
     finally:
-        consumer.unassign()
+        _release(consumer)
     return found
 
 
@@ -185,7 +195,7 @@ def first_data_records(consumer: Consumer, ranges: Mapping[tuple[str, int], tupl
                     if position is not None and position >= end:
                         out[key] = None
     finally:
-        consumer.unassign()
+        _release(consumer)
     return out
 
 
@@ -205,7 +215,7 @@ def measure(bootstrap: str, group: str, topics: Iterable[str] | None = None, *, 
             for partition in topic_partitions(consumer, topic, timeout):
                 ends[(topic, partition)] = consumer.get_watermark_offsets(TopicPartition(topic, partition),
                                                                           timeout=timeout)
-        reads = tick_read_positions(consumer, {k: v for k, v in ends.items() if k[0] in TICK_TOPICS})
+        reads = tick_read_positions(consumer, group, {k: v for k, v in ends.items() if k[0] in TICK_TOPICS})
         ranges: dict[tuple[str, int], tuple[int, int]] = {}
         for (topic, partition), (low, high) in ends.items():
             offset = committed.get((topic, partition), (None, ""))[0]

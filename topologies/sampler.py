@@ -38,6 +38,7 @@ from maple.producer import AsyncProducer, Record
 from maple.settings import Settings, SettingsError
 from maple.topics import (
     HEADER_DECIDED_NS,
+    HEADER_GROUP,
     HEADER_READ,
     HEADER_ROWS,
     HEADER_SOURCE,
@@ -213,6 +214,7 @@ def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, produ
             states.pop(tp, None)
 
     progress = RawProgress(kafka_clients.bootstrap_servers(settings), settings.worker.group)
+    group = settings.worker.group.encode()
 
     @app.timer(interval=tick_s)
     async def tick_and_publish() -> None:
@@ -228,10 +230,10 @@ def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, produ
                     continue
                 known = state.sampler.progress
                 ticks = {p: now_ms if p in caught_up else known.get(p, 0) for p in range(raw_partitions)}
-                # maple.read: how far this sampler has read, which its group's commit (held back by the traces
+                # maple.read: how far this group's sampler has read, which its commit (held back by the traces
                 # still pending and the late-span window) does not show; `maple lag` measures from it.
                 sent = producer.produce_all([Record(SPANS.name, orjson.dumps({str(p): t for p, t in ticks.items()}),
-                                                    [(HEADER_TICK, b"1"),
+                                                    [(HEADER_TICK, b"1"), (HEADER_GROUP, group),
                                                      (HEADER_READ, str(state.next_offset).encode())],
                                                     partition=tp.partition)])
                 sent.add_done_callback(_log_tick_failure)
