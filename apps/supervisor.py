@@ -253,10 +253,9 @@ class Supervisor:
 
     def _traces_line(self) -> str:
         """When sampled traces become queryable: after decision_wait, which a user should know about."""
-        from processors.sampling import parse_config
         from topologies.sampler import sampling_config
 
-        wait_s = parse_config(sampling_config(self.settings)).decision_wait_ms / 1000
+        wait_s = sampling_config(self.settings).decision_wait_ms / 1000
         policies = ("errors, traces of 1 s or more, 10% of the rest" if not self.settings.traces.sampling_config
                     else f"policies of {self.settings.traces.sampling_config}")
         return (f"  traces      sampled  {policies}; queryable about {wait_s:g} s after a trace's first span "

@@ -65,7 +65,7 @@ HEADER_ERROR = "maple.error"            # the error text
 HEADER_ERROR_CODE = "maple.error_code"  # ClickHouse error code, when there is one
 HEADER_TOKEN = "maple.token"            # the insert deduplication token the rows were tried with
 HEADER_SOURCE_RANGE = "maple.source_range"  # "<topic>/<partition>/<first>-<last>" of the sink batch
-HEADER_GROUP = "maple.group"            # the worker group that dead-lettered a raw record (`maple dlq redrive`), or ticked
+HEADER_GROUP = "maple.group"            # the worker group of a dead letter (`maple dlq redrive`) or of a tick
 HEADER_REDRIVEN = "maple.redriven"      # on a record `maple dlq redrive` produced: "maple.dlq/<partition>/<offset>"
 
 

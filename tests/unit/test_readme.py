@@ -7,7 +7,7 @@ import re
 import yaml
 
 from maple.settings import describe, load_settings
-from processors.sampling import parse_config
+from processors.sampling import build_policies, decode_config
 from tests.helpers.environment import REPO
 
 README = (REPO / "README.md").read_text()
@@ -19,8 +19,9 @@ def _yaml_blocks() -> list[str]:
 
 def test_the_local_development_sampling_file_parses_with_a_shorter_wait() -> None:
     [dev] = [block for block in _yaml_blocks() if block.startswith("# sampling-dev.yaml")]
-    config = parse_config(yaml.safe_load(dev))
+    config = decode_config(yaml.safe_load(dev))
     assert config.decision_wait_ms == 2000 and [p.name for p in config.policies] == ["errors", "slow", "share"]
+    assert len(build_policies(config, 1 / 6)) == 3
 
 
 def test_the_collector_forwarding_config_is_consistent() -> None:
