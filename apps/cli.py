@@ -145,6 +145,8 @@ def cmd_send_test_data(args: argparse.Namespace) -> int:
     _say(f"sending {args.traces} traces (3 spans each, every fifth with an error), {args.traces} log records and "
          f"{2 * args.traces} metric points to {endpoint}, run {run}")
     if not testdata.send_all(endpoint, args.traces, run, args.api_key):
+        print(f"maple send-test-data: the ingest at {endpoint} did not take them; is `maple up` (or `maple ingest`) "
+              "running with these settings?", file=sys.stderr)
         return 1
     if args.wait:
         return 0 if testdata.wait_for_rows(settings, run, args.traces, args.wait_timeout, _say) else 1
@@ -282,11 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("up", "run everything locally: Kafka, embedded ClickHouse and the pipeline stages", cmd_up,
-        "Start the local Kafka broker (unless MAPLE_KAFKA_BOOTSTRAP is set), create Maple's topics, start the "
-        "embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set) and the pipeline stages as child "
-        "processes. Prints the endpoints once everything is healthy, restarts a stage that dies (with "
-        "backoff), and stops everything on Ctrl-C or SIGTERM. Data persists in the data dir, so a second "
-        "`maple up` resumes where the first stopped.")
+        "Check every port it will listen on (a taken one stops it before anything starts, naming the port and "
+        "its setting), start the local Kafka broker (unless MAPLE_KAFKA_BOOTSTRAP is set), create Maple's "
+        "topics, start the embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set) and the pipeline "
+        "stages as child processes. Says \"maple is up\" with the endpoints once every stage is ready, then "
+        "prints nothing unless something happens; restarts a stage that dies (with backoff), and stops "
+        "everything on Ctrl-C or SIGTERM. Every child logs in one format at log_level. Data persists in the "
+        "data dir, so a second `maple up` resumes where the first stopped.")
 
     kafka = add("kafka", "run Maple's local Apache Kafka (KRaft, jars from Maven Central)", cmd_kafka,
                 "Manage the local Kafka cluster under <data_dir>/kafka. `start` fetches the broker jars with mvn "
@@ -321,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     send = add("send-test-data", "send a few traces, logs and metrics to the ingest, to see Maple work",
                cmd_send_test_data,
                "Sends --traces traces of three spans (every fifth with an error span, which the default tail "
-               "sampling keeps; 10%% of the others), as many log records (a third with JSON bodies) and two metric "
+               "sampling keeps; 10% of the others), as many log records (a third with JSON bodies) and two metric "
                "points per trace, as OTLP/HTTP JSON, to the configured ingest (ingest.host, ingest.http_port) or "
                "--endpoint. Every record carries the resource attribute maple.test_run with the run's id. "
                "With --wait it watches the rows arrive in ClickHouse. Logs and metrics are queryable within "

@@ -60,11 +60,12 @@ def test_ticks_and_the_samplers_hold_are_not_lag_but_unread_spans_are(kafka_boot
     group, other = f"lag-ticks-{uuid.uuid4().hex[:8]}", f"lag-other-{uuid.uuid4().hex[:8]}"
     kafka.ensure_topics(kafka.admin_client(kafka_bootstrap), 6, 1, [SPANS])
     probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
-    partitions = sorted(probe.list_topics(SPANS.name, timeout=30).topics[SPANS.name].partitions)
-    ends = [TopicPartition(SPANS.name, p, probe.get_watermark_offsets(TopicPartition(SPANS.name, p), timeout=30)[1])
-            for p in partitions]
+    deadline = time.monotonic() + 60
+    while not (partitions := sorted(probe.list_topics(SPANS.name, timeout=30).topics[SPANS.name].partitions)):
+        assert time.monotonic() < deadline, f"{SPANS.name} has no partitions"  # a topic just created
+        time.sleep(0.2)
     probe.close()
-    _commit(kafka_bootstrap, group, ends)  # nothing behind on any partition
+    kafka.start_group_at_end(kafka_bootstrap, group, [SPANS.name])  # nothing behind on any partition
     spans = SpanPartition(kafka_bootstrap, partitions[0])
 
     # The sampler read a span batch and holds its trace: the commit stays before it, its ticks say it read on.
