@@ -331,7 +331,8 @@ class Supervisor:
                 continue
             self.say(f"stopping {child.name}")
             (child.stop or (lambda procs: _terminate(procs, STOP_GRACE_S)))(child.procs)
-        self.say("maple stopped")
+        if self.children:
+            self.say("maple stopped")
         return code
 
 
