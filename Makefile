@@ -31,6 +31,8 @@ up: install-run  ## run Maple locally: Kafka (KRaft) + embedded ClickHouse + sta
 	$(BIN)/maple up
 
 test: install  ## lint, then every test against a real Kafka broker and the real ClickHouse engine (CI runs this)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra
 
 test-fast: install  ## the unit tests only: pure code, no broker, no ClickHouse, a few seconds

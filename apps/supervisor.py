@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from apps import localkafka, maple_command, ports
@@ -227,8 +228,7 @@ class Supervisor:
         stages = []
         for name in ("worker", "sink"):
             ready_file = self.run_dir / f"{name}.ready"
-            child = Child(name, lambda name=name, ready_file=ready_file: self._maple(
-                name, "--ready-file", str(ready_file)), ready_file=ready_file)
+            child = Child(name, partial(self._maple, name, "--ready-file", str(ready_file)), ready_file=ready_file)
             child.launch()
             self.children.append(child)
             stages.append(child)
@@ -269,9 +269,7 @@ class Supervisor:
         try:
             self._preflight()
             kafka_line = self._start_kafka()
-            created = kafka_clients.ensure_topics(
-                kafka_clients.admin_client(kafka_clients.bootstrap_servers(self.settings)),
-                self.settings.kafka.partitions, self.settings.kafka.replication_factor)
+            created = kafka_clients.create_topics(self.settings)
             if created:
                 self.say(f"created topics: {', '.join(created)}")
             if self.stopping.is_set():

@@ -1,8 +1,9 @@
 """Consumer lag: how far each group's committed offsets are behind the end of each partition.
 
 Shared by `maple lag` (ops view), the worker (a periodic Faust timer measures its own group through the
-admin API) and the sink (which reads its own consumer's cached high watermarks and the state it already
-keeps, so exporting lag costs nothing per message). Two numbers per group/topic/partition:
+consumer toolkit, maple/consumer.py) and the sink (which reads its own consumer's cached high watermarks
+and the state it already keeps, so exporting lag costs nothing per message). Two numbers per
+group/topic/partition:
 
 * offsets: end offset - committed offset (a partition without a commit counts from its earliest offset,
   because Maple's consumers start there);
@@ -24,15 +25,14 @@ clock, so a few ticks always wait after the commit and an idle pipeline would ne
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Gauge
 
-from maple.kafka import admin_client
+from maple.consumer import Cluster, KafkaOpError, headers_of
 from maple.topics import HEADER_GROUP, HEADER_READ, HEADER_TICK, TICK_TOPICS
 
 
@@ -53,199 +53,102 @@ class PartitionLag:
         return asdict(self)
 
 
-class LagError(RuntimeError):
-    """A group or topic could not be measured; the message names it."""
-
-
-def committed_offsets(bootstrap: str, group: str, timeout: float = 30.0) -> dict[tuple[str, int], tuple[int, str]]:
-    """Every partition `group` has committed: (topic, partition) -> (offset, metadata)."""
-    admin = admin_client(bootstrap, log_level=4)  # errors come back through the future
-    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
-                                               request_timeout=timeout)[group]
-    try:
-        result = future.result(timeout + 5)
-    except KafkaException as exc:
-        raise LagError(f"group {group}: cannot read its committed offsets: {exc.args[0].str()}") from exc
-    return {(tp.topic, tp.partition): (tp.offset, tp.metadata or "")
-            for tp in result.topic_partitions or [] if tp.offset >= 0}
-
-
-def probe_consumer(bootstrap: str) -> Consumer:
-    """A consumer that never joins or commits to any group: for watermarks, offsets_for_times and peeks."""
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": f"maple-ops-{uuid.uuid4().hex[:8]}",
-                     "enable.auto.commit": False, "isolation.level": "read_committed",
-                     "enable.partition.eof": False})
-
-
-def topic_partitions(consumer: Consumer, topic: str, timeout: float = 30.0) -> list[int]:
-    """The partition ids of `topic`; LagError naming the topic if it does not exist."""
-    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-    if metadata is None or metadata.error is not None or not metadata.partitions:
-        raise LagError(f"topic {topic} does not exist")
-    return sorted(metadata.partitions)
-
-
-def record_timestamps(consumer: Consumer, positions: Iterable[TopicPartition],
-                      timeout: float = 10.0) -> dict[tuple[str, int], float]:
-    """The Kafka timestamp (seconds) of the first readable record at or after each position."""
-    wanted = [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in positions]
-    if not wanted:
-        return {}
-    out: dict[tuple[str, int], float] = {}
-    consumer.assign(wanted)
-    try:
-        deadline = time.monotonic() + timeout
-        while len(out) < len(wanted) and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=len(wanted) * 4, timeout=0.5):
-                if message.error():
-                    continue
-                key = (message.topic(), message.partition())
-                if key not in out:
-                    _kind, stamp = message.timestamp()
-                    if stamp > 0:
-                        out[key] = stamp / 1000.0
-                    consumer.pause([TopicPartition(*key)])
-    finally:
-        _release(consumer)
-    return out
-
-
-def _release(consumer: Consumer) -> None:
-    """Unassign after a scan, resuming what it paused: a partition assigned again later starts unpaused."""
-    assigned = consumer.assignment()
-    if assigned:
-        consumer.resume(assigned)
-    consumer.unassign()
-
-
-def _is_tick(message: Any) -> bool:
-    return any(key == HEADER_TICK for key, _ in message.headers() or ())
-
-
 TICK_LOOKBACK = 16  # records read back from the end for the newest tick (about one per second per partition)
+SCAN_IDLE_S = 10.0  # a range that yields nothing for this long is given up (its lag age stays unknown)
 
 
-def tick_read_positions(consumer: Consumer, group: str, ends: Mapping[tuple[str, int], tuple[int, int]],
-                        timeout: float = 10.0) -> dict[tuple[str, int], int]:
+def tick_read_positions(cluster: Cluster, group: str, ends: Mapping[tuple[str, int], tuple[int, int]]
+                        ) -> dict[tuple[str, int], int]:
     """For each (topic, partition) -> (low, high) of a tick topic: the read position (`maple.read`) of the
     newest tick of `group`'s sampler among its last `TICK_LOOKBACK` records (other groups, such as a
     benchmark's, may tick on the same topic). Partitions without one there are absent."""
-    wanted = {key: (max(low, high - TICK_LOOKBACK), high) for key, (low, high) in ends.items() if high > low}
-    if not wanted:
-        return {}
     found: dict[tuple[str, int], int] = {}
-    done: set[tuple[str, int]] = set()
-    consumer.assign([TopicPartition(topic, partition, start) for (topic, partition), (start, _) in wanted.items()])
+    ranges = [(t, p, max(low, high - TICK_LOOKBACK), high) for (t, p), (low, high) in ends.items() if high > low]
     try:
-        deadline = time.monotonic() + timeout
-        while len(done) < len(wanted) and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=500, timeout=0.5):
-                topic, partition, offset = message.topic(), message.partition(), message.offset()
-                if message.error() or topic is None or partition is None or offset is None:
-                    continue
-                key = (topic, partition)
-                headers = dict(message.headers() or ())
-                read = headers.get(HEADER_READ)
-                if (HEADER_TICK in headers and headers.get(HEADER_GROUP) == group.encode() and isinstance(read, bytes)
-                        and read.isdigit()):
-                    found[key] = int(read)
-                if offset >= wanted[key][1] - 1:
-                    done.add(key)
-                    consumer.pause([TopicPartition(topic, partition)])
-            for key, (_start, end) in wanted.items():
-                position = consumer.position([TopicPartition(*key)])[0].offset
-                if key not in done and position is not None and position >= end:
-                    done.add(key)
-    finally:
-        _release(consumer)
+        for message in cluster.read(ranges, idle_s=SCAN_IDLE_S):
+            headers = headers_of(message)
+            read = headers.get(HEADER_READ, b"")
+            if HEADER_TICK in headers and headers.get(HEADER_GROUP) == group.encode() and read.isdigit():
+                found[(message.topic() or "", message.partition() or 0)] = int(read)
+    except KafkaOpError:
+        pass  # what was found stands; the rest count from their commits
     return found
 
 
-def first_data_records(consumer: Consumer, ranges: Mapping[tuple[str, int], tuple[int, int]],
-                       timeout: float = 10.0) -> dict[tuple[str, int], tuple[int, float] | None]:
-    """For each (topic, partition) -> [start, end): the offset and timestamp (seconds) of its first record
-    that is not a tick (on `TICK_TOPICS`; elsewhere simply the first record), or None when only ticks lie
-    in the range. Partitions not read within `timeout` are absent."""
-    if not ranges:
-        return {}
+def first_data_records(cluster: Cluster, ranges: Mapping[tuple[str, int], tuple[int, int]]
+                       ) -> dict[tuple[str, int], tuple[int, float] | None]:
+    """For each (topic, partition) -> [start, end) of a tick topic: the offset and timestamp (seconds) of its
+    first record that is not a tick, or None when only ticks lie in the range. Partitions not read in time
+    are absent. Reads stop once every range is decided."""
     out: dict[tuple[str, int], tuple[int, float] | None] = {}
-    consumer.assign([TopicPartition(topic, partition, start) for (topic, partition), (start, _) in ranges.items()])
+    messages = cluster.read([(t, p, start, end) for (t, p), (start, end) in ranges.items()], idle_s=SCAN_IDLE_S)
     try:
-        deadline = time.monotonic() + timeout
-        while len(out) < len(ranges) and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=500, timeout=0.5):
-                topic, partition, offset = message.topic(), message.partition(), message.offset()
-                if message.error() or topic is None or partition is None or offset is None:
-                    continue
-                key = (topic, partition)
-                if key in out:
-                    continue
-                if topic in TICK_TOPICS and _is_tick(message):
-                    if offset >= ranges[key][1] - 1:
-                        out[key] = None  # ticks up to the end
-                        consumer.pause([TopicPartition(topic, partition)])
-                    continue
+        for message in messages:  # a generator: closed below
+            key = (message.topic() or "", message.partition() or 0)
+            offset = message.offset()
+            if key in out or offset is None:
+                continue
+            if HEADER_TICK in headers_of(message):
+                if offset >= ranges[key][1] - 1:
+                    out[key] = None  # ticks up to the end
+            else:
                 _kind, stamp = message.timestamp()
                 out[key] = (offset, stamp / 1000.0 if stamp > 0 else 0.0)
-                consumer.pause([TopicPartition(topic, partition)])
-            # Ticks that end before the high watermark (a gap in the offsets) also end the range.
-            for key, (_start, end) in ranges.items():
-                if key not in out and key[0] in TICK_TOPICS:
-                    position = consumer.position([TopicPartition(*key)])[0].offset
-                    if position is not None and position >= end:
-                        out[key] = None
+            if len(out) == len(ranges):
+                break
+    except KafkaOpError:
+        pass
     finally:
-        _release(consumer)
+        if isinstance(messages, Generator):
+            messages.close()  # the probe is released now, not whenever the generator is collected
     return out
 
 
-def measure(bootstrap: str, group: str, topics: Iterable[str] | None = None, *, timestamps: bool = True,
-            timeout: float = 30.0) -> list[PartitionLag]:
-    """Lag of `group` on `topics` (default: every topic it has committed offsets for).
+def measure(cluster: Cluster, group: str, topics: Iterable[str] | None = None, *, timestamps: bool = True
+            ) -> list[PartitionLag]:
+    """Lag of `group` on `topics` (default: every topic it has committed offsets for; a daemon names its
+    topics, so that only the consumer path reads commits: see maple/consumer.py).
 
-    On topics with ticks the records after the commit are read until the first one that is not a tick
-    (even without `timestamps`): the message count depends on it."""
-    committed = committed_offsets(bootstrap, group, timeout)
+    On topics with ticks the records after the group's position are read until the first one that is not
+    a tick (even without `timestamps`): the message count depends on it."""
+    committed = cluster.committed(group, topics)
     names = sorted(set(topics) if topics is not None else {topic for topic, _ in committed})
-    consumer = probe_consumer(bootstrap)
-    try:
-        rows: list[PartitionLag] = []
-        ends: dict[tuple[str, int], tuple[int, int]] = {}
-        for topic in names:
-            for partition in topic_partitions(consumer, topic, timeout):
-                ends[(topic, partition)] = consumer.get_watermark_offsets(TopicPartition(topic, partition),
-                                                                          timeout=timeout)
-        reads = tick_read_positions(consumer, group, {k: v for k, v in ends.items() if k[0] in TICK_TOPICS})
-        ranges: dict[tuple[str, int], tuple[int, int]] = {}
-        for (topic, partition), (low, high) in ends.items():
-            offset = committed.get((topic, partition), (None, ""))[0]
-            position = max(offset if offset is not None else low, low)
-            read = reads.get((topic, partition))
-            read = read if read is not None and read > position else None
-            position = min(high, read) if read is not None else position
-            lag = max(0, high - position)
-            rows.append(PartitionLag(group, topic, partition, offset, low, high, lag, 0.0 if not lag else None,
-                                     read=read))
-            if lag and (timestamps or topic in TICK_TOPICS):
-                ranges[(topic, partition)] = (position, high)
-        firsts = first_data_records(consumer, ranges) if ranges else {}
-    finally:
-        consumer.close()
+    ends = {(topic, partition): cluster.watermarks(topic, partition)
+            for topic in names for partition in cluster.partitions(topic)}
+    reads = tick_read_positions(cluster, group, {k: v for k, v in ends.items() if k[0] in TICK_TOPICS})
+    rows: list[PartitionLag] = []
+    ticked: dict[tuple[str, int], tuple[int, int]] = {}
+    peek: list[tuple[str, int, int]] = []
+    for (topic, partition), (low, high) in ends.items():
+        commit = committed.get((topic, partition))
+        offset = commit.offset if commit is not None else None
+        position = max(offset if offset is not None else low, low)
+        read = reads.get((topic, partition))
+        read = read if read is not None and read > position else None
+        position = min(high, read) if read is not None else position
+        lag = max(0, high - position)
+        rows.append(PartitionLag(group, topic, partition, offset, low, high, lag, 0.0 if not lag else None, read=read))
+        if lag and topic in TICK_TOPICS:
+            ticked[(topic, partition)] = (position, high)
+        elif lag and timestamps:
+            peek.append((topic, partition, position))
+    firsts = first_data_records(cluster, ticked) if ticked else {}
+    stamps = cluster.first_timestamps(peek) if peek else {}
     now = time.time()
     out = []
     for row in rows:
         key = (row.topic, row.partition)
-        if key not in firsts:
+        if key in stamps:
+            out.append(replace(row, lag_seconds=max(0.0, now - stamps[key])))
+        elif key not in firsts:
             out.append(row)
-            continue
-        first = firsts[key]
-        if first is None:  # only ticks wait: nothing to process
+        elif (first := firsts[key]) is None:  # only ticks wait: nothing to process
             out.append(replace(row, lag=0, lag_seconds=0.0, ticks=row.lag))
-            continue
-        offset, stamp = first
-        skipped = offset - ranges[key][0]
-        seconds = max(0.0, now - stamp) if stamp and timestamps else None
-        out.append(replace(row, lag=row.lag - skipped, lag_seconds=seconds, ticks=skipped))
+        else:
+            offset, stamp = first
+            skipped = offset - ticked[key][0]
+            seconds = max(0.0, now - stamp) if stamp and timestamps else None
+            out.append(replace(row, lag=row.lag - skipped, lag_seconds=seconds, ticks=skipped))
     return out
 
 
