@@ -16,8 +16,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from apps import maple_command
 from maple import kafka
+from maple.consumer import Cluster
 from maple.lag import measure
-from maple.topics import HEADER_GROUP, HEADER_READ, HEADER_TICK, SPANS
+from maple.topics import HEADER_GROUP, HEADER_READ, HEADER_TICK, SPANS, Topic
 from processors import traces
 from tests.helpers.environment import clean_environ
 
@@ -101,3 +102,18 @@ def test_ticks_and_the_samplers_hold_are_not_lag_but_unread_spans_are(kafka_boot
     # Samplers of other groups may have ticked meanwhile: ticks after the unread batch count with it.
     assert (name, status, topics) == (group, "behind", SPANS.name) and int(lag) >= row.lag, result.stdout
     assert 50 <= float(oldest.rstrip("s")) < 120
+
+
+def test_a_long_lived_probe_reads_a_partition_again_after_a_scan_paused_it(kafka_bootstrap: str) -> None:
+    # librdkafka keeps a partition paused across unassign: the worker's lag gauges (every 15 s on one Cluster)
+    # and `maple lag` (two scans of otel.spans) would read nothing the second time without the resume.
+    topic = f"test.rescan.{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topics(kafka.admin_client(kafka_bootstrap), 1, 1, [Topic(topic, "test", "test", "rescan")])
+    producer = Producer(kafka.producer_config(kafka_bootstrap))
+    for _ in range(3):
+        producer.produce(topic, value=b"x", partition=0)
+    assert producer.flush(30) == 0
+    with Cluster(kafka_bootstrap) as cluster:
+        for _ in range(3):
+            assert set(cluster.first_timestamps([(topic, 0, 0)], timeout=10)) == {(topic, 0)}
+            assert [m.offset() for m in cluster.read([(topic, 0, 1, 3)], idle_s=10)] == [1, 2]
