@@ -76,21 +76,26 @@ def test_ticks_and_the_samplers_hold_are_not_lag_but_unread_spans_are(kafka_boot
     read = other_tick + 1
     spans.tick(group, read=read)
     _commit(kafka_bootstrap, group, [TopicPartition(SPANS.name, partitions[0], held)])
-    [row] = [r for r in measure(kafka_bootstrap, group, [SPANS.name]) if r.partition == partitions[0]]
+    with Cluster(kafka_bootstrap) as cluster:
+        [row] = [r for r in measure(cluster, group, [SPANS.name]) if r.partition == partitions[0]]
     assert (row.committed, row.read, row.lag, row.lag_seconds) == (held, read, 0, 0.0), row
 
     # Only ticks after a commit, none reporting this group's progress: nothing to do, 0 (the old view counted
     # them as lag forever on an idle pipeline).
     plain = f"lag-plain-{uuid.uuid4().hex[:8]}"
     _commit(kafka_bootstrap, plain, [TopicPartition(SPANS.name, partitions[0], held + 1)])
-    [row] = [r for r in measure(kafka_bootstrap, plain, [SPANS.name]) if r.partition == partitions[0]]
+    with Cluster(kafka_bootstrap) as cluster:
+        [row] = [r for r in measure(cluster, plain, [SPANS.name]) if r.partition == partitions[0]]
     assert row.read is None and row.lag == 0 and row.lag_seconds == 0.0, row
     assert row.ticks == row.end - (held + 1) >= 3, row
 
     # A span batch the sampler has not read: lag, from that batch on, as old as that batch.
     unread = spans.spans(age_s=50)
     spans.tick(group, read=unread)
-    rows = measure(kafka_bootstrap, group, [SPANS.name])
+    with Cluster(kafka_bootstrap) as cluster:  # one long-lived probe, as the worker's lag gauges use it
+        rows = measure(cluster, group, [SPANS.name])
+        again = [r for r in measure(cluster, group, [SPANS.name]) if r.partition == partitions[0]]
+        assert again[0].lag_seconds is not None  # the same probe scans the partition again and reads it
     [row] = [r for r in rows if r.partition == partitions[0]]
     assert row.read == unread and row.lag == row.end - unread and 50 <= row.lag_seconds < 120, row
     assert all(r.lag == 0 for r in rows if r.partition != partitions[0]), rows  # others' ticks are no lag
