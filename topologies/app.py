@@ -81,6 +81,8 @@ def _fatal(reason: str) -> None:
 def build_app(settings: Settings) -> faust.App:
     bootstrap = kafka_clients.bootstrap_servers(settings)
     cfg = settings.worker
+    faust_dir = settings.data_path / "faust" / cfg.group
+    faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         cfg.group,
         broker=[f"kafka://{server}" for server in bootstrap.split(",")],
@@ -91,6 +93,8 @@ def build_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         consumer_max_fetch_size=8 * 1024 * 1024,
         web_enabled=False, store="memory://",
+        # Faust makes a data dir even with in-memory tables: under Maple's, not `<group>-data` in the cwd.
+        datadir=str(faust_dir),
         stream_buffer_maxsize=4096,
         broker_session_timeout=cfg.session_timeout_s,
         broker_heartbeat_interval=max(1.0, cfg.session_timeout_s / 4),
