@@ -1,0 +1,73 @@
+/**
+ * RED figures over time for one service, as PromQL over the RED metrics the trace worker derives
+ * (`traces.span.metrics.calls` and `.duration`, the Collector's spanmetrics names). The API's metric and
+ * label naming is in docs/query.md; this is the one place the UI spells it.
+ */
+import { metricQuery } from "./endpoints";
+import type { MetricResult } from "./types";
+
+const CALLS = "traces_span_metrics_calls";
+const DURATION = "traces_span_metrics_duration_bucket";
+
+function selector(service: string, extra = ""): string {
+  const escaped = service.replace(/\\/g, "\\\\").replace(/"/g, '\\"');
+  return `{service_name="${escaped}"${extra}}`;
+}
+
+export function redQueries(service: string, stepS: number) {
+  const w = `[${Math.max(stepS, 60)}s]`;
+  return {
+    rate: `sum(rate(${CALLS}${selector(service)}${w}))`,
+    errors: `sum(rate(${CALLS}${selector(service, ',status_code="STATUS_CODE_ERROR"')}${w}))`,
+    p50: `histogram_quantile(0.5, sum by (le) (rate(${DURATION}${selector(service)}${w})))`,
+    p95: `histogram_quantile(0.95, sum by (le) (rate(${DURATION}${selector(service)}${w})))`,
+    p99: `histogram_quantile(0.99, sum by (le) (rate(${DURATION}${selector(service)}${w})))`,
+    operations: `sum by (span_name) (rate(${CALLS}${selector(service)}${w}))`,
+  };
+}
+
+export type RedSeries = { xs: number[]; rate: (number | null)[]; errorRate: (number | null)[]; p50: (number | null)[]; p95: (number | null)[]; p99: (number | null)[] };
+
+/** Aligns the five queries on one time axis (epoch seconds). */
+export async function serviceRedSeries(service: string, range: { from: string; to: string }, stepS: number, signal?: AbortSignal): Promise<RedSeries> {
+  const q = redQueries(service, stepS);
+  const [rate, errors, p50, p95, p99] = await Promise.all(
+    [q.rate, q.errors, q.p50, q.p95, q.p99].map((promql) => metricQuery({ promql, ...range, stepS }, signal)));
+  const times = new Set<number>();
+  for (const r of [rate, errors, p50, p95, p99]) for (const s of r.series) for (const [t] of s.points) times.add(t);
+  const xsMs = [...times].sort((a, b) => a - b);
+  const pick = (r: MetricResult) => {
+    const m = new Map<number, number | null>((r.series[0]?.points ?? []).map(([t, v]) => [t, v]));
+    return xsMs.map((t) => m.get(t) ?? null);
+  };
+  const rateV = pick(rate);
+  const errV = pick(errors);
+  return {
+    xs: xsMs.map((t) => t / 1000),
+    rate: rateV,
+    errorRate: rateV.map((r, i) => (r && r > 0 ? ((errV[i] ?? 0) / r) * 100 : r === 0 ? 0 : null)),
+    p50: pick(p50), p95: pick(p95), p99: pick(p99),
+  };
+}
+
+export type OperationRed = { operation: string; calls: number; errors: number; p95Ms: number | null };
+
+/** Calls, errors and p95 per operation (span name) of one service over the whole range. */
+export async function topOperations(service: string, range: { from: string; to: string }, widthS: number, signal?: AbortSignal): Promise<OperationRed[]> {
+  const w = `[${Math.max(60, Math.round(widthS))}s]`;
+  const stepS = Math.max(60, Math.round(widthS));
+  const [calls, errors, p95] = await Promise.all([
+    `sum by (span_name) (increase(${CALLS}${selector(service)}${w}))`,
+    `sum by (span_name) (increase(${CALLS}${selector(service, ',status_code="STATUS_CODE_ERROR"')}${w}))`,
+    `histogram_quantile(0.95, sum by (le, span_name) (rate(${DURATION}${selector(service)}${w})))`,
+  ].map((promql) => metricQuery({ promql, ...range, stepS }, signal)));
+  const last = (points: [number, number | null][]) => { for (let i = points.length - 1; i >= 0; i--) if (points[i][1] != null) return points[i][1]!; return null; };
+  const byOp = new Map<string, OperationRed>();
+  for (const s of calls.series) {
+    const op = s.labels.span_name ?? "";
+    byOp.set(op, { operation: op, calls: Math.round(last(s.points) ?? 0), errors: 0, p95Ms: null });
+  }
+  for (const s of errors.series) { const o = byOp.get(s.labels.span_name ?? ""); if (o) o.errors = Math.round(last(s.points) ?? 0); }
+  for (const s of p95.series) { const o = byOp.get(s.labels.span_name ?? ""); if (o) o.p95Ms = last(s.points); }
+  return [...byOp.values()].sort((a, b) => b.calls - a.calls);
+}

@@ -1,0 +1,41 @@
+/** Colours that mean something: severities in a fixed order, services by a stable hash of their name. */
+
+export const SEVERITIES = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "UNSET"] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+export const SEVERITY_COLOR: Record<Severity, string> = {
+  TRACE: "#a8a29e",
+  DEBUG: "#93c5fd",
+  INFO: "#60a5fa",
+  WARN: "#f59e0b",
+  ERROR: "#dc2626",
+  FATAL: "#7f1d1d",
+  UNSET: "#d6d3d1",
+};
+
+/** A severity from the OTel number (1-24) or a text like "warning", "Error", "err". */
+export function severityOf(text: string, num = 0): Severity {
+  if (num >= 21) return "FATAL";
+  if (num >= 17) return "ERROR";
+  if (num >= 13) return "WARN";
+  if (num >= 9) return "INFO";
+  if (num >= 5) return "DEBUG";
+  if (num >= 1) return "TRACE";
+  const t = text.trim().toUpperCase();
+  if (t.startsWith("FATAL") || t === "CRITICAL" || t === "PANIC" || t === "EMERG" || t === "ALERT" || t === "CRIT") return "FATAL";
+  if (t.startsWith("ERR")) return "ERROR";
+  if (t.startsWith("WARN")) return "WARN";
+  if (t.startsWith("INFO") || t === "NOTICE") return "INFO";
+  if (t.startsWith("DEBUG")) return "DEBUG";
+  if (t.startsWith("TRACE")) return "TRACE";
+  return "UNSET";
+}
+
+// Twelve hues that stay apart from each other and from the error red.
+const PALETTE = ["#2563eb", "#0d9488", "#7c3aed", "#ca8a04", "#db2777", "#0891b2", "#65a30d", "#ea580c", "#4f46e5", "#059669", "#9333ea", "#a16207"];
+
+export function serviceColor(name: string): string {
+  let h = 2166136261;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
+  return PALETTE[(h >>> 0) % PALETTE.length];
+}
