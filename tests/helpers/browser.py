@@ -56,3 +56,7 @@ def screenshot_dir() -> Path:
     path = Path(os.environ.get("MAPLE_SCREENSHOTS") or Path(__file__).resolve().parents[2] / ".maple" / "screenshots")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+REPORT: list[str] = []
+"""Lines the UI tests want printed at the end of the run (screenshot paths, performance figures)."""
