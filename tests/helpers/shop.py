@@ -72,7 +72,8 @@ def send_shop(http_endpoint: str, bulk_logs: int = 0) -> Shop:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
     from opentelemetry.trace import SpanKind, Status, StatusCode, format_trace_id
 
-    tracers, loggers, providers = {}, {}, []
+    tracers, loggers = {}, {}
+    providers: list[TracerProvider | LoggerProvider] = []
     for service in (*SERVICES, "loadgen"):
         resource = Resource.create({"service.name": service, "deployment.environment.name": "test",
                                     "k8s.pod.name": f"{service}-7d9f"})

@@ -14,6 +14,7 @@ import json
 import re
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -178,7 +179,7 @@ def test_search_syntax_error_is_shown_where_it_is(page: Page, maple: Maple) -> N
 
 
 def test_empty_search_says_so(page: Page, maple: Maple) -> None:
-    page.goto("/logs?from=now-1h&q=" + urllib.request.quote('"no such words anywhere"'))
+    page.goto("/logs?from=now-1h&q=" + urllib.parse.quote('"no such words anywhere"'))
     expect(page.get_by_test_id("empty-state")).to_contain_text("No records match")
     shot(page, "logs-empty")
 
@@ -208,7 +209,7 @@ def test_live_tail_shows_new_records(page: Page, maple: Maple) -> None:
 def test_log_leads_to_its_trace_and_the_waterfall_nests_every_span(page: Page, maple: Maple) -> None:
     trace_id = maple.shop.failed[0]
     order = maple.shop.order_ids[trace_id]
-    page.goto(f"/logs?from=now-1h&q={urllib.request.quote(chr(34) + 'card declined for ' + order + chr(34))}")
+    page.goto(f"/logs?from=now-1h&q={urllib.parse.quote(chr(34) + 'card declined for ' + order + chr(34))}")
     expect(page.get_by_test_id("log-row")).to_have_count(1)
     page.get_by_test_id("log-row").click()
     page.get_by_test_id("open-trace").click()

@@ -62,12 +62,13 @@ export async function topOperations(service: string, range: { from: string; to: 
     `histogram_quantile(0.95, sum by (le, span_name) (rate(${DURATION}${selector(service)}${w})))`,
   ].map((promql) => metricQuery({ promql, ...range, stepS }, signal)));
   const last = (points: [number, number | null][]) => { for (let i = points.length - 1; i >= 0; i--) if (points[i][1] != null) return points[i][1]!; return null; };
+  const opOf = (labels: Record<string, string>) => labels.span_name ?? labels["span.name"] ?? "";
   const byOp = new Map<string, OperationRed>();
   for (const s of calls.series) {
-    const op = s.labels.span_name ?? "";
+    const op = opOf(s.labels);
     byOp.set(op, { operation: op, calls: Math.round(last(s.points) ?? 0), errors: 0, p95Ms: null });
   }
-  for (const s of errors.series) { const o = byOp.get(s.labels.span_name ?? ""); if (o) o.errors = Math.round(last(s.points) ?? 0); }
-  for (const s of p95.series) { const o = byOp.get(s.labels.span_name ?? ""); if (o) o.p95Ms = last(s.points); }
+  for (const s of errors.series) { const o = byOp.get(opOf(s.labels)); if (o) o.errors = Math.round(last(s.points) ?? 0); }
+  for (const s of p95.series) { const o = byOp.get(opOf(s.labels)); if (o) o.p95Ms = last(s.points); }
   return [...byOp.values()].sort((a, b) => b.calls - a.calls);
 }
