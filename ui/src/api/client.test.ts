@@ -19,5 +19,6 @@ describe("API client", () => {
     const field = parseErrorBody(400, { error: { code: "invalid_parameter", message: "from is after to", field: "from" } }, "x");
     expect([field.message, field.field, field.position]).toEqual(["from is after to", "from", undefined]);
     expect(parseErrorBody(502, "Bad Gateway", "502").message).toBe("Bad Gateway");
+    expect(parseErrorBody(404, "<!DOCTYPE html><html>...</html>", "404 Not Found from /api/v1/x").message).toBe("404 Not Found from /api/v1/x");
   });
 });

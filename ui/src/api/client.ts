@@ -55,7 +55,11 @@ export function buildUrl(path: string, params?: Params): string {
 export function parseErrorBody(status: number, body: unknown, fallback: string): ApiError {
   const obj = body && typeof body === "object" ? (body as Record<string, unknown>) : null;
   const detail = obj && "error" in obj ? obj.error : obj && "detail" in obj ? obj.detail : body;
-  if (typeof detail === "string") return new ApiError(status, detail || fallback);
+  if (typeof detail === "string") {
+    // A proxy's or a static server's HTML page says nothing useful here; the status line does.
+    const html = /^\s*</.test(detail);
+    return new ApiError(status, html || !detail ? fallback : detail.slice(0, 2000));
+  }
   if (Array.isArray(detail)) {
     const parts = detail.map((d) => {
       const loc = Array.isArray(d?.loc) ? d.loc.filter((x: unknown) => x !== "query" && x !== "body").join(".") : "";
@@ -100,7 +104,7 @@ export async function request<T>(path: string, init: { params?: Params; body?: u
     body = text;
   }
   if (!response.ok) {
-    const error = parseErrorBody(response.status, body, `${response.status} ${response.statusText}`.trim());
+    const error = parseErrorBody(response.status, body, `${response.status} ${response.statusText} from ${path}`.replace(/\s+/g, " "));
     if (response.status === 401 && unauthorized) unauthorized(error);
     throw error;
   }

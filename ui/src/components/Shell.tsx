@@ -4,13 +4,14 @@ import { Link, Outlet } from "@tanstack/react-router";
 import { useQuery } from "@tanstack/react-query";
 import { health } from "../api/endpoints";
 import { cn } from "../lib/cn";
+import { Icon } from "./ui/icons";
 
 const NAV = [
-  { to: "/logs", label: "Logs", icon: "≡" },
-  { to: "/traces", label: "Traces", icon: "⫶" },
-  { to: "/services", label: "Services", icon: "◎" },
-  { to: "/sql", label: "SQL", icon: "⌨" },
-  { to: "/pipeline", label: "Pipeline", icon: "⇶" },
+  { to: "/logs", label: "Logs", icon: "logs" },
+  { to: "/traces", label: "Traces", icon: "traces" },
+  { to: "/services", label: "Services", icon: "services" },
+  { to: "/sql", label: "SQL", icon: "sql" },
+  { to: "/pipeline", label: "Pipeline", icon: "pipeline" },
 ] as const;
 
 function HealthDot() {
@@ -24,17 +25,18 @@ export function Shell() {
   return (
     <div className="flex h-full flex-col md:flex-row">
       <a href="#main" className="sr-only focus:not-sr-only focus:absolute focus:z-50 focus:bg-panel focus:p-2">Skip to content</a>
-      <nav aria-label="Main" className="flex shrink-0 items-center gap-1 border-b border-border bg-panel px-2 py-1 md:w-44 md:flex-col md:items-stretch md:border-r md:border-b-0 md:px-2 md:py-3">
+      <nav aria-label="Main" className="flex shrink-0 items-center gap-1 overflow-x-auto border-b border-border bg-panel px-2 py-1 md:w-44 md:flex-col md:items-stretch md:border-r md:border-b-0 md:px-2 md:py-3">
         <Link to="/logs" className="mr-2 flex items-center gap-1.5 px-2 py-1 font-semibold text-accent md:mb-3 md:mr-0 md:text-lg">
           <span aria-hidden>✦</span><span className="max-sm:hidden">Maple</span>
         </Link>
         {NAV.map((n) => (
           <Link key={n.to} to={n.to}
+            title={n.label}
             className="flex items-center gap-2 rounded-md px-2 py-1.5 text-sm text-muted hover:bg-black/5 hover:text-fg"
             activeProps={{ className: "bg-accent-soft !text-accent font-medium" }}>
-            <span aria-hidden className="w-4 text-center">{n.icon}</span>
-            <span>{n.label}</span>
-            {n.to === "/pipeline" && <span className="ml-auto"><HealthDot /></span>}
+            <Icon name={n.icon} />
+            <span className="max-sm:sr-only">{n.label}</span>
+            {n.to === "/pipeline" && <span className="md:ml-auto"><HealthDot /></span>}
           </Link>
         ))}
       </nav>

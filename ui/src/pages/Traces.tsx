@@ -69,7 +69,7 @@ export function TracesPage() {
           </Select>
         </Label>
         <Label className="min-w-[16rem] flex-1">Attributes
-          <SearchBar label="Span attributes" value={search.q} placeholder="http.route:/checkout http.status_code:>=500"
+          <SearchBar label="Span attributes" value={search.q} placeholder="http.route:/checkout status:>=500"
             error={syntax ? { message: syntax.message, position: syntax.position } : null}
             onSubmit={(q) => { apply(); set({ q: q.trim() }); }} />
         </Label>
