@@ -81,7 +81,7 @@ export async function searchLogs(query: LogQuery & { cursor?: string | null; lim
 
 export async function logHistogram(query: LogQuery & { intervalS: number }, signal?: AbortSignal): Promise<{ buckets: SeverityBucket[]; total: number; intervalS: number; startMs: number; endMs: number }> {
   const body = await request<{ interval_s: number; buckets: { time: string; group: string | null; count: number }[]; total: number; range: WireRange }>(
-    `${V1}/logs/aggregate`, { params: { q: query.q, from: query.from, to: query.to, interval: `${query.intervalS}s`, group_by: "severity", source: query.source }, signal });
+    `${V1}/logs/aggregate`, { params: { q: query.q, from: query.from, to: query.to, interval: query.intervalS, group_by: "severity", source: query.source }, signal });
   const byTime = new Map<number, SeverityBucket>();
   for (const b of body.buckets) {
     const tMs = nsToMs(rfc3339ToNs(b.time));
@@ -105,33 +105,40 @@ export async function topValues(query: LogQuery & { field: string; limit?: numbe
   return request<TopValues>(`${V1}/logs/top`, { params: { q: query.q, from: query.from, to: query.to, field: query.field, limit: query.limit }, signal });
 }
 
-/** Live tail: new records as Server-Sent Events; returns a function that stops it. */
+/**
+ * Live tail: the API sends one `log` event per new record (oldest first) and an `error` event with a message
+ * when the query cannot run. Records are handed over in batches, at most four times a second, so a busy
+ * stream re-renders the table a few times a second rather than once per record.
+ */
 export function tailLogs(query: { q: string; source?: string }, onRows: (rows: LogRow[]) => void, onError: (message: string) => void): () => void {
   const params = new URLSearchParams();
   if (query.q) params.set("q", query.q);
   if (query.source) params.set("source", query.source);
-  const es = new EventSource(`${V1}/logs/tail${params.size ? `?${params}` : ""}`);
-  const onMessage = (ev: MessageEvent) => {
+  const es = new EventSource(`${V1}/logs/tail?${params}`);
+  let pending: LogRow[] = [];
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const flush = () => {
+    timer = null;
+    if (pending.length) { const rows = pending; pending = []; onRows(rows); }
+  };
+  es.addEventListener("log", (ev) => {
     try {
-      const data = JSON.parse(ev.data);
-      const list: WireLog[] = Array.isArray(data) ? data : Array.isArray(data?.rows) ? data.rows : [data];
-      onRows(list.map(logRow));
+      pending.push(logRow(JSON.parse((ev as MessageEvent).data)));
+      timer ??= setTimeout(flush, 250);
     } catch (e) {
       onError(`could not read a live-tail event: ${(e as Error).message}`);
     }
-  };
-  es.addEventListener("message", onMessage);
-  es.addEventListener("logs", onMessage as EventListener);
+  });
   es.addEventListener("error", (ev) => {
     const data = (ev as MessageEvent).data;
     if (typeof data === "string" && data) {
-      try { onError(JSON.parse(data)?.error?.message ?? data); } catch { onError(data); }
+      onError(data);
       es.close();
     } else if (es.readyState === EventSource.CLOSED) {
       onError("the live tail was closed by the server");
     }
   });
-  return () => es.close();
+  return () => { es.close(); if (timer) clearTimeout(timer); };
 }
 
 // -- traces ---------------------------------------------------------------------------------------------
