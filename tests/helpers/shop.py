@@ -19,19 +19,19 @@ from dataclasses import dataclass, field
 
 CHECKOUTS = 24
 FAIL_EVERY = 4
-SPAN_TREE = [  # (name, service, parent name)
-    ("GET /checkout", "frontend", None),
-    ("HTTP POST checkout", "frontend", "GET /checkout"),
-    ("POST /api/orders", "checkout", "HTTP POST checkout"),
-    ("SELECT orders", "checkout", "POST /api/orders"),
-    ("HTTP POST payments", "checkout", "POST /api/orders"),
-    ("charge card", "payments", "HTTP POST payments"),
+SPAN_TREE = [  # (name, service, parent name, kind)
+    ("GET /checkout", "frontend", None, "server"),
+    ("HTTP POST checkout", "frontend", "GET /checkout", "client"),
+    ("POST /api/orders", "checkout", "HTTP POST checkout", "server"),
+    ("SELECT orders", "checkout", "POST /api/orders", "client"),
+    ("HTTP POST payments", "checkout", "POST /api/orders", "client"),
+    ("charge card", "payments", "HTTP POST payments", "server"),
 ]
 SERVICES = ("frontend", "checkout", "payments")
 
 
 def depth_of(name: str) -> int:
-    parent = {n: p for n, _, p in SPAN_TREE}[name]
+    parent = {n: p for n, _, p, _ in SPAN_TREE}[name]
     return 0 if parent is None else depth_of(parent) + 1
 
 
@@ -46,11 +46,18 @@ class Shop:
 
     @property
     def spans_per_service(self) -> dict[str, int]:
-        per_trace = {s: sum(1 for _, svc, _ in SPAN_TREE if svc == s) for s in SERVICES}
+        per_trace = {s: sum(1 for _, svc, _, _ in SPAN_TREE if svc == s) for s in SERVICES}
+        return {s: n * len(self.trace_ids) for s, n in per_trace.items()}
+
+    @property
+    def requests_per_service(self) -> dict[str, int]:
+        """RED calls as the services endpoint counts them by default: server (and consumer) spans."""
+        per_trace = {s: sum(1 for _, svc, _, kind in SPAN_TREE if svc == s and kind == "server") for s in SERVICES}
         return {s: n * len(self.trace_ids) for s, n in per_trace.items()}
 
     @property
     def errors_per_service(self) -> dict[str, int]:
+        """Errors among those requests: only `charge card` (a payments server span) fails."""
         return {"frontend": 0, "checkout": 0, "payments": len(self.failed)}
 
     @property

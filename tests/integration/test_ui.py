@@ -221,10 +221,10 @@ def test_log_leads_to_its_trace_and_the_waterfall_nests_every_span(page: Page, m
     got = rows.evaluate_all("els => els.map(e => [e.dataset.spanId, e.dataset.parentId, Number(e.dataset.depth), e.innerText])")
     by_name: dict[str, tuple[str, str, int]] = {}
     for span_id, parent_id, depth, text in got:
-        name = next(n for n, _, _ in SPAN_TREE if n in text)
+        name = next(n for n, _, _, _ in SPAN_TREE if n in text)
         by_name[name] = (span_id, parent_id, depth)
-    assert set(by_name) == {n for n, _, _ in SPAN_TREE}
-    for name, _service, parent in SPAN_TREE:
+    assert set(by_name) == {n for n, _, _, _ in SPAN_TREE}
+    for name, _service, parent, _kind in SPAN_TREE:
         span_id, parent_id, depth = by_name[name]
         assert depth == depth_of(name), (name, got)
         assert parent_id == (by_name[parent][0] if parent else ""), (name, got)
@@ -269,10 +269,10 @@ def test_unknown_trace_has_a_designed_state(page: Page, maple: Maple) -> None:
 def test_service_overview_shows_the_red_figures_sent(page: Page, maple: Maple) -> None:
     page.goto("/services?from=now-1h")
     rows = page.get_by_test_id("service-row")
-    expect(rows).to_have_count(len(SERVICES) + 0, timeout=30_000)
+    expect(rows).to_have_count(len(SERVICES), timeout=30_000)
     for service in SERVICES:
         row = page.locator(f"[data-testid=service-row][data-service={service}]")
-        expect(row.get_by_test_id("service-calls")).to_have_text(f"{maple.shop.spans_per_service[service]:,}")
+        expect(row.get_by_test_id("service-calls")).to_have_text(f"{maple.shop.requests_per_service[service]:,}")
         expect(row.get_by_test_id("service-errors")).to_contain_text(f"{maple.shop.errors_per_service[service]:,}")
     expect(page.get_by_test_id("map-node")).to_have_count(len(SERVICES))
     expect(page.get_by_test_id("map-edge")).to_have_count(2)  # frontend -> checkout -> payments
@@ -280,7 +280,7 @@ def test_service_overview_shows_the_red_figures_sent(page: Page, maple: Maple) -
 
     page.locator("[data-testid=service-row][data-service=payments] a").click()
     expect(page).to_have_url(re.compile("/services/payments"))
-    expect(page.get_by_test_id("service-stats")).to_contain_text(f"{maple.shop.spans_per_service['payments']:,} calls")
+    expect(page.get_by_test_id("service-stats")).to_contain_text(f"{maple.shop.requests_per_service['payments']:,} calls")
     expect(page.get_by_test_id("recent-errors").locator("a").first).to_be_visible()
     expect(page.locator("canvas").first).to_be_visible()
     shot(page, "service")

@@ -143,7 +143,7 @@ export function tailLogs(query: { q: string; source?: string }, onRows: (rows: L
 
 // -- traces ---------------------------------------------------------------------------------------------
 
-export type TraceQuery = { from: string; to: string; service?: string; operation?: string; q?: string; minMs?: number; maxMs?: number; status?: "any" | "error" | "ok" };
+export type TraceQuery = { from: string; to: string; service?: string; operation?: string; q?: string; minMs?: number; maxMs?: number; status?: "any" | "error" | "ok" | "unset" };
 
 function traceSummary(w: WireTraceSummary): TraceSummary {
   return {
@@ -189,13 +189,13 @@ function serviceRed(w: WireServiceRed): ServiceRed {
 }
 
 export async function listServices(range: { from: string; to: string }, signal?: AbortSignal): Promise<ServiceRed[]> {
-  const body = await request<{ services: WireServiceRed[] }>(`${V1}/services`, { params: range, signal });
+  const body = await request<{ services: WireServiceRed[] }>(`${V1}/traces/services`, { params: range, signal });
   return body.services.map(serviceRed);
 }
 
 export async function dependencies(range: { from: string; to: string }, signal?: AbortSignal): Promise<{ services: string[]; edges: DependencyEdge[] }> {
   const body = await request<{ services: string[]; edges: { caller: string; callee: string; calls: number; errors: number; p50_ms: number | null; p95_ms: number | null }[] }>(
-    `${V1}/dependencies`, { params: range, signal });
+    `${V1}/traces/dependencies`, { params: range, signal });
   return {
     services: body.services,
     edges: body.edges.map((e) => ({ caller: e.caller, callee: e.callee, calls: e.calls, errors: e.errors, p50Ms: e.p50_ms, p95Ms: e.p95_ms })),
@@ -206,7 +206,7 @@ export async function dependencies(range: { from: string; to: string }, signal?:
 
 export async function metricQuery(query: { promql: string; from: string; to: string; stepS?: number }, signal?: AbortSignal): Promise<MetricResult> {
   const body = await request<{ step_s: number; series: { labels: Record<string, string>; points: [number, number | null][] }[] }>(
-    `${V1}/metrics/query`, { params: { query: query.promql, from: query.from, to: query.to, step: query.stepS ? `${query.stepS}s` : undefined }, signal });
+    `${V1}/metrics/query`, { params: { query: query.promql, from: query.from, to: query.to, step: query.stepS }, signal });
   return { stepS: body.step_s, series: body.series };
 }
 

@@ -9,9 +9,12 @@ import type { MetricResult } from "./types";
 const CALLS = "traces_span_metrics_calls";
 const DURATION = "traces_span_metrics_duration_bucket";
 
+/** The span kinds `/traces/services` counts by default: requests a service served, not the calls it made. */
+const SERVED = ',span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER"';
+
 function selector(service: string, extra = ""): string {
   const escaped = service.replace(/\\/g, "\\\\").replace(/"/g, '\\"');
-  return `{service_name="${escaped}"${extra}}`;
+  return `{service_name="${escaped}"${SERVED}${extra}}`;
 }
 
 export function redQueries(service: string, stepS: number) {
@@ -55,7 +58,7 @@ export type OperationRed = { operation: string; calls: number; errors: number; p
 /** Calls, errors and p95 per operation (span name) of one service over the whole range. */
 export async function topOperations(service: string, range: { from: string; to: string }, widthS: number, signal?: AbortSignal): Promise<OperationRed[]> {
   const w = `[${Math.max(60, Math.round(widthS))}s]`;
-  const stepS = Math.max(60, Math.round(widthS));
+  const stepS = Math.min(86400, Math.max(60, Math.round(widthS)));
   const [calls, errors, p95] = await Promise.all([
     `sum by (span_name) (increase(${CALLS}${selector(service)}${w}))`,
     `sum by (span_name) (increase(${CALLS}${selector(service, ',status_code="STATUS_CODE_ERROR"')}${w}))`,

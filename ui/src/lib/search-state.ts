@@ -29,7 +29,8 @@ export function parseLogsSearch(raw: Raw): LogsSearch {
   return { q: str(raw.q) ?? "", ...range(raw), live: str(raw.live) === "1" || raw.live === true, log: str(raw.log) || undefined };
 }
 
-export type TraceStatus = "any" | "error" | "ok";
+/** A span status the trace search matches: a trace qualifies when one of its spans has it. */
+export type TraceStatus = "any" | "error" | "ok" | "unset";
 
 export type TracesSearch = TimeRange & {
   service: string;
@@ -48,7 +49,7 @@ export function parseTracesSearch(raw: Raw): TracesSearch {
     q: str(raw.q) ?? "",
     minMs: num(raw.minMs),
     maxMs: num(raw.maxMs),
-    status: status === "error" || status === "ok" ? status : "any",
+    status: status === "error" || status === "ok" || status === "unset" ? status : "any",
     ...range(raw),
   };
 }

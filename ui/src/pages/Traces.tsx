@@ -63,9 +63,10 @@ export function TracesPage() {
         <Label>Max duration (ms)
           <Input inputMode="decimal" value={draft.maxMs} onChange={(e) => setDraft({ ...draft, maxMs: e.target.value })} className="w-24" />
         </Label>
-        <Label>Status
-          <Select value={search.status} onChange={(e) => set({ status: e.target.value as TracesSearch["status"] })} data-testid="trace-status">
-            <option value="any">Any</option><option value="error">Errors</option><option value="ok">Without errors</option>
+        <Label>Span status
+          <Select value={search.status} onChange={(e) => set({ status: e.target.value as TracesSearch["status"] })} data-testid="trace-status"
+            title="Traces with a span of this status">
+            <option value="any">Any</option><option value="error">Error</option><option value="ok">Ok</option><option value="unset">Unset</option>
           </Select>
         </Label>
         <Label className="min-w-[16rem] flex-1">Attributes
