@@ -110,14 +110,11 @@ export function SearchBar({ value, onSubmit, fields = [], error, placeholder, la
     const v = view.current;
     if (!v) return;
     const len = v.state.doc.length;
-    const diagnostics = error
-      ? [{
-          from: Math.min(error.position?.start ?? 0, len),
-          to: Math.min(error.position?.end ?? len, len),
-          severity: "error" as const,
-          message: error.message,
-        }]
-      : [];
+    // The API's position may be the end of the query ("unexpected end"): mark the last character then.
+    let from = Math.min(error?.position?.start ?? 0, len);
+    const to = Math.min(error?.position?.end ?? len, len);
+    if (from >= to) from = Math.max(0, to - 1);
+    const diagnostics = error ? [{ from, to, severity: "error" as const, message: error.message }] : [];
     v.dispatch(setDiagnostics(v.state, diagnostics));
   }, [error]);
 

@@ -101,7 +101,7 @@ export function LogsPage() {
         <section aria-label="Log volume" className="border-b border-border bg-panel px-3 pt-2 pb-1">
           <div className="flex flex-wrap items-center justify-between gap-2 text-xs text-muted">
             <span data-testid="log-total">
-              {histogram.data ? <><strong className="text-fg tabular-nums">{histogram.data.total.toLocaleString()}</strong> records</> : histogram.isLoading ? "Counting…" : ""}
+              {histogram.data ? <><strong className="text-fg tabular-nums">{histogram.data.total.toLocaleString()}</strong> record{histogram.data.total === 1 ? "" : "s"}</> : histogram.isLoading ? "Counting…" : ""}
               {histogram.data && <> · {compact(histogram.data.intervalS)} s buckets · drag across the chart to zoom</>}
             </span>
             <SeverityLegend />
@@ -134,7 +134,7 @@ export function LogsPage() {
             <LogTable rows={rows} selected={search.log} onSelect={(id) => set({ log: id })}
               onEnd={() => { if (!live && results.hasNextPage && !results.isFetchingNextPage) results.fetchNextPage(); }}
               loadingMore={results.isFetchingNextPage}
-              footer={results.isFetchingNextPage ? <Loading label="Loading older records…" /> : !live && results.data && !results.hasNextPage ? <p className="px-3 py-2 text-xs text-muted">End of results · {rows.length.toLocaleString()} records</p> : null} />
+              footer={results.isFetchingNextPage ? <Loading label="Loading older records…" /> : !live && results.data && !results.hasNextPage ? <p className="px-3 py-2 text-xs text-muted">End of results · {rows.length.toLocaleString()} record{rows.length === 1 ? "" : "s"}</p> : null} />
           )}
         </div>
         {selected && <LogDetail row={selected} onClose={() => set({ log: undefined })} onFilter={filter} range={{ from, to }} />}
