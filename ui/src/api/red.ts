@@ -29,41 +29,57 @@ export function redQueries(service: string, stepS: number) {
   };
 }
 
-export type RedSeries = { xs: number[]; rate: (number | null)[]; errorRate: (number | null)[]; p50: (number | null)[]; p95: (number | null)[]; p99: (number | null)[] };
+export type Aligned = { xs: number[]; values: (number | null)[][] };
 
-/** Aligns the five queries on one time axis (epoch seconds). */
-export async function serviceRedSeries(service: string, range: { from: string; to: string }, stepS: number, signal?: AbortSignal): Promise<RedSeries> {
-  const q = redQueries(service, stepS);
-  const [rate, errors, p50, p95, p99] = await Promise.all(
-    [q.rate, q.errors, q.p50, q.p95, q.p99].map((promql) => metricQuery({ promql, ...range, stepS }, signal)));
+/** Runs PromQL queries over one range and aligns their first series on one time axis (epoch seconds). */
+async function aligned(queries: string[], range: { from: string; to: string }, stepS: number, signal?: AbortSignal): Promise<Aligned> {
+  const results = await Promise.all(queries.map((promql) => metricQuery({ promql, ...range, stepS }, signal)));
   const times = new Set<number>();
-  for (const r of [rate, errors, p50, p95, p99]) for (const s of r.series) for (const [t] of s.points) times.add(t);
+  for (const r of results) for (const s of r.series) for (const [t] of s.points) times.add(t);
   const xsMs = [...times].sort((a, b) => a - b);
   const pick = (r: MetricResult) => {
     const m = new Map<number, number | null>((r.series[0]?.points ?? []).map(([t, v]) => [t, v]));
     return xsMs.map((t) => m.get(t) ?? null);
   };
-  const rateV = pick(rate);
-  const errV = pick(errors);
-  return {
-    xs: xsMs.map((t) => t / 1000),
-    rate: rateV,
-    errorRate: rateV.map((r, i) => (r && r > 0 ? ((errV[i] ?? 0) / r) * 100 : r === 0 ? 0 : null)),
-    p50: pick(p50), p95: pick(p95), p99: pick(p99),
-  };
+  return { xs: xsMs.map((t) => t / 1000), values: results.map(pick) };
+}
+
+/** Requests per second and the error percentage over time. */
+export async function serviceRateSeries(service: string, range: { from: string; to: string }, stepS: number, signal?: AbortSignal) {
+  const q = redQueries(service, stepS);
+  const { xs, values: [rate, errors] } = await aligned([q.rate, q.errors], range, stepS, signal);
+  const errorPct = rate.map((r, i) => (r && r > 0 ? ((errors[i] ?? 0) / r) * 100 : r === 0 ? 0 : null));
+  return { xs, rate, errorPct };
+}
+
+/** p50, p95 and p99 latency over time, in milliseconds. */
+export async function serviceLatencySeries(service: string, range: { from: string; to: string }, stepS: number, signal?: AbortSignal) {
+  const q = redQueries(service, stepS);
+  const { xs, values: [p50, p95, p99] } = await aligned([q.p50, q.p95, q.p99], range, stepS, signal);
+  return { xs, p50, p95, p99 };
 }
 
 export type OperationRed = { operation: string; calls: number; errors: number; p95Ms: number | null };
+export type Operations = { operations: OperationRed[]; latencyError: string | null };
 
 /** Calls, errors and p95 per operation (span name) of one service over the whole range. */
-export async function topOperations(service: string, range: { from: string; to: string }, widthS: number, signal?: AbortSignal): Promise<OperationRed[]> {
+export async function topOperations(service: string, range: { from: string; to: string }, widthS: number, signal?: AbortSignal): Promise<Operations> {
   const w = `[${Math.max(60, Math.round(widthS))}s]`;
   const stepS = Math.min(86400, Math.max(60, Math.round(widthS)));
-  const [calls, errors, p95] = await Promise.all([
-    `sum by (span_name) (increase(${CALLS}${selector(service)}${w}))`,
-    `sum by (span_name) (increase(${CALLS}${selector(service, ',status_code="STATUS_CODE_ERROR"')}${w}))`,
-    `histogram_quantile(0.95, sum by (le, span_name) (rate(${DURATION}${selector(service)}${w})))`,
-  ].map((promql) => metricQuery({ promql, ...range, stepS }, signal)));
+  const run = (promql: string) => metricQuery({ promql, ...range, stepS }, signal);
+  const [calls, errors] = await Promise.all([
+    run(`sum by (span_name) (increase(${CALLS}${selector(service)}${w}))`),
+    run(`sum by (span_name) (increase(${CALLS}${selector(service, ',status_code="STATUS_CODE_ERROR"')}${w}))`),
+  ]);
+  // Latency is a second opinion: if it fails, the calls and errors still show, with the reason.
+  let p95: MetricResult | null = null;
+  let latencyError: string | null = null;
+  try {
+    p95 = await run(`histogram_quantile(0.95, sum by (le, span_name) (rate(${DURATION}${selector(service)}${w})))`);
+  } catch (e) {
+    if ((e as Error).name === "AbortError") throw e;
+    latencyError = (e as Error).message;
+  }
   const last = (points: [number, number | null][]) => { for (let i = points.length - 1; i >= 0; i--) if (points[i][1] != null) return points[i][1]!; return null; };
   const opOf = (labels: Record<string, string>) => labels.span_name ?? labels["span.name"] ?? "";
   const byOp = new Map<string, OperationRed>();
@@ -72,6 +88,6 @@ export async function topOperations(service: string, range: { from: string; to: 
     byOp.set(op, { operation: op, calls: Math.round(last(s.points) ?? 0), errors: 0, p95Ms: null });
   }
   for (const s of errors.series) { const o = byOp.get(opOf(s.labels)); if (o) o.errors = Math.round(last(s.points) ?? 0); }
-  for (const s of p95.series) { const o = byOp.get(opOf(s.labels)); if (o) o.p95Ms = last(s.points); }
-  return [...byOp.values()].sort((a, b) => b.calls - a.calls);
+  for (const s of p95?.series ?? []) { const o = byOp.get(opOf(s.labels)); if (o) o.p95Ms = last(s.points); }
+  return { operations: [...byOp.values()].sort((a, b) => b.calls - a.calls), latencyError };
 }

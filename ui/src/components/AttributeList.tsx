@@ -11,7 +11,7 @@ export function AttributeList({ title, attributes, onFilter, fieldPrefix = "", t
   const entries = Object.entries(attributes).sort(([a], [b]) => a.localeCompare(b));
   return (
     <section className="flex flex-col gap-1" data-testid={testid}>
-      <h3 className="text-xs font-semibold tracking-wide text-muted uppercase">{title} <span className="font-normal">({entries.length})</span></h3>
+      {title && <h3 className="text-xs font-semibold tracking-wide text-muted uppercase">{title} <span className="font-normal">({entries.length})</span></h3>}
       {entries.length === 0 ? (
         <p className="text-xs text-muted">None</p>
       ) : (

@@ -3,10 +3,14 @@ import { useMemo } from "react";
 import { useNavigate } from "@tanstack/react-router";
 import type { DependencyEdge, ServiceRed } from "../api/types";
 import { errorColor, layoutServiceMap } from "../lib/service-map";
-import { serviceColor } from "../lib/colors";
 import { compact } from "./Chart";
 
-export function ServiceMap({ edges, services, search }: { edges: DependencyEdge[]; services: ServiceRed[]; search: Record<string, string> }) {
+export function ServiceMap({ edges, services, search, colors }: {
+  edges: DependencyEdge[];
+  services: ServiceRed[];
+  search: { from: string; to: string };
+  colors: Map<string, string>;
+}) {
   const navigate = useNavigate();
   const traffic = useMemo(() => new Map(services.map((s) => [s.service, { calls: s.calls, errors: s.errors }])), [services]);
   const layout = useMemo(() => layoutServiceMap(edges, traffic), [edges, traffic]);
@@ -17,7 +21,7 @@ export function ServiceMap({ edges, services, search }: { edges: DependencyEdge[
       <svg width={Math.max(layout.width, 300)} height={layout.height} role="img" aria-label={`Service map: ${layout.nodes.length} services, ${edges.length} edges`} className="mx-auto block">
         <defs>
           {["#a8a29e", "#d97706", "#dc2626"].map((c) => (
-            <marker key={c} id={`arrow-${c.slice(1)}`} viewBox="0 0 10 10" refX="9" refY="5" markerWidth="6" markerHeight="6" orient="auto-start-reverse">
+            <marker key={c} id={`arrow-${c.slice(1)}`} viewBox="0 0 10 10" refX="9" refY="5" markerWidth="11" markerHeight="11" markerUnits="userSpaceOnUse" orient="auto-start-reverse">
               <path d="M0,0 L10,5 L0,10 z" fill={c} />
             </marker>
           ))}
@@ -48,7 +52,7 @@ export function ServiceMap({ edges, services, search }: { edges: DependencyEdge[
         {layout.nodes.map((n) => (
           <g key={n.id} role="link" tabIndex={0} aria-label={`${n.id}: ${n.traffic} calls`} className="cursor-pointer" data-testid="map-node"
             onClick={() => open(n.id)} onKeyDown={(e) => { if (e.key === "Enter") open(n.id); }}>
-            <circle cx={n.x} cy={n.y} r={n.r} fill={serviceColor(n.id)} fillOpacity={0.18} stroke={n.errors ? "#dc2626" : serviceColor(n.id)} strokeWidth={2} />
+            <circle cx={n.x} cy={n.y} r={n.r} fill={colors.get(n.id) ?? "#888"} fillOpacity={0.18} stroke={n.errors ? "#dc2626" : colors.get(n.id) ?? "#888"} strokeWidth={2} />
             <text x={n.x} y={n.y + n.r + 14} textAnchor="middle" fontSize={12} fontWeight={600} fill="#1c1c1a">{n.id}</text>
             <text x={n.x} y={n.y + 4} textAnchor="middle" fontSize={10} fill="#44443f">{compact(n.traffic)}</text>
           </g>

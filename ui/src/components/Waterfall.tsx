@@ -7,14 +7,19 @@ import { useMemo, useRef, useState } from "react";
 import { useVirtualizer } from "@tanstack/react-virtual";
 import type { Span } from "../api/types";
 import { layoutWaterfall, niceTicks } from "../lib/waterfall";
-import { serviceColor } from "../lib/colors";
 import { formatDuration } from "../lib/time";
 import { cn } from "../lib/cn";
 
 const ROW = 26;
 const INDENT = 14;
 
-export function Waterfall({ spans, selected, onSelect }: { spans: Span[]; selected?: string; onSelect: (spanId: string | undefined) => void }) {
+export function Waterfall({ spans, selected, onSelect, colors }: {
+  spans: Span[];
+  selected?: string;
+  onSelect: (spanId: string | undefined) => void;
+  /** Service colours (lib/colors serviceColors over the trace's services). */
+  colors: Map<string, string>;
+}) {
   const [collapsed, setCollapsed] = useState<Set<string>>(() => new Set());
   const layout = useMemo(() => layoutWaterfall(spans, collapsed), [spans, collapsed]);
   const ticks = useMemo(() => niceTicks(layout.durationMs), [layout.durationMs]);
@@ -46,17 +51,18 @@ export function Waterfall({ spans, selected, onSelect }: { spans: Span[]; select
     <div className="flex min-h-0 flex-1 flex-col">
       <div className="flex flex-wrap gap-x-3 gap-y-1 border-b border-border px-3 py-1.5 text-xs" aria-label="Services in this trace">
         {services.map((s) => (
-          <span key={s} className="flex items-center gap-1"><span className="size-2.5 rounded-sm" style={{ background: serviceColor(s) }} aria-hidden />{s}</span>
+          <span key={s} className="flex items-center gap-1"><span className="size-2.5 rounded-sm" style={{ background: colors.get(s) }} aria-hidden />{s}</span>
         ))}
       </div>
       <div className="grid grid-cols-[minmax(10rem,38%)_1fr] border-b border-border bg-bg text-xs text-muted">
         <div className="px-3 py-1 font-medium">Span</div>
         <div className="relative h-6" aria-hidden>
-          {ticks.map((t) => (
-            <span key={t} className="absolute top-1 -translate-x-1/2 tabular-nums first:translate-x-0" style={{ left: `${(t / layout.durationMs) * 100}%` }}>
-              {formatDuration(t)}
-            </span>
-          ))}
+          {ticks.map((t, i) => {
+            const at = t / layout.durationMs;
+            // the first label starts at its tick, labels near the right edge end at theirs
+            const shift = i === 0 ? "" : at > 0.92 ? "-translate-x-full" : "-translate-x-1/2";
+            return <span key={t} className={`absolute top-1 px-1 tabular-nums whitespace-nowrap ${shift}`} style={{ left: `${at * 100}%` }}>{formatDuration(t)}</span>;
+          })}
         </div>
       </div>
       <div ref={scroller} role="tree" aria-label="Spans" tabIndex={0} onKeyDown={onKey} data-testid="waterfall"
@@ -66,7 +72,7 @@ export function Waterfall({ spans, selected, onSelect }: { spans: Span[]; select
             const row = layout.rows[item.index];
             const s = row.span;
             const isSel = s.spanId === selected;
-            const color = serviceColor(s.service);
+            const color = colors.get(s.service) ?? "#888";
             const open = !collapsed.has(s.spanId);
             const labelRight = row.offset + row.width < 0.75;
             return (
@@ -91,12 +97,18 @@ export function Waterfall({ spans, selected, onSelect }: { spans: Span[]; select
                   {row.orphan && <span className="shrink-0 text-xs text-warn" title="Its parent span is not in this trace">orphan</span>}
                 </div>
                 <div className="relative h-full">
-                  <div className={cn("absolute top-1/2 h-3 -translate-y-1/2 rounded-sm", s.error && "ring-2 ring-err")}
+                  <div className={cn("absolute top-1/2 h-3.5 -translate-y-1/2 rounded-sm", s.error && "ring-2 ring-err")}
                     style={{ left: `${row.offset * 100}%`, width: `max(2px, ${row.width * 100}%)`, background: color, opacity: s.error ? 1 : 0.85 }} />
-                  <span className={cn("absolute top-1/2 -translate-y-1/2 px-1 text-xs whitespace-nowrap tabular-nums", s.error ? "text-err" : "text-muted")}
-                    style={labelRight ? { left: `${(row.offset + row.width) * 100}%` } : { right: `${(1 - row.offset) * 100}%` }}>
-                    {formatDuration(s.durationMs)}
-                  </span>
+                  {row.width > 0.3 ? (
+                    <span className="absolute top-1/2 -translate-y-1/2 pl-1.5 text-xs font-medium whitespace-nowrap text-white tabular-nums" style={{ left: `${row.offset * 100}%` }}>
+                      {formatDuration(s.durationMs)}
+                    </span>
+                  ) : (
+                    <span className={cn("absolute top-1/2 -translate-y-1/2 px-1 text-xs whitespace-nowrap tabular-nums", s.error ? "text-err" : "text-muted")}
+                      style={labelRight ? { left: `${(row.offset + row.width) * 100}%` } : { right: `${(1 - row.offset) * 100}%` }}>
+                      {formatDuration(s.durationMs)}
+                    </span>
+                  )}
                 </div>
               </div>
             );

@@ -31,11 +31,33 @@ export function severityOf(text: string, num = 0): Severity {
   return "UNSET";
 }
 
-// Twelve hues that stay apart from each other and from the error red.
-const PALETTE = ["#2563eb", "#0d9488", "#7c3aed", "#ca8a04", "#db2777", "#0891b2", "#65a30d", "#ea580c", "#4f46e5", "#059669", "#9333ea", "#a16207"];
+// Ten hues that stay apart from each other and from the error red.
+export const PALETTE = ["#2563eb", "#ea580c", "#7c3aed", "#0d9488", "#db2777", "#ca8a04", "#0891b2", "#65a30d", "#4f46e5", "#92400e"];
 
-export function serviceColor(name: string): string {
+function hash(name: string): number {
   let h = 2166136261;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
-  return PALETTE[(h >>> 0) % PALETTE.length];
+  return h >>> 0;
+}
+
+/** A service's colour on its own (stable across pages). */
+export function serviceColor(name: string): string {
+  return PALETTE[hash(name) % PALETTE.length];
+}
+
+/**
+ * Colours for the services shown together (a trace, the map): each keeps its own colour unless an
+ * earlier one (by name) took it, then it moves to the next free one, so no two in view look alike
+ * while there are at most as many services as colours.
+ */
+export function serviceColors(names: Iterable<string>): Map<string, string> {
+  const out = new Map<string, string>();
+  const taken = new Set<number>();
+  for (const name of [...new Set(names)].sort()) {
+    let i = hash(name) % PALETTE.length;
+    for (let k = 0; k < PALETTE.length && taken.has(i); k++) i = (i + 1) % PALETTE.length;
+    taken.add(i);
+    out.set(name, PALETTE[i]);
+  }
+  return out;
 }

@@ -5,7 +5,7 @@ export type ChartPlan =
   | { kind: "bar"; x: number; y: number }
   | { kind: "none"; reason: string };
 
-const isNumericType = (t: string) => /^(Nullable\()?(U?Int\d+|Float\d+|Decimal)/.test(t.replace(/^LowCardinality\(/, ""));
+export const isNumericType = (t: string) => /^(Nullable\()?(U?Int\d+|Float\d+|Decimal)/.test(t.replace(/^LowCardinality\(/, ""));
 const isTimeType = (t: string) => /^(Nullable\()?(DateTime|Date)/.test(t);
 
 export function planChart(columns: { name: string; type: string }[]): ChartPlan {

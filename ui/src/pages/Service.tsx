@@ -3,10 +3,10 @@ import { useMemo } from "react";
 import { getRouteApi, Link } from "@tanstack/react-router";
 import { useQuery } from "@tanstack/react-query";
 import { listServices, searchLogs, searchTraces } from "../api/endpoints";
-import { serviceRedSeries, topOperations } from "../api/red";
+import { serviceLatencySeries, serviceRateSeries, topOperations } from "../api/red";
 import { PageHeader } from "../components/Shell";
 import { TimeRangePicker } from "../components/TimeRangePicker";
-import { TimeSeriesChart } from "../components/Chart";
+import { TimeSeriesChart, compact, type ChartSeries } from "../components/Chart";
 import { Card, CardHeader, Stat, Badge } from "../components/ui/card";
 import { Empty, ErrorState, SkeletonRows } from "../components/States";
 import { serviceColor } from "../lib/colors";
@@ -24,31 +24,34 @@ export function ServicePage() {
   const stepS = Math.max(60, pickStep(widthMs, 60));
 
   const summary = useQuery({ queryKey: ["services", range.from, range.to], queryFn: ({ signal }) => listServices(range, signal) });
-  const series = useQuery({ queryKey: ["red-series", service, range.from, range.to, stepS], queryFn: ({ signal }) => serviceRedSeries(service, range, stepS, signal) });
+  const rates = useQuery({ queryKey: ["red-rate", service, range.from, range.to, stepS], queryFn: ({ signal }) => serviceRateSeries(service, range, stepS, signal) });
+  const latency = useQuery({ queryKey: ["red-latency", service, range.from, range.to, stepS], queryFn: ({ signal }) => serviceLatencySeries(service, range, stepS, signal) });
   const ops = useQuery({ queryKey: ["operations", service, range.from, range.to], queryFn: ({ signal }) => topOperations(service, range, widthMs / 1000, signal) });
   const errTraces = useQuery({ queryKey: ["error-traces", service, range.from, range.to], queryFn: ({ signal }) => searchTraces({ ...range, service, status: "error", limit: 10 }, signal) });
   const errLogs = useQuery({ queryKey: ["error-logs", service, range.from, range.to], queryFn: ({ signal }) => searchLogs({ q: `${fieldClause("service", service)} (level:error OR level:fatal)`, ...range, limit: 10 }, signal) });
 
   const red = summary.data?.find((s) => s.service === service);
   const onZoom = (a: number, b: number) => navigate({ search: zoomTo(a, b) });
+  const color = serviceColor(service);
   const charts = useMemo(() => {
-    const d = series.data;
-    if (!d) return null;
-    return {
-      rate: [{ label: "calls/s", color: serviceColor(service), values: d.rate }],
-      errors: [{ label: "errors %", color: "#dc2626", values: d.errorRate }],
-      latency: [
-        { label: "p50", color: "#60a5fa", values: d.p50 },
-        { label: "p95", color: "#f59e0b", values: d.p95 },
-        { label: "p99", color: "#dc2626", values: d.p99 },
-      ],
-    };
-  }, [series.data, service]);
+    const c: { key: string; title: string; query: typeof rates | typeof latency; xs?: number[]; series?: ChartSeries[]; format: (v: number) => string }[] = [
+      { key: "rate", title: "Requests per second", query: rates, xs: rates.data?.xs, format: compact,
+        series: rates.data && [{ label: "requests/s", color, values: rates.data.rate }] },
+      { key: "errors", title: "Error rate (%)", query: rates, xs: rates.data?.xs, format: (v) => `${+v.toFixed(2)}%`,
+        series: rates.data && [{ label: "errors %", color: "#dc2626", values: rates.data.errorPct }] },
+      { key: "latency", title: "Latency", query: latency, xs: latency.data?.xs, format: (v) => formatDuration(v),
+        series: latency.data && [
+          { label: "p50", color: "#60a5fa", values: latency.data.p50 },
+          { label: "p95", color: "#f59e0b", values: latency.data.p95 },
+          { label: "p99", color: "#dc2626", values: latency.data.p99 }] },
+    ];
+    return c;
+  }, [rates, latency, color]);
 
   return (
     <div className="flex min-h-0 flex-1 flex-col">
       <PageHeader title="Service">
-        <span className="flex items-center gap-1.5 font-semibold"><span className="size-2.5 rounded-full" style={{ background: serviceColor(service) }} aria-hidden />{service}</span>
+        <span className="flex items-center gap-1.5 font-semibold"><span className="size-2.5 rounded-full" style={{ background: color }} aria-hidden />{service}</span>
         <Link to="/traces" search={{ service, from: range.from, to: range.to }} className="text-sm text-accent underline">Traces</Link>
         <Link to="/logs" search={{ q: fieldClause("service", service), from: range.from, to: range.to }} className="text-sm text-accent underline">Logs</Link>
         <div className="ml-auto"><TimeRangePicker value={range} onChange={(r) => navigate({ search: r })} /></div>
@@ -56,7 +59,7 @@ export function ServicePage() {
       <div className="flex min-h-0 flex-1 flex-col gap-3 overflow-auto p-3">
         {summary.error ? <ErrorState error={summary.error} onRetry={() => summary.refetch()} /> : (
           <div className="grid grid-cols-2 gap-2 sm:grid-cols-3 lg:grid-cols-6" data-testid="service-stats">
-            <Stat label="Rate" value={red ? `${fmtRate(red.requestsPerSecond)}/s` : "–"} hint={red ? `${red.calls.toLocaleString()} calls` : summary.isLoading ? "loading" : "no calls in range"} />
+            <Stat label="Rate" value={red ? fmtRate(red.requestsPerSecond) : "–"} hint={red ? `${red.calls.toLocaleString()} calls` : summary.isLoading ? "loading" : "no calls in range"} />
             <Stat label="Errors" value={red ? fmtPct(red.errorRate) : "–"} hint={red ? `${red.errors.toLocaleString()} errors` : undefined} tone={red && red.errors ? "err" : undefined} />
             <Stat label="p50" value={red ? fmtMs(red.p50Ms) : "–"} />
             <Stat label="p95" value={red ? fmtMs(red.p95Ms) : "–"} />
@@ -65,15 +68,14 @@ export function ServicePage() {
           </div>
         )}
         <div className="grid gap-3 lg:grid-cols-3">
-          {(["rate", "errors", "latency"] as const).map((k) => (
-            <Card key={k}>
-              <CardHeader title={k === "rate" ? "Requests per second" : k === "errors" ? "Error rate (%)" : "Latency"} />
+          {charts.map((c) => (
+            <Card key={c.key}>
+              <CardHeader title={c.title} />
               <div className="p-2">
-                {series.error ? <ErrorState error={series.error} className="m-0" />
-                  : !charts ? <div className="h-[150px] animate-pulse rounded bg-black/5" />
-                  : series.data!.xs.length === 0 ? <Empty title="No data points" className="py-8" />
-                  : <TimeSeriesChart xs={series.data!.xs} series={charts[k]} height={150} onZoom={onZoom}
-                      ariaLabel={`${service} ${k} over time`} format={k === "latency" ? (v) => formatDuration(v) : k === "errors" ? (v) => `${+v.toFixed(2)}%` : (v) => fmtRate(v)} />}
+                {c.query.error ? <ErrorState error={c.query.error} className="m-0" onRetry={() => c.query.refetch()} />
+                  : !c.xs || !c.series ? <div className="h-[150px] animate-pulse rounded bg-black/5" />
+                  : c.xs.length === 0 ? <Empty title="No data points in this range" className="py-8" />
+                  : <TimeSeriesChart xs={c.xs} series={c.series} height={150} onZoom={onZoom} ariaLabel={`${service}: ${c.title} over time`} format={c.format} />}
               </div>
             </Card>
           ))}
@@ -81,10 +83,10 @@ export function ServicePage() {
         <div className="grid gap-3 lg:grid-cols-2">
           <Card>
             <CardHeader title="Top operations" />
-            {ops.error ? <ErrorState error={ops.error} /> : ops.isLoading ? <SkeletonRows rows={4} /> : (ops.data?.length ?? 0) === 0 ? <Empty title="No operations in this range" /> : (
+            {ops.error ? <ErrorState error={ops.error} /> : ops.isLoading ? <SkeletonRows rows={4} /> : (ops.data?.operations.length ?? 0) === 0 ? <Empty title="No operations in this range" /> : (<>
               <table className="w-full text-sm" data-testid="operations-table">
                 <thead className="bg-bg text-left text-xs text-muted"><tr><th className="px-3 py-1.5 font-medium">Operation</th><th className="px-2 text-right font-medium">Calls</th><th className="px-2 text-right font-medium">Errors</th><th className="px-3 text-right font-medium">p95</th></tr></thead>
-                <tbody>{ops.data!.slice(0, 15).map((o) => (
+                <tbody>{ops.data!.operations.slice(0, 15).map((o) => (
                   <tr key={o.operation} className="border-t border-border/60">
                     <td className="px-3 py-1.5"><Link to="/traces" search={{ service, operation: o.operation, from: range.from, to: range.to }} className="hover:underline">{o.operation || <em>unnamed</em>}</Link></td>
                     <td className="px-2 text-right tabular-nums">{o.calls.toLocaleString()}</td>
@@ -92,7 +94,8 @@ export function ServicePage() {
                     <td className="px-3 text-right tabular-nums">{fmtMs(o.p95Ms)}</td>
                   </tr>))}</tbody>
               </table>
-            )}
+              {ops.data!.latencyError && <p className="px-3 py-1.5 text-xs text-err">p95 unavailable: {ops.data!.latencyError}</p>}
+            </>)}
           </Card>
           <Card>
             <CardHeader title="Recent errors" />

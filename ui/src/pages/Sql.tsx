@@ -10,7 +10,8 @@ import { TimeSeriesChart, compact } from "../components/Chart";
 import { Empty, ErrorState, Loading } from "../components/States";
 import { Button } from "../components/ui/button";
 import { Card, CardHeader, Kbd } from "../components/ui/card";
-import { planChart, toEpochSeconds, toNumber } from "../lib/sql-chart";
+import { isNumericType, planChart, toEpochSeconds, toNumber } from "../lib/sql-chart";
+import { cn } from "../lib/cn";
 import type { SqlSearch } from "../lib/search-state";
 
 const route = getRouteApi("/sql");
@@ -77,6 +78,7 @@ export function SqlPage() {
 
 function Results({ data, chart, onChart }: { data: SqlResult; chart: SqlSearch["chart"]; onChart: (c: SqlSearch["chart"]) => void }) {
   const plan = useMemo(() => planChart(data.columns), [data.columns]);
+  const numeric = useMemo(() => data.columns.map((c) => isNumericType(c.type)), [data.columns]);
   return (
     <>
       <p className="text-xs text-muted" data-testid="sql-summary">
@@ -99,12 +101,12 @@ function Results({ data, chart, onChart }: { data: SqlResult; chart: SqlSearch["
       <Card className="overflow-auto">
         <table className="w-full text-sm" data-testid="sql-results">
           <thead className="sticky top-0 bg-bg text-left text-xs"><tr>
-            {data.columns.map((c) => <th key={c.name} className="px-2 py-1.5 font-medium whitespace-nowrap">{c.name} <span className="font-normal text-muted">{c.type}</span></th>)}
+            {data.columns.map((c, j) => <th key={c.name} className={cn("px-2 py-1.5 font-medium whitespace-nowrap", numeric[j] && "text-right")}>{c.name} <span className="font-normal text-muted">{c.type}</span></th>)}
           </tr></thead>
           <tbody>
             {data.rows.slice(0, SHOWN).map((row, i) => (
               <tr key={i} className="border-t border-border/60">
-                {row.map((v, j) => <td key={j} className="max-w-[32rem] truncate px-2 py-1 font-mono text-xs" title={typeof v === "string" && v.length > 60 ? v : undefined}>{cell(v)}</td>)}
+                {row.map((v, j) => <td key={j} className={cn("max-w-[32rem] truncate px-2 py-1 font-mono text-xs", numeric[j] && "text-right tabular-nums")} title={typeof v === "string" && v.length > 60 ? v : undefined}>{cell(v)}</td>)}
               </tr>
             ))}
           </tbody>

@@ -11,7 +11,7 @@ import { Empty, ErrorState, Loading } from "../components/States";
 import { Badge } from "../components/ui/card";
 import { Button } from "../components/ui/button";
 import { ApiError } from "../api/client";
-import { serviceColor } from "../lib/colors";
+import { serviceColors } from "../lib/colors";
 import { fieldClause } from "../lib/search-state";
 import { formatDuration, formatTimestamp } from "../lib/time";
 
@@ -35,6 +35,7 @@ export function TracePage() {
     return { durationMs: end, root, errors: trace.spans.filter((s) => s.error).length, services: new Set(trace.spans.map((s) => s.service)).size };
   }, [trace]);
   const selected = trace?.spans.find((s) => s.spanId === span);
+  const colors = useMemo(() => serviceColors(trace?.spans.map((s) => s.service) ?? []), [trace]);
   const select = (id: string | undefined) => navigate({ search: { span: id }, replace: true });
 
   return (
@@ -57,7 +58,7 @@ export function TracePage() {
           <>
             <section className="flex flex-wrap items-center gap-x-5 gap-y-1 border-b border-border bg-panel px-3 py-2 text-sm" aria-label="Summary">
               <span className="flex items-center gap-1.5 font-semibold">
-                <span className="size-2.5 rounded-full" style={{ background: serviceColor(summary.root.service) }} aria-hidden />
+                <span className="size-2.5 rounded-full" style={{ background: colors.get(summary.root.service) }} aria-hidden />
                 {summary.root.service} <span className="font-normal">{summary.root.name}</span>
               </span>
               <span><span className="text-muted">Duration </span><strong className="tabular-nums">{formatDuration(summary.durationMs)}</strong></span>
@@ -67,8 +68,8 @@ export function TracePage() {
               <span className="text-xs text-muted">{formatTimestamp(trace.startEpochMs)}</span>
             </section>
             <div className="flex min-h-0 flex-1 max-lg:flex-col">
-              <div className="flex min-h-0 min-w-0 flex-1 flex-col bg-panel"><Waterfall spans={trace.spans} selected={span} onSelect={select} /></div>
-              {selected && <SpanDetail span={selected} trace={trace} onClose={() => select(undefined)} />}
+              <div className="flex min-h-0 min-w-0 flex-1 flex-col bg-panel"><Waterfall spans={trace.spans} selected={span} onSelect={select} colors={colors} /></div>
+              {selected && <SpanDetail span={selected} trace={trace} color={colors.get(selected.service) ?? "#888"} onClose={() => select(undefined)} />}
             </div>
           </>
         )}
@@ -76,13 +77,13 @@ export function TracePage() {
   );
 }
 
-function SpanDetail({ span, trace, onClose }: { span: Span; trace: Trace; onClose: () => void }) {
+function SpanDetail({ span, trace, color, onClose }: { span: Span; trace: Trace; color: string; onClose: () => void }) {
   const range = logsRange(trace, span.startMs + span.durationMs);
   return (
     <aside aria-label="Span" data-testid="span-detail" onKeyDown={(e) => { if (e.key === "Escape") onClose(); }}
       className="flex min-h-0 flex-col overflow-auto border-border bg-panel max-lg:max-h-[50%] max-lg:border-t lg:w-[min(34rem,40%)] lg:border-l">
       <header className="sticky top-0 flex items-center gap-2 border-b border-border bg-panel px-3 py-2">
-        <span className="size-2.5 rounded-sm" style={{ background: serviceColor(span.service) }} aria-hidden />
+        <span className="size-2.5 rounded-sm" style={{ background: color }} aria-hidden />
         <strong className="truncate text-sm">{span.name}</strong>
         <span className="text-xs text-muted">{span.service}</span>
         <Button variant="ghost" size="sm" className="ml-auto" onClick={onClose} aria-label="Close (Esc)">✕</Button>
