@@ -4,6 +4,7 @@
  * label naming is in docs/query.md; this is the one place the UI spells it.
  */
 import { metricQuery } from "./endpoints";
+import { resolveRange } from "../lib/time";
 import type { MetricResult } from "./types";
 
 const CALLS = "traces_span_metrics_calls";
@@ -29,11 +30,21 @@ export function redQueries(service: string, stepS: number) {
   };
 }
 
-export type Aligned = { xs: number[]; values: (number | null)[][] };
+/** The range as absolute epoch ms, widened to whole steps. */
+export function gridRange(range: { from: string; to: string }, stepS: number): { from: string; to: string } {
+  const { fromMs, toMs } = resolveRange(range);
+  const step = stepS * 1000;
+  return { from: String(Math.floor(fromMs / step) * step), to: String(Math.ceil(toMs / step) * step) };
+}
+
+export type Aligned = { xs: number[]; values: (number | null)[][]; xRange: [number, number] };
 
 /** Runs PromQL queries over one range and aligns their first series on one time axis (epoch seconds). */
 async function aligned(queries: string[], range: { from: string; to: string }, stepS: number, signal?: AbortSignal): Promise<Aligned> {
-  const results = await Promise.all(queries.map((promql) => metricQuery({ promql, ...range, stepS }, signal)));
+  // "now-1h" resolved by each request separately would give each query its own step grid, a few ms
+  // apart; one absolute range, on step boundaries, puts every series on the same instants.
+  const grid = gridRange(range, stepS);
+  const results = await Promise.all(queries.map((promql) => metricQuery({ promql, ...grid, stepS }, signal)));
   const times = new Set<number>();
   for (const r of results) for (const s of r.series) for (const [t] of s.points) times.add(t);
   const xsMs = [...times].sort((a, b) => a - b);
@@ -41,22 +52,22 @@ async function aligned(queries: string[], range: { from: string; to: string }, s
     const m = new Map<number, number | null>((r.series[0]?.points ?? []).map(([t, v]) => [t, v]));
     return xsMs.map((t) => m.get(t) ?? null);
   };
-  return { xs: xsMs.map((t) => t / 1000), values: results.map(pick) };
+  return { xs: xsMs.map((t) => t / 1000), values: results.map(pick), xRange: [Number(grid.from) / 1000, Number(grid.to) / 1000] };
 }
 
 /** Requests per second and the error percentage over time. */
 export async function serviceRateSeries(service: string, range: { from: string; to: string }, stepS: number, signal?: AbortSignal) {
   const q = redQueries(service, stepS);
-  const { xs, values: [rate, errors] } = await aligned([q.rate, q.errors], range, stepS, signal);
+  const { xs, xRange, values: [rate, errors] } = await aligned([q.rate, q.errors], range, stepS, signal);
   const errorPct = rate.map((r, i) => (r && r > 0 ? ((errors[i] ?? 0) / r) * 100 : r === 0 ? 0 : null));
-  return { xs, rate, errorPct };
+  return { xs, xRange, rate, errorPct };
 }
 
 /** p50, p95 and p99 latency over time, in milliseconds. */
 export async function serviceLatencySeries(service: string, range: { from: string; to: string }, stepS: number, signal?: AbortSignal) {
   const q = redQueries(service, stepS);
-  const { xs, values: [p50, p95, p99] } = await aligned([q.p50, q.p95, q.p99], range, stepS, signal);
-  return { xs, p50, p95, p99 };
+  const { xs, xRange, values: [p50, p95, p99] } = await aligned([q.p50, q.p95, q.p99], range, stepS, signal);
+  return { xs, xRange, p50, p95, p99 };
 }
 
 export type OperationRed = { operation: string; calls: number; errors: number; p95Ms: number | null };
@@ -66,7 +77,8 @@ export type Operations = { operations: OperationRed[]; latencyError: string | nu
 export async function topOperations(service: string, range: { from: string; to: string }, widthS: number, signal?: AbortSignal): Promise<Operations> {
   const w = `[${Math.max(60, Math.round(widthS))}s]`;
   const stepS = Math.min(86400, Math.max(60, Math.round(widthS)));
-  const run = (promql: string) => metricQuery({ promql, ...range, stepS }, signal);
+  const grid = gridRange(range, stepS);
+  const run = (promql: string) => metricQuery({ promql, ...grid, stepS }, signal);
   const [calls, errors] = await Promise.all([
     run(`sum by (span_name) (increase(${CALLS}${selector(service)}${w}))`),
     run(`sum by (span_name) (increase(${CALLS}${selector(service, ',status_code="STATUS_CODE_ERROR"')}${w}))`),

@@ -22,9 +22,11 @@ export type ChartSeries = { label: string; color: string; values: (number | null
 
 const axisStyle = { stroke: "#6b6b66", grid: { stroke: "#ececea", width: 1 }, ticks: { stroke: "#ececea", width: 1 }, font: "11px system-ui" };
 
-export function TimeSeriesChart({ xs, series, height = 160, format, className, ariaLabel, onZoom }: {
+export function TimeSeriesChart({ xs, series, height = 160, format, className, ariaLabel, onZoom, xRange }: {
   /** Epoch seconds. */
   xs: number[];
+  /** The x axis's extent (epoch seconds), so sparse data sits where it happened in the range. */
+  xRange?: [number, number];
   series: ChartSeries[];
   height?: number;
   format?: (v: number) => string;
@@ -44,9 +46,14 @@ export function TimeSeriesChart({ xs, series, height = 160, format, className, a
       height,
       legend: { show: series.length > 1 },
       cursor: { drag: { x: Boolean(onZoom), y: false, setScale: false } },
-      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-      axes: [axisStyle, { ...axisStyle, size: 56, values: (_u, vals) => vals.map((v) => (format ? format(v) : String(v))) }],
-      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5, points: { show: xs.length < 40 },
+      scales: {
+        x: xRange ? { time: true, range: () => xRange } : { time: true },
+        y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] },
+      },
+      axes: [axisStyle, { ...axisStyle, size: 64, values: (_u, vals) => vals.map((v) => (format ? format(v) : String(v))) }],
+      series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5,
+        // sparse series (a few points in a long range) need their points drawn, or nothing shows
+        points: { show: s.values.filter((v) => v != null).length < 40, size: 5 },
         value: (_u: uPlot, v: number | null) => (v == null ? "–" : format ? format(v) : String(v)) }))],
       hooks: {
         setSelect: [(u) => {
@@ -59,7 +66,9 @@ export function TimeSeriesChart({ xs, series, height = 160, format, className, a
     };
     plot.current = new uPlot(opts, [xs, ...series.map((s) => s.values)] as uPlot.AlignedData, el);
     return () => { plot.current?.destroy(); plot.current = null; };
-  }, [xs, series, height, format, onZoom]);
+    // format and onZoom are read when called; a new function from a re-render need not rebuild the chart
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [xs, series, height, Boolean(onZoom), xRange?.[0], xRange?.[1]]);
 
   useWidth(host, (w) => plot.current?.setSize({ width: w, height }));
   return <div ref={host} role="img" aria-label={ariaLabel} className={cn("w-full", className)} />;

@@ -34,19 +34,19 @@ export function ServicePage() {
   const onZoom = (a: number, b: number) => navigate({ search: zoomTo(a, b) });
   const color = serviceColor(service);
   const charts = useMemo(() => {
-    const c: { key: string; title: string; query: typeof rates | typeof latency; xs?: number[]; series?: ChartSeries[]; format: (v: number) => string }[] = [
-      { key: "rate", title: "Requests per second", query: rates, xs: rates.data?.xs, format: compact,
+    const c: { key: string; title: string; source: "rates" | "latency"; xs?: number[]; xRange?: [number, number]; series?: ChartSeries[]; format: (v: number) => string }[] = [
+      { key: "rate", title: "Requests per second", source: "rates", xs: rates.data?.xs, xRange: rates.data?.xRange, format: compact,
         series: rates.data && [{ label: "requests/s", color, values: rates.data.rate }] },
-      { key: "errors", title: "Error rate (%)", query: rates, xs: rates.data?.xs, format: (v) => `${+v.toFixed(2)}%`,
+      { key: "errors", title: "Error rate (%)", source: "rates", xs: rates.data?.xs, xRange: rates.data?.xRange, format: (v) => `${+v.toFixed(2)}%`,
         series: rates.data && [{ label: "errors %", color: "#dc2626", values: rates.data.errorPct }] },
-      { key: "latency", title: "Latency", query: latency, xs: latency.data?.xs, format: (v) => formatDuration(v),
+      { key: "latency", title: "Latency", source: "latency", xs: latency.data?.xs, xRange: latency.data?.xRange, format: (v) => formatDuration(v),
         series: latency.data && [
           { label: "p50", color: "#60a5fa", values: latency.data.p50 },
           { label: "p95", color: "#f59e0b", values: latency.data.p95 },
           { label: "p99", color: "#dc2626", values: latency.data.p99 }] },
     ];
     return c;
-  }, [rates, latency, color]);
+  }, [rates.data, latency.data, color]);
 
   return (
     <div className="flex min-h-0 flex-1 flex-col">
@@ -68,14 +68,14 @@ export function ServicePage() {
           </div>
         )}
         <div className="grid gap-3 lg:grid-cols-3">
-          {charts.map((c) => (
+          {charts.map((c) => ({ ...c, query: c.source === "rates" ? rates : latency })).map((c) => (
             <Card key={c.key}>
               <CardHeader title={c.title} />
               <div className="p-2">
                 {c.query.error ? <ErrorState error={c.query.error} className="m-0" onRetry={() => c.query.refetch()} />
                   : !c.xs || !c.series ? <div className="h-[150px] animate-pulse rounded bg-black/5" />
                   : c.xs.length === 0 ? <Empty title="No data points in this range" className="py-8" />
-                  : <TimeSeriesChart xs={c.xs} series={c.series} height={150} onZoom={onZoom} ariaLabel={`${service}: ${c.title} over time`} format={c.format} />}
+                  : <TimeSeriesChart xs={c.xs} xRange={c.xRange} series={c.series} height={150} onZoom={onZoom} ariaLabel={`${service}: ${c.title} over time`} format={c.format} />}
               </div>
             </Card>
           ))}
