@@ -31,8 +31,8 @@ export function severityOf(text: string, num = 0): Severity {
   return "UNSET";
 }
 
-// Ten hues that stay apart from each other and from the error red.
-export const PALETTE = ["#2563eb", "#ea580c", "#7c3aed", "#0d9488", "#db2777", "#ca8a04", "#0891b2", "#65a30d", "#4f46e5", "#92400e"];
+// Ten hues that stay apart from each other and from the error red, dark enough for white text on a bar.
+export const PALETTE = ["#2f6fb0", "#e07b1a", "#3f8f3a", "#8e5aa0", "#2a9d95", "#b8941a", "#8a5a3c", "#d45d8a", "#5a6b8c", "#1493a8"];
 
 function hash(name: string): number {
   let h = 2166136261;
