@@ -141,10 +141,13 @@ def log_bodies(page: Page) -> list[str]:
 
 def test_search_logs_by_text_and_by_field(page: Page, maple: Maple) -> None:
     failed = len(maple.shop.failed)
-    page.goto("/logs?from=now-1h")
+    page.goto("/logs?from=now-15m")
     expect(page.get_by_test_id("log-row").first).to_be_visible(timeout=30_000)
     expect(page.get_by_test_id("histogram").locator("canvas").first).to_be_visible()
-    expect(page.get_by_test_id("log-total")).to_contain_text(f"{maple.shop.logs:,}")
+    expect(page.get_by_test_id("log-total")).to_contain_text(f"{maple.shop.logs:,} records")
+
+    search(page, "-service:loadgen")
+    expect(page.get_by_test_id("log-total")).to_contain_text(f"{maple.shop.logs - maple.shop.bulk_logs:,} records")
     shot(page, "logs")
 
     search(page, '"card declined"')
@@ -283,6 +286,11 @@ def test_service_overview_shows_the_red_figures_sent(page: Page, maple: Maple) -
     page.locator("[data-testid=service-row][data-service=payments] a").click()
     expect(page).to_have_url(re.compile("/services/payments"))
     expect(page.get_by_test_id("service-stats")).to_contain_text(f"{maple.shop.requests_per_service['payments']:,} calls")
+    # the time series add up to what was sent: rate x step over the range, errors likewise
+    expect(page.get_by_test_id("chart-total-rate")).to_have_text(
+        f"{maple.shop.requests_per_service['payments']:,} requests in range")
+    expect(page.get_by_test_id("chart-total-errors")).to_have_text(
+        f"{maple.shop.errors_per_service['payments']:,} errors in range")
     expect(page.get_by_test_id("recent-errors").locator("a").first).to_be_visible()
     expect(page.locator("canvas").first).to_be_visible()
     shot(page, "service")

@@ -34,10 +34,10 @@ export function ServicePage() {
   const onZoom = (a: number, b: number) => navigate({ search: zoomTo(a, b) });
   const color = serviceColor(service);
   const charts = useMemo(() => {
-    const c: { key: string; title: string; source: "rates" | "latency"; xs?: number[]; xRange?: [number, number]; series?: ChartSeries[]; format: (v: number) => string }[] = [
-      { key: "rate", title: "Requests per second", source: "rates", xs: rates.data?.xs, xRange: rates.data?.xRange, format: compact,
+    const c: { key: string; title: string; note?: string; source: "rates" | "latency"; xs?: number[]; xRange?: [number, number]; series?: ChartSeries[]; format: (v: number) => string }[] = [
+      { key: "rate", title: "Requests per second", note: rates.data && `${rates.data.calls.toLocaleString()} requests`, source: "rates", xs: rates.data?.xs, xRange: rates.data?.xRange, format: compact,
         series: rates.data && [{ label: "requests/s", color, values: rates.data.rate }] },
-      { key: "errors", title: "Error rate (%)", source: "rates", xs: rates.data?.xs, xRange: rates.data?.xRange, format: (v) => `${+v.toFixed(2)}%`,
+      { key: "errors", title: "Error rate (%)", note: rates.data && `${rates.data.errors.toLocaleString()} errors`, source: "rates", xs: rates.data?.xs, xRange: rates.data?.xRange, format: (v) => `${+v.toFixed(2)}%`,
         series: rates.data && [{ label: "errors %", color: "#dc2626", values: rates.data.errorPct }] },
       { key: "latency", title: "Latency", source: "latency", xs: latency.data?.xs, xRange: latency.data?.xRange, format: (v) => formatDuration(v),
         series: latency.data && [
@@ -70,7 +70,7 @@ export function ServicePage() {
         <div className="grid gap-3 lg:grid-cols-3">
           {charts.map((c) => ({ ...c, query: c.source === "rates" ? rates : latency })).map((c) => (
             <Card key={c.key}>
-              <CardHeader title={c.title} />
+              <CardHeader title={c.title}>{c.note && <span className="text-xs text-muted" data-testid={`chart-total-${c.key}`}>{c.note} in range</span>}</CardHeader>
               <div className="p-2">
                 {c.query.error ? <ErrorState error={c.query.error} className="m-0" onRetry={() => c.query.refetch()} />
                   : !c.xs || !c.series ? <div className="h-[150px] animate-pulse rounded bg-black/5" />
