@@ -1,5 +1,6 @@
 /** Key/value attributes; clicking a value adds `key:value` to the search (or excludes it). */
 import { Button } from "./ui/button";
+import { Icon } from "./ui/icons";
 
 export function AttributeList({ title, attributes, onFilter, fieldPrefix = "", testid }: {
   title: string;
@@ -24,9 +25,9 @@ export function AttributeList({ title, attributes, onFilter, fieldPrefix = "", t
                 {onFilter && (
                   <span className="flex shrink-0 gap-0.5 opacity-60 group-hover:opacity-100 focus-within:opacity-100">
                     <Button size="sm" variant="ghost" className="h-5 px-1" title={`Filter: ${fieldPrefix}${k}:${v}`} aria-label={`Filter by ${k}`}
-                      data-testid="filter-in" onClick={() => onFilter(fieldPrefix + k, v, false)}>＋</Button>
+                      data-testid="filter-in" onClick={() => onFilter(fieldPrefix + k, v, false)}><Icon name="plus" className="size-3.5" /></Button>
                     <Button size="sm" variant="ghost" className="h-5 px-1" title={`Exclude: -${fieldPrefix}${k}:${v}`} aria-label={`Exclude ${k}`}
-                      onClick={() => onFilter(fieldPrefix + k, v, true)}>－</Button>
+                      onClick={() => onFilter(fieldPrefix + k, v, true)}><Icon name="minus" className="size-3.5" /></Button>
                   </span>
                 )}
               </dd>

@@ -3,6 +3,7 @@ import { useEffect, useRef, useState } from "react";
 import { PRESETS, describeRange, resolveRange, zoomOut, type TimeRange } from "../lib/time";
 import { Button } from "./ui/button";
 import { Input, Label } from "./ui/input";
+import { Icon } from "./ui/icons";
 
 const toLocalInput = (ms: number) => {
   const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60_000);
@@ -41,10 +42,10 @@ export function TimeRangePicker({ value, onChange, onRefresh }: { value: TimeRan
   return (
     <div ref={box} className="relative flex items-center gap-1">
       <Button aria-haspopup="dialog" aria-expanded={open} onClick={() => setOpen((o) => !o)} data-testid="time-range" title="Time range">
-        <span aria-hidden>◷</span> {describeRange(value)}
+        <Icon name="clock" /> {describeRange(value)}
       </Button>
       <Button variant="ghost" size="sm" title="Zoom out (twice as wide)" aria-label="Zoom out" onClick={() => onChange(zoomOut(value))}>−</Button>
-      {onRefresh && <Button variant="ghost" size="sm" title="Refresh" aria-label="Refresh" onClick={onRefresh}>↻</Button>}
+      {onRefresh && <Button variant="ghost" size="sm" title="Refresh" aria-label="Refresh" onClick={onRefresh}><Icon name="refresh" /></Button>}
       {open && (
         <div role="dialog" aria-label="Time range" className="absolute top-9 right-0 z-30 flex w-[min(22rem,90vw)] flex-col gap-3 rounded-lg border border-border bg-panel p-3 shadow-lg">
           <div className="grid grid-cols-2 gap-1">

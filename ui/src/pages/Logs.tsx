@@ -17,6 +17,7 @@ import { LogTable } from "../components/LogTable";
 import { AttributeList } from "../components/AttributeList";
 import { Empty, ErrorState, Loading, SkeletonRows } from "../components/States";
 import { Button } from "../components/ui/button";
+import { Icon } from "../components/ui/icons";
 import { Badge } from "../components/ui/card";
 import { SEVERITIES, SEVERITY_COLOR, severityOf, type Severity } from "../lib/colors";
 import { addClause, fieldClause } from "../lib/search-state";
@@ -193,7 +194,7 @@ function LogDetail({ row, onClose, onFilter, range }: {
         <strong className="text-sm">{row.severityText || sev}</strong>
         <span className="truncate text-sm text-muted">{row.service}</span>
         <span className="ml-auto font-mono text-xs text-muted">{formatTimestamp(row.timestampMs)}</span>
-        <Button variant="ghost" size="sm" onClick={onClose} aria-label="Close (Esc)" title="Close (Esc)">✕</Button>
+        <Button variant="ghost" size="sm" onClick={onClose} aria-label="Close (Esc)" title="Close (Esc)"><Icon name="close" /></Button>
       </header>
       <div className="flex flex-col gap-4 p-3">
         <pre className="max-h-72 overflow-auto rounded-md bg-bg p-2 font-mono text-xs break-words whitespace-pre-wrap" data-testid="log-body">{row.body || <span className="text-muted">(empty body)</span>}</pre>

@@ -5,6 +5,7 @@ import { PageHeader } from "../components/Shell";
 import { Card, CardHeader, Stat, Badge } from "../components/ui/card";
 import { ErrorState, Loading, Empty } from "../components/States";
 import { Button } from "../components/ui/button";
+import { Icon } from "../components/ui/icons";
 import { formatDuration } from "../lib/time";
 import { cn } from "../lib/cn";
 
@@ -17,7 +18,7 @@ export function PipelinePage() {
       <PageHeader title="Pipeline">
         {h && <Badge tone={h.status === "ok" ? "ok" : h.status === "down" ? "err" : "warn"} data-testid="pipeline-status">{h.status}</Badge>}
         {h?.age_s != null && <span className="text-xs text-muted">measured {h.age_s.toFixed(0)} s ago · refreshes every 5 s</span>}
-        <Button size="sm" variant="ghost" className="ml-auto" onClick={() => q.refetch()}>↻ Refresh</Button>
+        <Button size="sm" variant="ghost" className="ml-auto" onClick={() => q.refetch()}><Icon name="refresh" /> Refresh</Button>
       </PageHeader>
       <div className="flex min-h-0 flex-1 flex-col gap-3 overflow-auto p-3">
         {q.error ? <ErrorState error={q.error} onRetry={() => q.refetch()} />

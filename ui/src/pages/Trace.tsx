@@ -10,6 +10,7 @@ import { AttributeList } from "../components/AttributeList";
 import { Empty, ErrorState, Loading } from "../components/States";
 import { Badge } from "../components/ui/card";
 import { Button } from "../components/ui/button";
+import { Icon } from "../components/ui/icons";
 import { ApiError } from "../api/client";
 import { serviceColors } from "../lib/colors";
 import { fieldClause } from "../lib/search-state";
@@ -86,7 +87,7 @@ function SpanDetail({ span, trace, color, onClose }: { span: Span; trace: Trace;
         <span className="size-2.5 rounded-sm" style={{ background: color }} aria-hidden />
         <strong className="truncate text-sm">{span.name}</strong>
         <span className="text-xs text-muted">{span.service}</span>
-        <Button variant="ghost" size="sm" className="ml-auto" onClick={onClose} aria-label="Close (Esc)">✕</Button>
+        <Button variant="ghost" size="sm" className="ml-auto" onClick={onClose} aria-label="Close (Esc)"><Icon name="close" /></Button>
       </header>
       <div className="flex flex-col gap-4 p-3 text-sm">
         <div className="flex flex-wrap gap-2">
