@@ -31,7 +31,8 @@ def chromium_path() -> str | None:
 
 
 def ensure_chromium() -> str:
-    """The Chromium binary, installing Debian's package first when missing (idempotent; quiet unless it fails)."""
+    """The Chromium binary, installing Debian's package (and the fonts it recommends, so pages render the same
+    everywhere) first when missing; idempotent, and quiet unless it fails."""
     found = chromium_path()
     if found:
         return found
@@ -42,7 +43,7 @@ def ensure_chromium() -> str:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     with open(log, "wb") as out:
         for command in (["apt-get", "update", "-qq"],
-                        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+                        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "fonts-liberation"]):
             if subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=900).returncode != 0:
                 raise RuntimeError(f"installing Chromium failed ({' '.join(command)}):\n{log.read_text()[-4000:]}")
     found = chromium_path()
