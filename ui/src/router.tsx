@@ -3,7 +3,7 @@
  * An auth layer (issue 16) adds a /login route and a `beforeLoad` guard on the root here; the API client
  * already reports 401s through `onUnauthorized`.
  */
-import { createRootRoute, createRoute, createRouter, redirect, type SearchSchemaInput } from "@tanstack/react-router";
+import { createRootRoute, createRoute, createRouter, lazyRouteComponent, redirect, type SearchSchemaInput } from "@tanstack/react-router";
 import { Shell } from "./components/Shell";
 import { NotFound } from "./pages/NotFound";
 import { LogsPage } from "./pages/Logs";
@@ -11,7 +11,6 @@ import { TracesPage } from "./pages/Traces";
 import { TracePage } from "./pages/Trace";
 import { ServicesPage } from "./pages/Services";
 import { ServicePage } from "./pages/Service";
-import { SqlPage } from "./pages/Sql";
 import { PipelinePage } from "./pages/Pipeline";
 import {
   parseLogsSearch, parseRangeSearch, parseSearch, parseSqlSearch, parseTraceSearch, parseTracesSearch, stringifySearch,
@@ -30,7 +29,9 @@ const traces = createRoute({ getParentRoute: () => root, path: "/traces", valida
 const trace = createRoute({ getParentRoute: () => root, path: "/traces/$traceId", validateSearch: optional(parseTraceSearch), component: TracePage });
 const services = createRoute({ getParentRoute: () => root, path: "/services", validateSearch: optional(parseRangeSearch), component: ServicesPage });
 const service = createRoute({ getParentRoute: () => root, path: "/services/$service", validateSearch: optional(parseRangeSearch), component: ServicePage });
-const sql = createRoute({ getParentRoute: () => root, path: "/sql", validateSearch: optional(parseSqlSearch), component: SqlPage });
+const sql = createRoute({ getParentRoute: () => root, path: "/sql", validateSearch: optional(parseSqlSearch),
+  // the SQL language support is the largest piece only this page needs: loaded when it is opened
+  component: lazyRouteComponent(() => import("./pages/Sql"), "SqlPage") });
 const pipeline = createRoute({ getParentRoute: () => root, path: "/pipeline", component: PipelinePage });
 
 const routeTree = root.addChildren([index, logs, traces, trace, services, service, sql, pipeline]);

@@ -50,12 +50,30 @@ const nsToMs = (ns: bigint) => Number(ns / 1000n) / 1000;
 
 export type LogQuery = { q: string; from: string; to: string; source?: string };
 
-let rowSeq = 0;
-function logRow(w: WireLog): LogRow {
+function fnv(text: string): string {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619);
+  return (h >>> 0).toString(36);
+}
+
+/**
+ * A record's id: its time, service, span and a hash of its body, so `?log=` in a shared link finds the same
+ * record after a reload. Identical records in one page get a suffix (`~1`, `~2`) to stay distinct.
+ */
+function logRows(wire: WireLog[]): LogRow[] {
+  const seen = new Map<string, number>();
+  return wire.map((w) => {
+    const base = `${rfc3339ToNs(w.timestamp)}-${fnv(`${w.service}\u0000${w.span_id}\u0000${w.body}`)}`;
+    const n = seen.get(base) ?? 0;
+    seen.set(base, n + 1);
+    return logRow(w, n ? `${base}~${n}` : base);
+  });
+}
+
+function logRow(w: WireLog, id: string): LogRow {
   const ns = rfc3339ToNs(w.timestamp);
   return {
-    // Two records may share a timestamp; the sequence keeps React keys and ?log= unique within a session.
-    id: `${ns}-${w.span_id || "x"}-${(rowSeq++).toString(36)}`,
+    id,
     timestampMs: nsToMs(ns),
     timestamp: w.timestamp,
     service: w.service,
@@ -76,7 +94,7 @@ export async function searchLogs(query: LogQuery & { cursor?: string | null; lim
     params: { q: query.q, from: query.from, to: query.to, cursor: query.cursor ?? undefined, limit: query.limit, source: query.source },
     signal,
   });
-  return { rows: body.rows.map(logRow), nextCursor: body.next_cursor, tookMs: performance.now() - t0 };
+  return { rows: logRows(body.rows), nextCursor: body.next_cursor, tookMs: performance.now() - t0 };
 }
 
 export async function logHistogram(query: LogQuery & { intervalS: number }, signal?: AbortSignal): Promise<{ buckets: SeverityBucket[]; total: number; intervalS: number; startMs: number; endMs: number }> {
@@ -116,6 +134,7 @@ export function tailLogs(query: { q: string; source?: string }, onRows: (rows: L
   if (query.source) params.set("source", query.source);
   const es = new EventSource(`${V1}/logs/tail?${params}`);
   let pending: LogRow[] = [];
+  let seq = 0;
   let timer: ReturnType<typeof setTimeout> | null = null;
   const flush = () => {
     timer = null;
@@ -123,7 +142,8 @@ export function tailLogs(query: { q: string; source?: string }, onRows: (rows: L
   };
   es.addEventListener("log", (ev) => {
     try {
-      pending.push(logRow(JSON.parse((ev as MessageEvent).data)));
+      const w: WireLog = JSON.parse((ev as MessageEvent).data);
+      pending.push(logRow(w, `${rfc3339ToNs(w.timestamp)}-tail-${(seq++).toString(36)}`));
       timer ??= setTimeout(flush, 250);
     } catch (e) {
       onError(`could not read a live-tail event: ${(e as Error).message}`);
