@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -324,11 +325,40 @@ def test_sql_query_table_and_chart(page: Page, maple: Maple) -> None:
 
 
 def test_pipeline_page(page: Page, maple: Maple) -> None:
+    """Reachability, lag per stage, dead letters, and the ingest rate while requests arrive."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
     page.goto("/pipeline")
     stats = page.get_by_test_id("pipeline-stats")
     expect(stats).to_contain_text("reachable", timeout=30_000)
-    expect(page.get_by_test_id("lag-table")).to_be_visible(timeout=30_000)
-    shot(page, "pipeline")
+    expect(page.get_by_test_id("lag-table")).to_contain_text("Worker")
+    expect(page.get_by_test_id("lag-table")).to_contain_text("Sink")
+
+    # One export request every 0.2 s for a while: the health monitor (every 2 s here) sees the raw topics grow.
+    provider = LoggerProvider(resource=Resource.create({"service.name": "trickle"}))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(
+        endpoint=f"{maple.pipeline.ingest.http}/v1/logs")))
+    logger = provider.get_logger("trickle")
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.is_set():
+            logger.emit(body="trickle", severity_text="INFO")
+            time.sleep(0.2)
+
+    sender = threading.Thread(target=trickle, daemon=True)
+    sender.start()
+    try:
+        expect(page.get_by_test_id("ingest-rate")).to_have_text(re.compile(r"^(?!0\.00/s)\d+(\.\d+)?/s$"),
+                                                                timeout=30_000)
+        shot(page, "pipeline")
+    finally:
+        stop.set()
+        sender.join(10)
+        provider.shutdown()
 
 
 def test_narrow_window_is_readable(chromium: Browser, maple: Maple) -> None:

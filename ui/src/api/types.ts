@@ -101,5 +101,6 @@ export type Health = {
   clickhouse: { ok: boolean; detail: string };
   lag: { group: string; messages: number; seconds: number | null; partitions: number; error?: string | null }[];
   dead_letters: { count: number | null; topic: string };
-  ingest?: { rate_per_s?: number | null } | null;
+  /** Records the ingest wrote to the raw topics per second (one record = one OTLP export request). */
+  ingest?: { requests_per_s: number | null; by_signal: Record<string, number>; window_s: number | null } | null;
 };

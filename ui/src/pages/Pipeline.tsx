@@ -9,6 +9,15 @@ import { Icon } from "../components/ui/icons";
 import { formatDuration } from "../lib/time";
 import { cn } from "../lib/cn";
 
+const fmtPerS = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+
+/** The stage a consumer group belongs to, by Maple's group naming (worker.group, sink.group). */
+function stageOf(group: string): string {
+  if (/worker/i.test(group)) return "Worker";
+  if (/sink/i.test(group)) return "Sink";
+  return "";
+}
+
 export function PipelinePage() {
   const q = useQuery({ queryKey: ["health"], queryFn: ({ signal }) => health(signal), refetchInterval: 5_000 });
   const h = q.data;
@@ -30,7 +39,10 @@ export function PipelinePage() {
                 <Stat label="ClickHouse" value={h.clickhouse.ok ? "reachable" : "unreachable"} hint={h.clickhouse.detail} tone={tone(h.clickhouse.ok)} />
                 <Stat label="Dead letters" value={h.dead_letters.count == null ? "?" : h.dead_letters.count.toLocaleString()} hint={h.dead_letters.topic}
                   tone={h.dead_letters.count ? "err" : h.dead_letters.count === 0 ? "ok" : "warn"} />
-                <Stat label="Ingest rate" value={h.ingest?.rate_per_s != null ? `${h.ingest.rate_per_s.toFixed(1)}/s` : "–"} hint="OTLP requests accepted" />
+                <Stat label="Ingest rate" value={<span data-testid="ingest-rate">{h.ingest?.requests_per_s != null ? `${fmtPerS(h.ingest.requests_per_s)}/s` : "–"}</span>}
+                  hint={h.ingest?.requests_per_s != null
+                    ? Object.entries(h.ingest.by_signal).map(([k, v]) => `${k} ${fmtPerS(v)}`).join(" · ") + " (OTLP requests/s)"
+                    : "OTLP requests/s; known after two measurements"} />
               </div>
               <Card>
                 <CardHeader title="Consumer lag"><span className="text-xs text-muted">records each stage has yet to process, and the age of the oldest</span></CardHeader>
@@ -43,9 +55,11 @@ export function PipelinePage() {
                       </tr></thead>
                       <tbody>{h.lag.map((g) => (
                         <tr key={g.group} className="border-t border-border/60">
-                          <td className="px-3 py-1.5 font-mono text-xs">{g.group}</td>
+                          <td className="px-3 py-1.5"><span className="mr-2 text-xs font-medium">{stageOf(g.group)}</span><span className="font-mono text-xs text-muted">{g.group}</span></td>
                           <td className={cn("px-2 text-right tabular-nums", g.messages > 10_000 && "text-warn")}>{g.messages.toLocaleString()}</td>
-                          <td className={cn("px-2 text-right tabular-nums", (g.seconds ?? 0) > 60 && "text-err")}>{g.seconds == null ? "–" : formatDuration(g.seconds * 1000)}</td>
+                          <td className={cn("px-2 text-right tabular-nums", (g.seconds ?? 0) > 60 && "text-err")}>
+                            {g.messages === 0 ? <span className="text-ok">caught up</span> : g.seconds == null ? "–" : formatDuration(g.seconds * 1000)}
+                          </td>
                           <td className="px-2 text-right tabular-nums">{g.partitions}</td>
                           <td className="px-3 text-xs text-err">{g.error ?? ""}</td>
                         </tr>))}</tbody>
