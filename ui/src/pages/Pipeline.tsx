@@ -39,10 +39,10 @@ export function PipelinePage() {
                 <Stat label="ClickHouse" value={h.clickhouse.ok ? "reachable" : "unreachable"} hint={h.clickhouse.detail} tone={tone(h.clickhouse.ok)} />
                 <Stat label="Dead letters" value={h.dead_letters.count == null ? "?" : h.dead_letters.count.toLocaleString()} hint={h.dead_letters.topic}
                   tone={h.dead_letters.count ? "err" : h.dead_letters.count === 0 ? "ok" : "warn"} />
-                <Stat label="Ingest rate" value={<span data-testid="ingest-rate">{h.ingest?.requests_per_s != null ? `${fmtPerS(h.ingest.requests_per_s)}/s` : "–"}</span>}
+                <Stat label="Ingest (OTLP requests)" value={<span data-testid="ingest-rate">{h.ingest?.requests_per_s != null ? `${fmtPerS(h.ingest.requests_per_s)}/s` : "–"}</span>}
                   hint={h.ingest?.requests_per_s != null
-                    ? Object.entries(h.ingest.by_signal).map(([k, v]) => `${k} ${fmtPerS(v)}`).join(" · ") + " (OTLP requests/s)"
-                    : "OTLP requests/s; known after two measurements"} />
+                    ? Object.entries(h.ingest.by_signal).sort(([, a], [, b]) => b - a).map(([k, v]) => `${k} ${fmtPerS(v)}`).join(" · ")
+                    : "known after two measurements"} />
               </div>
               <Card>
                 <CardHeader title="Consumer lag"><span className="text-xs text-muted">records each stage has yet to process, and the age of the oldest</span></CardHeader>
