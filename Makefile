@@ -26,6 +26,8 @@ up: install ui  ## run Maple locally: Kafka (KRaft) + embedded ClickHouse + stag
 	$(BIN)/maple up
 
 test: install ui-test  ## lint, the UI's component tests, then every test against a real Kafka broker and the real ClickHouse engine (CI runs this)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra
 
 test-fast: install  ## the unit tests only: pure code, no broker, no ClickHouse, a few seconds

@@ -7,7 +7,7 @@ good). `maple dlq` (ops/dlq.py) lists, shows and redrives them by these headers.
 
 from __future__ import annotations
 
-from maple.producer import Record
+from maple.producer import Headers, Record
 from maple.topics import (
     DEAD_LETTER,
     HEADER_ERROR,
@@ -38,8 +38,8 @@ def worker_letter(value: bytes, source: SourcePosition, error: BaseException | s
 def sink_letter(block: bytes, table: str, error: str, code: int | None, token: str, source_range: str) -> Record:
     """Rows ClickHouse refused for good: the JSONColumns block, the insert token it was tried with, and the
     source range (`<topic>/<partition>/<first>-<last>`) of the batch it belonged to."""
-    headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, table.encode()), (HEADER_ERROR, _error(error)),
-               (HEADER_TOKEN, token.encode()), (HEADER_SOURCE_RANGE, source_range.encode())]
+    headers: Headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, table.encode()), (HEADER_ERROR, _error(error)),
+                        (HEADER_TOKEN, token.encode()), (HEADER_SOURCE_RANGE, source_range.encode())]
     if code is not None:
         headers.append((HEADER_ERROR_CODE, str(code).encode()))
     return Record(DEAD_LETTER.name, block, headers)

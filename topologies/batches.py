@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from maple.jsoncolumns import encode
-from maple.producer import Record
+from maple.producer import Headers, Record
 from maple.topics import (
     HEADER_RECEIVED_NS,
     HEADER_ROWS,
@@ -57,7 +57,7 @@ def _batches(raw: RawRecord, outputs: list[tuple[str, int, str, dict[str, list]]
     out: list[Record] = []
     for topic, partition, table, columns in outputs:
         for rows, block in encode(columns):
-            headers = [(HEADER_TABLE, table.encode()), (HEADER_ROWS, str(rows).encode()),
+            headers: Headers = [(HEADER_TABLE, table.encode()), (HEADER_ROWS, str(rows).encode()),
                        (HEADER_SOURCE, SourcePosition(raw.topic, raw.partition, raw.offset,
                                                       first_part + len(out)).header()),
                        (HEADER_RECEIVED_NS, str(raw.received_ns).encode()),
