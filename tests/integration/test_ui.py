@@ -256,12 +256,26 @@ def test_log_leads_to_its_trace_and_the_waterfall_nests_every_span(page: Page, m
     expect(page.get_by_test_id("log-row")).to_have_count(4)  # every log written inside that trace
 
 
-def test_trace_search_by_service_and_status(page: Page, maple: Maple) -> None:
+def test_trace_search_by_service_status_operation_duration_and_attribute(page: Page, maple: Maple) -> None:
+    checkouts = len(maple.shop.trace_ids)
     page.goto("/traces?from=now-1h&service=payments&status=error")
     expect(page.get_by_test_id("trace-row")).to_have_count(len(maple.shop.failed))
     shot(page, "traces")
-    page.goto("/traces?from=now-1h&minMs=1000")
+    # `charge card` spans take 48 ms: a duration filter is about the spans that match the operation
+    page.goto("/traces?from=now-1h&operation=charge+card&minMs=40")
+    expect(page.get_by_test_id("trace-row")).to_have_count(checkouts)
+    page.goto("/traces?from=now-1h&operation=charge+card&minMs=60")
     expect(page.get_by_test_id("empty-state")).to_be_visible()
+    # an attribute, typed into the attribute search and run with Enter
+    trace_id = maple.shop.trace_ids[5]
+    page.goto("/traces?from=now-1h")
+    box = page.get_by_label("Span attributes")
+    box.click()
+    page.keyboard.type(f"attributes.order.id:{maple.shop.order_ids[trace_id]}")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("trace-row")).to_have_count(1)
+    page.get_by_test_id("trace-row").locator("a").first.click()
+    expect(page).to_have_url(re.compile(f"/traces/{trace_id}"))
 
 
 def test_unknown_trace_has_a_designed_state(page: Page, maple: Maple) -> None:
