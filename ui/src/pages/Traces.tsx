@@ -35,11 +35,11 @@ export function TracesPage() {
   const err = results.error;
   const syntax = err instanceof ApiError && err.status === 400 && (err.position !== undefined || err.field === "q") ? err : null;
 
-  const apply = () => set({
-    operation: draft.operation.trim(),
-    minMs: draft.minMs.trim() === "" ? undefined : Number(draft.minMs),
-    maxMs: draft.maxMs.trim() === "" ? undefined : Number(draft.maxMs),
-  });
+  const fromDraft = (): Partial<TracesSearch> => {
+    const num = (v: string) => (v.trim() === "" || !Number.isFinite(Number(v)) ? undefined : Number(v));
+    return { operation: draft.operation.trim(), minMs: num(draft.minMs), maxMs: num(draft.maxMs) };
+  };
+  const apply = (patch: Partial<TracesSearch> = {}) => set({ ...fromDraft(), ...patch });
 
   return (
     <div className="flex min-h-0 flex-1 flex-col">
@@ -72,7 +72,7 @@ export function TracesPage() {
         <Label className="min-w-[16rem] flex-1">Attributes
           <SearchBar label="Span attributes" value={search.q} placeholder="http.route:/checkout status:>=500"
             error={syntax ? { message: syntax.message, position: syntax.position } : null}
-            onSubmit={(q) => { apply(); set({ q: q.trim() }); }} />
+            onSubmit={(q) => apply({ q: q.trim() })} />
         </Label>
         <Button type="submit" variant="primary">Search</Button>
       </form>
