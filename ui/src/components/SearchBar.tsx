@@ -40,6 +40,8 @@ const oneLine = EditorState.transactionFilter.of((tr) => (tr.newDoc.lines > 1 ? 
 export type SearchBarProps = {
   value: string;
   onSubmit: (query: string) => void;
+  /** Every edit, for forms that submit the search with other fields. */
+  onChange?: (query: string) => void;
   /** Field names to offer while typing (columns and attribute keys seen in results). */
   fields?: readonly string[];
   error?: { message: string; position?: ErrorPosition } | null;
@@ -49,11 +51,13 @@ export type SearchBarProps = {
   autoFocus?: boolean;
 };
 
-export function SearchBar({ value, onSubmit, fields = [], error, placeholder, label, className, autoFocus }: SearchBarProps) {
+export function SearchBar({ value, onSubmit, onChange, fields = [], error, placeholder, label, className, autoFocus }: SearchBarProps) {
   const host = useRef<HTMLDivElement>(null);
   const view = useRef<EditorView | null>(null);
   const submit = useRef(onSubmit);
   submit.current = onSubmit;
+  const change = useRef(onChange);
+  change.current = onChange;
   const fieldList = useRef(fields);
   fieldList.current = fields;
 
@@ -89,6 +93,7 @@ export function SearchBar({ value, onSubmit, fields = [], error, placeholder, la
           cmPlaceholder(placeholder ?? ""),
           EditorView.contentAttributes.of({ "aria-label": label, "data-testid": "search-input" }),
           EditorView.lineWrapping,
+          EditorView.updateListener.of((u) => { if (u.docChanged) change.current?.(u.state.doc.toString()); }),
         ],
       }),
     });

@@ -21,7 +21,7 @@ export function TracesPage() {
   const search = route.useSearch();
   const navigate = route.useNavigate();
   const set = (patch: Partial<TracesSearch>) => navigate({ search: (prev) => ({ ...prev, ...patch }) });
-  const [draft, setDraft] = useState({ operation: search.operation, minMs: search.minMs?.toString() ?? "", maxMs: search.maxMs?.toString() ?? "" });
+  const [draft, setDraft] = useState({ operation: search.operation, minMs: search.minMs?.toString() ?? "", maxMs: search.maxMs?.toString() ?? "", q: search.q });
 
   const services = useQuery({ queryKey: ["services", search.from, search.to], queryFn: ({ signal }) => listServices({ from: search.from, to: search.to }, signal) });
   const results = useInfiniteQuery({
@@ -37,7 +37,7 @@ export function TracesPage() {
 
   const fromDraft = (): Partial<TracesSearch> => {
     const num = (v: string) => (v.trim() === "" || !Number.isFinite(Number(v)) ? undefined : Number(v));
-    return { operation: draft.operation.trim(), minMs: num(draft.minMs), maxMs: num(draft.maxMs) };
+    return { operation: draft.operation.trim(), minMs: num(draft.minMs), maxMs: num(draft.maxMs), q: draft.q.trim() };
   };
   const apply = (patch: Partial<TracesSearch> = {}) => set({ ...fromDraft(), ...patch });
 
@@ -72,7 +72,7 @@ export function TracesPage() {
         <Label className="min-w-[16rem] flex-1">Attributes
           <SearchBar label="Span attributes" value={search.q} placeholder="http.route:/checkout status:>=500"
             error={syntax ? { message: syntax.message, position: syntax.position } : null}
-            onSubmit={(q) => apply({ q: q.trim() })} />
+            onChange={(q) => setDraft((d) => ({ ...d, q }))} onSubmit={(q) => apply({ q: q.trim() })} />
         </Label>
         <Button type="submit" variant="primary">Search</Button>
       </form>
