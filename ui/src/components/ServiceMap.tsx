@@ -4,6 +4,7 @@ import { useNavigate } from "@tanstack/react-router";
 import type { DependencyEdge, ServiceRed } from "../api/types";
 import { errorColor, layoutServiceMap } from "../lib/service-map";
 import { compact } from "./Chart";
+import { formatDuration } from "../lib/time";
 
 export function ServiceMap({ edges, services, search, colors }: {
   edges: DependencyEdge[];
@@ -41,10 +42,10 @@ export function ServiceMap({ edges, services, search, colors }: {
           return (
             <g key={`${e.caller}>${e.callee}`} data-testid="map-edge">
               <line x1={x1} y1={y1} x2={x2} y2={y2} stroke={color} strokeWidth={e.width} markerEnd={`url(#arrow-${color.slice(1)})`} opacity={0.85}>
-                <title>{`${e.caller} → ${e.callee}: ${e.calls} calls, ${e.errors} errors`}</title>
+                <title>{`${e.caller} → ${e.callee}: ${e.calls} calls, ${e.errors} errors${e.p50Ms != null ? `, p50 ${formatDuration(e.p50Ms)}` : ""}${e.p95Ms != null ? `, p95 ${formatDuration(e.p95Ms)}` : ""}`}</title>
               </line>
               <text x={mx} y={my - 6} textAnchor="middle" fontSize={11} fill={e.errors ? "#b91c1c" : "#6b6b66"} paintOrder="stroke" stroke="#fff" strokeWidth={3}>
-                {compact(e.calls)}{e.errors ? ` · ${compact(e.errors)} err` : ""}
+                {compact(e.calls)}{e.errors ? ` · ${compact(e.errors)} err` : ""}{e.p95Ms != null ? ` · p95 ${formatDuration(e.p95Ms)}` : ""}
               </text>
             </g>
           );

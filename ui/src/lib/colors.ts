@@ -32,7 +32,7 @@ export function severityOf(text: string, num = 0): Severity {
 }
 
 // Ten hues that stay apart from each other and from the error red, dark enough for white text on a bar.
-export const PALETTE = ["#2f6fb0", "#e07b1a", "#3f8f3a", "#8e5aa0", "#2a9d95", "#b8941a", "#8a5a3c", "#d45d8a", "#5a6b8c", "#1493a8"];
+export const PALETTE = ["#2f6fb0", "#e07b1a", "#3f8f3a", "#8e5aa0", "#2a9d95", "#7a7d1a", "#8a5a3c", "#d45d8a", "#5a6b8c", "#1493a8"];
 
 function hash(name: string): number {
   let h = 2166136261;

@@ -54,7 +54,7 @@ export function SqlPage() {
   return (
     <div className="flex min-h-0 flex-1 flex-col">
       <PageHeader title="SQL">
-        <span className="text-xs text-muted">read-only: one SELECT, WITH, SHOW or DESCRIBE; ClickHouse's limits apply</span>
+        <span className="text-xs text-muted">read-only: one SELECT, WITH, SHOW, DESCRIBE or EXPLAIN; ClickHouse's limits apply</span>
       </PageHeader>
       <div className="flex min-h-0 flex-1 flex-col gap-3 overflow-auto p-3">
         <SqlEditor value={draft} onChange={setDraft} onRun={run} tables={TABLES} error={result.error ? (result.error as Error).message : null} />
