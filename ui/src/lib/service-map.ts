@@ -5,11 +5,11 @@
 
 export type MapEdgeIn = { caller: string; callee: string; calls: number; errors: number };
 export type MapNode = { id: string; x: number; y: number; r: number; traffic: number; errors: number; column: number };
-export type MapEdge = MapEdgeIn & { width: number; errorShare: number };
-export type MapLayout = { nodes: MapNode[]; edges: MapEdge[]; width: number; height: number };
+export type MapEdge<E extends MapEdgeIn = MapEdgeIn> = E & { width: number; errorShare: number };
+export type MapLayout<E extends MapEdgeIn = MapEdgeIn> = { nodes: MapNode[]; edges: MapEdge<E>[]; width: number; height: number };
 
-export function layoutServiceMap(edges: readonly MapEdgeIn[], traffic: ReadonlyMap<string, { calls: number; errors: number }> = new Map(),
-  opts: { colGap?: number; rowGap?: number; margin?: number } = {}): MapLayout {
+export function layoutServiceMap<E extends MapEdgeIn>(edges: readonly E[], traffic: ReadonlyMap<string, { calls: number; errors: number }> = new Map(),
+  opts: { colGap?: number; rowGap?: number; margin?: number } = {}): MapLayout<E> {
   const colGap = opts.colGap ?? 220;
   const rowGap = opts.rowGap ?? 110;
   const margin = opts.margin ?? 70;
