@@ -376,6 +376,27 @@ def test_pipeline_page(page: Page, maple: Maple) -> None:
         provider.shutdown()
 
 
+def test_the_log_explorer_works_from_the_keyboard(page: Page, maple: Maple) -> None:
+    page.goto("/logs?from=now-1h")
+    expect(page.get_by_test_id("log-row").first).to_be_visible(timeout=30_000)
+    page.locator("body").click(position={"x": 5, "y": 600})   # focus somewhere neutral
+    page.keyboard.press("/")                                   # "/" focuses the search
+    page.keyboard.press("Control+A")
+    page.keyboard.type("service:payments level:error")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("log-row")).to_have_count(len(maple.shop.failed))
+    page.get_by_test_id("log-table").focus()
+    page.keyboard.press("ArrowDown")                           # selects the first record and opens it
+    detail = page.get_by_test_id("log-detail")
+    first = sorted(maple.shop.order_ids[t] for t in maple.shop.failed)[-1]   # newest first
+    expect(detail).to_contain_text(f"card declined for {first}")
+    page.keyboard.press("ArrowDown")                           # the panel follows the selection
+    expect(detail).not_to_contain_text(f"card declined for {first}")
+    expect(page.locator("[data-testid=log-row][aria-selected=true]")).to_have_count(1)
+    page.keyboard.press("Escape")                              # closes the panel
+    expect(page.get_by_test_id("log-detail")).to_have_count(0)
+
+
 def test_narrow_window_is_readable(chromium: Browser, maple: Maple) -> None:
     context = chromium.new_context(viewport={"width": 420, "height": 860}, base_url=maple.url)
     pg = context.new_page()

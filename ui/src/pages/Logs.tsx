@@ -183,10 +183,9 @@ function LogDetail({ row, onClose, onFilter, range }: {
   range: { from: string; to: string };
 }) {
   const sev = severityOf(row.severityText, row.severityNumber);
-  const panel = useRef<HTMLElement>(null);
-  useEffect(() => { panel.current?.focus(); }, [row.id]);
+  // The panel does not take focus: ↑/↓ in the table keep moving through records while it follows them.
   return (
-    <aside ref={panel} tabIndex={-1} aria-label="Log record" data-testid="log-detail"
+    <aside tabIndex={-1} aria-label="Log record" data-testid="log-detail"
       onKeyDown={(e) => { if (e.key === "Escape") onClose(); }}
       className="flex min-h-0 w-full flex-col overflow-auto border-l border-border bg-panel lg:w-[min(40rem,45%)]">
       <header className="sticky top-0 flex items-center gap-2 border-b border-border bg-panel px-3 py-2">
