@@ -135,23 +135,36 @@ class Engine:
         self._connections.append(first)
         self.timezone = first.query("SELECT timezone()", "TabSeparatedRaw").bytes().decode().strip() or "UTC"
 
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+    def _connection(self, readonly: str) -> tuple[Any, dict[str, Any]]:
+        """This thread's connection for `readonly` (0, 1 or 2) and its state (the database it USEs).
+
+        ClickHouse refuses to change `readonly` once a session is read-only, so a request's `SET readonly = N`
+        could never be undone on a shared connection (it would leave the sinks' thread read-only). Each
+        thread therefore keeps one connection per level, made read-only once when it is opened."""
+        conns: dict[str, tuple[Any, dict[str, Any]]] | None = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        found = conns.get(readonly)
+        if found is None:
             conn = chdb.connect(self.path)
-            self._local.conn, self._local.database = conn, None
             with self._lock:
                 self._connections.append(conn)
-        return conn
+            if readonly != "0":
+                conn.query(f"SET readonly = {int(readonly)}")
+            found = conns[readonly] = (conn, {"database": None})
+        return found
 
     def execute(self, request: Request) -> tuple[bytes, str, dict[str, Any]]:
         """Run one request; returns the body, its format and the summary. Raises RequestError."""
-        conn = self._connection()
+        readonly = request.settings.get("readonly", "0").strip() or "0"
         try:
+            if readonly not in ("0", "1", "2"):
+                raise RequestError(400, 69, f"Code: 69. DB::Exception: readonly must be 0, 1 or 2, not {readonly!r}")
+            conn, state = self._connection(readonly)
             database = request.database or "default"
-            if self._local.database != database:
+            if state["database"] != database:
                 conn.query(f"USE `{database}`")
-                self._local.database = database
+                state["database"] = database
             if request.data is not None:
                 return self._insert(conn, request)
             match = _TRAILING_FORMAT.search(request.sql)
@@ -159,6 +172,8 @@ class Engine:
             applied = []
             try:
                 for name, value in request.settings.items():
+                    if name == "readonly":
+                        continue  # the connection's own level (see _connection)
                     conn.query(f"SET {name} = {_quote(value)}")
                     applied.append(name)
                 result = conn.query(request.sql, fmt, params=request.params)
