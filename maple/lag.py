@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry, Gauge
 
 from maple.kafka import admin_client
@@ -44,9 +45,14 @@ class LagError(RuntimeError):
     """A group or topic could not be measured; the message names it."""
 
 
-def committed_offsets(bootstrap: str, group: str, timeout: float = 30.0) -> dict[tuple[str, int], tuple[int, str]]:
-    """Every partition `group` has committed: (topic, partition) -> (offset, metadata)."""
-    admin = admin_client(bootstrap, log_level=4)  # errors come back through the future
+def committed_offsets(bootstrap: str, group: str, timeout: float = 30.0, admin: AdminClient | None = None
+                      ) -> dict[tuple[str, int], tuple[int, str]]:
+    """Every partition `group` has committed: (topic, partition) -> (offset, metadata).
+
+    A long-running caller passes its own long-lived `admin` (one AdminClient per request is costly, and
+    dropping one while a request is in flight has crashed librdkafka)."""
+    if admin is None:
+        admin = admin_client(bootstrap, log_level=4)  # errors come back through the future
     future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
                                                request_timeout=timeout)[group]
     try:
@@ -98,11 +104,16 @@ def record_timestamps(consumer: Consumer, positions: Iterable[TopicPartition],
 
 
 def measure(bootstrap: str, group: str, topics: Iterable[str] | None = None, *, timestamps: bool = True,
-            timeout: float = 30.0) -> list[PartitionLag]:
-    """Lag of `group` on `topics` (default: every topic it has committed offsets for)."""
-    committed = committed_offsets(bootstrap, group, timeout)
+            timeout: float = 30.0, admin: AdminClient | None = None, consumer: Consumer | None = None
+            ) -> list[PartitionLag]:
+    """Lag of `group` on `topics` (default: every topic it has committed offsets for).
+
+    `admin` and `consumer` (a `probe_consumer`) let a long-running caller reuse its clients from one
+    thread; without them this call makes its own and closes the consumer."""
+    committed = committed_offsets(bootstrap, group, timeout, admin)
     names = sorted(set(topics) if topics is not None else {topic for topic, _ in committed})
-    consumer = probe_consumer(bootstrap)
+    own = consumer is None
+    consumer = consumer if consumer is not None else probe_consumer(bootstrap)
     try:
         rows: list[PartitionLag] = []
         peek: list[TopicPartition] = []
@@ -117,7 +128,8 @@ def measure(bootstrap: str, group: str, topics: Iterable[str] | None = None, *, 
                     peek.append(TopicPartition(topic, partition, position))
         stamps = record_timestamps(consumer, peek) if peek else {}
     finally:
-        consumer.close()
+        if own:
+            consumer.close()
     now = time.time()
     return [row if row.lag_seconds is not None or (row.topic, row.partition) not in stamps else
             PartitionLag(**{**row.as_dict(), "lag_seconds": max(0.0, now - stamps[(row.topic, row.partition)])})

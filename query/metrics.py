@@ -220,7 +220,7 @@ def _quote_label(label: str, params: dict[str, Any]) -> str:
     return f"{{{key}:String}}"
 
 
-def _number(value: float) -> float | None:
+def _number(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) or math.isinf(value) else float(value)
 
 

@@ -163,16 +163,19 @@ def parse(text: str) -> Plan:
             raise _fail(f"histogram_quantile(): {quantile} is not between 0 and 1")
         while isinstance(node, promql_parser.ParenExpr):
             node = node.expr
-    aggregation = by = without = None
+    aggregation: Aggregation | None = None
+    by: tuple[str, ...] | None = None
+    without: tuple[str, ...] | None = None
+    inner: object = node
     if isinstance(node, promql_parser.AggregateExpr):
-        aggregation, by, without, node = _aggregate(node)
+        aggregation, by, without, inner = _aggregate(node)
     elif isinstance(node, (promql_parser.BinaryExpr, promql_parser.UnaryExpr)):
         raise _unsupported("arithmetic and comparison operators")
     elif isinstance(node, promql_parser.SubqueryExpr):
         raise _unsupported("subqueries")
     elif isinstance(node, (promql_parser.NumberLiteral, promql_parser.StringLiteral)):
         raise _unsupported("a literal on its own")
-    selector, function = _inner(node)
+    selector, function = _inner(inner)
     if quantile is not None:
         if function not in ("rate", "increase"):
             raise _fail("histogram_quantile() needs rate() or increase() of a histogram's _bucket series")

@@ -187,7 +187,8 @@ class Reader:
             rows_read = int(summary.get("read_rows", 0))
         except (TypeError, ValueError):
             rows_read = 0
-        return Result(list(result.column_names), [t.name for t in result.column_types], list(result.result_rows),
+        return Result(list(result.column_names), [t.name for t in result.column_types],
+                      [tuple(row) for row in result.result_rows],
                       rows_read, elapsed)
 
     def _translate(self, exc: ClickHouseError, sql: str, user_sql: bool) -> ApiError:

@@ -50,7 +50,7 @@ def build_filter(ctx: Context, source: Source, q: str, services: list[str], span
         parts.append(f"{s.duration_ns} <= {{max_ns:Float64}}")
         params["max_ns"] = max_ms * 1e6
     if statuses:
-        wanted = set()
+        wanted: set[str] = set()
         for status in statuses:
             value = status.strip().lower()
             if value not in ("ok", "error", "unset"):

@@ -47,7 +47,8 @@ def _ascii_lower(text: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """Split text as ClickHouse's token functions do: runs of ASCII letters/digits and non-ASCII characters."""
-    out, current = [], []
+    out: list[str] = []
+    current: list[str] = []
     for char in text:
         if char.isascii() and not char.isalnum():
             if current:
