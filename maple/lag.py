@@ -63,11 +63,11 @@ def committed_offsets(bootstrap: str, group: str, timeout: float = 30.0, admin: 
             for tp in result.topic_partitions or [] if tp.offset >= 0}
 
 
-def probe_consumer(bootstrap: str) -> Consumer:
+def probe_consumer(bootstrap: str, **overrides: Any) -> Consumer:
     """A consumer that never joins or commits to any group: for watermarks, offsets_for_times and peeks."""
     return Consumer({"bootstrap.servers": bootstrap, "group.id": f"maple-ops-{uuid.uuid4().hex[:8]}",
                      "enable.auto.commit": False, "isolation.level": "read_committed",
-                     "enable.partition.eof": False})
+                     "enable.partition.eof": False, **overrides})
 
 
 def topic_partitions(consumer: Consumer, topic: str, timeout: float = 30.0) -> list[int]:

@@ -107,16 +107,11 @@ class HealthMonitor:
 
     # -- measuring (the monitor's thread only) -----------------------------------------------------------
 
-    def _clients(self) -> tuple[AdminClient, Consumer]:
-        if self._admin is None:
-            self._admin = kafka.admin_client(self.bootstrap, log_level=0)
-        if self._consumer is None:
-            self._consumer = probe_consumer(self.bootstrap)
-        return self._admin, self._consumer
-
     def measure(self) -> HealthResponse:
         clickhouse = self._clickhouse()
-        admin, consumer = self._clients()
+        if self._admin is None:  # librdkafka's own logging off: unreachable brokers are reported below
+            self._admin = kafka.admin_client(self.bootstrap, log_level=0)
+        admin = self._admin
         try:
             brokers = len(admin.list_topics(timeout=KAFKA_TIMEOUT_S).brokers)
             kafka_health = ComponentHealth(ok=True, detail=f"{self.bootstrap} ({brokers} broker(s))")
@@ -125,6 +120,9 @@ class HealthMonitor:
         lags: list[GroupLag] = []
         dead = DeadLetters(count=None, topic=DEAD_LETTER.name)
         if kafka_health.ok:
+            if self._consumer is None:
+                self._consumer = probe_consumer(self.bootstrap, log_level=0)
+            consumer = self._consumer
             lags = [self._lag(group, admin, consumer) for group in self.groups]
             dead = DeadLetters(count=self._dead_letters(consumer), topic=DEAD_LETTER.name)
         status: Literal["ok", "degraded", "down"]

@@ -162,8 +162,8 @@ def top_values(ctx: Context, source: Source, rng: Range, where: Filter, name: st
     params: dict[str, Any] = {**where.params, "start": rng.start_ns, "end": rng.end_ns}
     value = field_expression(ctx, source, name, params)
     base = f"FROM {source.table} WHERE {source.time_filter(START, END)} AND ({where.sql})"
-    sql = (f"SELECT v, c, t FROM (SELECT {value} AS v, count() AS c {base} GROUP BY v) "
-           f"CROSS JOIN (SELECT count() AS t {base}) WHERE v != '' ORDER BY c DESC, v LIMIT {limit}")
+    sql = (f"SELECT v, c, (SELECT count() {base}) AS t FROM (SELECT {value} AS v, count() AS c {base} GROUP BY v) "
+           f"WHERE v != '' ORDER BY c DESC, v LIMIT {limit}")
     rows = ctx.reader.select(sql, params).rows
     total = rows[0][2] if rows else int(ctx.reader.select(f"SELECT count() {base}", params).scalar() or 0)
     return [TopValue(value=v, count=c) for v, c, _ in rows], total

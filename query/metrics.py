@@ -168,7 +168,7 @@ def evaluate(ctx: Context, plan: Plan, rng: Range, step_s: int) -> list[MetricSe
         zero = "CAST([], 'Array(UInt64)')" if array else "0"
         if array:
             increase = ("if(temp = 1, v, if(pts = 0 OR length(pv) != length(v), arrayMap(x -> toUInt64(0), v), "
-                        "arrayMap((c, p) -> if(c >= p, c - p, c), v, pv)))")
+                        "arrayMap((c, p) -> toUInt64(if(c >= p, c - p, c)), v, pv)))")
         else:
             increase = "if(temp = 1, v, if(pts = 0, 0, if(v >= pv, v - pv, v)))"
         rows = (f"SELECT svc, attrs, ts{keep_bounds}, {increase} AS dv, "
