@@ -145,7 +145,8 @@ class SinkSettings:
 
 @dataclass(frozen=True)
 class ApiSettings:
-    host: str = setting("127.0.0.1", "Address the query service (`maple api`) listens on (0.0.0.0 to accept other hosts).")
+    host: str = setting("127.0.0.1", "Address the query service (`maple api`) listens on (0.0.0.0 to accept other "
+                                     "hosts).")
     port: int = setting(8080, "HTTP port of the query service: the API under /api/v1, OpenAPI at /api/openapi.json, "
                               "the web UI at /.", minimum=1, maximum=65535)
     metadata_url: str = setting("", "SQLAlchemy URL of the metadata store (operator-added sources; later teams, "
