@@ -107,4 +107,4 @@ def check(sql: str) -> str:
             raise _fail(f"the function {token.text}() reads outside ClickHouse's tables and is not accepted "
                         "(quote the name with backquotes if it is a column)", token.pos)
     end = tokens[-1].pos + len(tokens[-1].text)
-    return sql[:end]
+    return sql[:end].strip()

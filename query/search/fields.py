@@ -1,7 +1,7 @@
 """How a search field name becomes a ClickHouse expression, for one source.
 
 Order: the source kind's aliases (``level``, ``service``, ``duration``...), then a column of the table by
-its exact name (``SeverityNumber``; ``LogAttributes.key`` for one key of a map column), then the explicit
+its exact name (then the aliases again, case-insensitively) (``SeverityNumber``; ``LogAttributes.key`` for one key of a map column), then the explicit
 map prefixes (``attributes.key``, ``resource.key``), then an attribute key with a materialized column,
 then any attribute key that the source's data has (record attributes or resource attributes). A name that
 is none of these is an unknown field.
@@ -65,11 +65,14 @@ class Resolver:
     body: str = ""                                   # free text searches this ('' : no free text)
 
     def resolve(self, name: str) -> FieldRef:
+        alias = self.aliases.get(name)
+        if alias is not None:
+            return alias
+        if name in self.columns:  # a column by its exact name wins over an alias spelt the same in another case
+            return self._column(name)
         alias = self.aliases.get(name.lower())
         if alias is not None:
             return alias
-        if name in self.columns:
-            return self._column(name)
         head, dot, key = name.partition(".")
         if dot and key and head in self.columns and _base_type(self.columns[head]).startswith("Map("):
             return FieldRef(name, Kind.ATTRIBUTE, maps=(quote_identifier(head),), key=key)

@@ -57,7 +57,7 @@ def parse(text: str) -> Item | None:
         except IllegalCharacterError:
             position = int(getattr(lexer, "lexpos", 0))
             char = text[position] if position < len(text) else ""
-            hint = "close the quote" if char == '"' else "quote or escape it with \\"
+            hint = "expected a closing '\"'" if char == '"' else "quote or escape it with \\"
             raise SearchSyntaxError(f"unexpected character {char!r} at position {position}: {hint}", position,
                                     ['a closing \'"\''] if char == '"' else []) from None
         except ParseError:
