@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
-from starlette.types import Scope
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from maple import __version__
 from maple.settings import Settings
@@ -21,7 +21,7 @@ from query.context import Context
 from query.errors import ApiError
 from query.health import HealthMonitor
 from query.models import ReadyResponse
-from query.reader import Reader
+from query.reader import QUERY_TIMES, Reader
 from query.routes import health, logs, metrics, sources, sql, traces
 from query.sources import Sources
 from query.store import Store, open_store
@@ -52,6 +52,33 @@ class SinglePageApp(StaticFiles):
             if exc.status_code != 404 or path == "api" or path.startswith("api/"):
                 raise
             return FileResponse(Path(str(self.directory)) / "index.html")
+
+
+class ServerTiming:
+    """Adds `Server-Timing: clickhouse;dur=<ms>;desc="<n> queries"` to API answers: the time spent waiting
+    for ClickHouse, so a client (and `maple bench query`) can tell it from everything else."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        times: list[float] = []
+        token = QUERY_TIMES.set(times)
+
+        async def send_with_timing(message: Message) -> None:
+            if message["type"] == "http.response.start" and times:
+                value = f'clickhouse;dur={sum(times):.1f};desc="{len(times)} queries"'
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"server-timing", value.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_timing)
+        finally:
+            QUERY_TIMES.reset(token)
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -105,6 +132,7 @@ def create_app(settings: Settings, *, reader: Reader | None = None, store: Store
         log.exception("request failed")
         return _error(500, "internal", f"internal error: {type(exc).__name__}")
 
+    app.add_middleware(ServerTiming)
     for module in (logs, traces, metrics, sql, sources, health):
         app.include_router(module.router, prefix=API_PREFIX)
 

@@ -17,6 +17,7 @@ the per-team restriction (issue 16) has one place to go: `Reader.select` (for in
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -42,6 +43,9 @@ STATEMENT_CODES = {1, 6, 27, 36, 41, 42, 43, 44, 46, 47, 48, 49, 50, 53, 60, 62,
 READONLY_CODE = 164
 ACCESS_CODE = 497
 SCHEMA_CACHE_S = 30.0
+# The ClickHouse round trips of the current request (milliseconds), for its Server-Timing header. The app
+# sets a fresh list per request; threads the request runs in share that list through the copied context.
+QUERY_TIMES: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("maple_query_times", default=None)
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,9 @@ class Reader:
         except ClickHouseError as exc:
             raise self._translate(exc, sql, user_sql) from exc
         elapsed = (time.perf_counter() - started) * 1000
+        times = QUERY_TIMES.get()
+        if times is not None:
+            times.append(elapsed)
         summary = getattr(result, "summary", None) or {}
         try:
             rows_read = int(summary.get("read_rows", 0))
