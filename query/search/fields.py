@@ -1,10 +1,10 @@
 """How a search field name becomes a ClickHouse expression, for one source.
 
 Order: the source kind's aliases (``level``, ``service``, ``duration``...), then a column of the table by
-its exact name (then the aliases again, case-insensitively) (``SeverityNumber``; ``LogAttributes.key`` for one key of a map column), then the explicit
-map prefixes (``attributes.key``, ``resource.key``), then an attribute key with a materialized column,
-then any attribute key that the source's data has (record attributes or resource attributes). A name that
-is none of these is an unknown field.
+its exact name (``SeverityNumber``; ``LogAttributes.key`` for one key of a map column), then the aliases
+again case-insensitively, then the explicit map prefixes (``attributes.key``, ``resource.key``), then an
+attribute key with a materialized column, then any attribute key that the source's data has (record or
+resource attributes). A name that is none of these is an unknown field.
 """
 
 from __future__ import annotations
