@@ -86,11 +86,16 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
 
 
 def create_app(settings: Settings, *, reader: Reader | None = None, store: Store | None = None,
-               health_monitor: bool = True) -> FastAPI:
-    """The app; the reader, the metadata store (migrated) and the health monitor open in its lifespan."""
+               health_monitor: bool = True, context: Context | None = None) -> FastAPI:
+    """The app; the reader, the metadata store (migrated) and the health monitor open in its lifespan.
+
+    A caller that manages them itself (tests driving the app without a lifespan) passes `context`."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if context is not None:
+            yield
+            return
         the_reader = reader or Reader(settings)
         the_store = store or open_store(settings)
         monitor = HealthMonitor(settings, the_reader) if health_monitor else None
@@ -107,6 +112,8 @@ def create_app(settings: Settings, *, reader: Reader | None = None, store: Store
 
     app = FastAPI(title="Maple query API", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None)
+    if context is not None:
+        app.state.context = context
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:

@@ -195,7 +195,9 @@ def evaluate(ctx: Context, plan: Plan, rng: Range, step_s: int) -> list[MetricSe
         labels = f"mapUpdate(CAST(attrs, 'Map(String, String)'), map('service.name', svc{name}))"
         sql = f"SELECT k, {labels} AS labels{keep_bounds}, val FROM ({series})"
     else:
-        if plan.by is not None:
+        if plan.by is None and plan.without is None:
+            labels = "CAST(map(), 'Map(String, String)')"
+        elif plan.by is not None:
             entries = [f"{_quote_label(label, params)}, {_label_expr(label, 'svc', 'attrs', params)}"
                        for label in plan.by if label != "le"]
             labels = f"map({', '.join(entries)})" if entries else "CAST(map(), 'Map(String, String)')"
