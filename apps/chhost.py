@@ -18,6 +18,7 @@ a real server, and any number of them run beside it.
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from typing import Any
 
 import chdb
@@ -221,6 +223,21 @@ class Engine:
             self._connections.clear()
 
 
+def form_fields(body: bytes, content_type: str) -> dict[str, str]:
+    """The fields of a multipart/form-data body (name -> text)."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise RequestError(400, 27, "Code: 27. DB::Exception: malformed multipart/form-data body")
+    out = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            payload = part.get_payload(decode=True)
+            out[name] = payload.decode("utf-8") if isinstance(payload, bytes) else ""
+    return out
+
+
 def build_app(engine: Engine, metrics: HostMetrics, max_body: int) -> web.Application:
     async def ping(_: web.Request) -> web.Response:
         return web.Response(text="Ok.\n")
@@ -242,7 +259,13 @@ def build_app(engine: Engine, metrics: HostMetrics, max_body: int) -> web.Applic
                 raise RequestError(415, 48, str(exc)) from exc
             except CorruptPayload as exc:
                 raise RequestError(400, 354, str(exc)) from exc
-            request = Request.parse(dict(http.query), body)
+            fields = dict(http.query)
+            if http.content_type == "multipart/form-data":
+                # clickhouse-connect sends the query and large bound parameters as form fields (ClickHouse
+                # reads them like URL parameters)
+                fields.update(form_fields(body, http.headers.get("Content-Type", "")))
+                body = b""
+            request = Request.parse(fields, body)
             if request.data is not None:
                 kind = "insert"
                 metrics.insert_bytes.inc(len(request.data))

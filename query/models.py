@@ -274,6 +274,9 @@ class SqlResponse(Model):
 # -- sources ------------------------------------------------------------------------------------------
 
 
+EMPTY_MAP = "CAST(map(), 'Map(String, String)')"
+
+
 class SourceSpec(Model):
     """A source: a ClickHouse table and the expressions that give the fields Maple's views need.
 
@@ -300,8 +303,8 @@ class SourceSpec(Model):
     duration_ns: str = Field("0", max_length=500, description="traces: span duration in nanoseconds")
     status_code: str = Field("''", max_length=500)
     status_message: str = Field("''", max_length=500)
-    attributes: str = Field("map()", max_length=500, description="Map(String, String) of record/span attributes")
-    resource_attributes: str = Field("map()", max_length=500, description="Map(String, String) of resource attributes")
+    attributes: str = Field(EMPTY_MAP, max_length=500, description="Map(String, String) of record/span attributes")
+    resource_attributes: str = Field(EMPTY_MAP, max_length=500, description="Map(String, String) of resource attributes")
     scope_name: str = Field("''", max_length=500)
     scope_version: str = Field("''", max_length=500)
     events: str | None = Field(None, max_length=500, description="traces: the Events Nested column's name")

@@ -23,7 +23,7 @@ def _relative(text: str, now_ns: int, name: str) -> int:
         return now_ns
     sign = rest[0]
     amount, unit = rest[1:-1].strip(), rest[-1:]
-    if sign not in "+-" or unit not in _UNITS or not amount.isdigit() or len(amount) > 9:
+    if sign not in "+-" or unit not in _UNITS or not (amount.isascii() and amount.isdigit()) or len(amount) > 9:
         raise bad_request(f"{name}: {text!r} is not a time; expected now, now-<n><s|m|h|d|w>, RFC 3339 or Unix time",
                           name)
     delta = int(amount) * _UNITS[unit] * NS
@@ -38,7 +38,8 @@ def parse_time(text: str, name: str, now_ns: int | None = None) -> int:
         raise bad_request(f"{name}: empty time", name)
     if value.lower().startswith("now"):
         return _relative(value.lower(), now_ns, name)
-    if value.lstrip("-").isdigit() and len(value) <= 20:
+    digits = value.lstrip("-")
+    if digits.isascii() and digits.isdigit() and len(value) <= 20:
         number = int(value)
         if abs(number) < 10**11:        # seconds (until the year 5138)
             return number * NS
