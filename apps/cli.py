@@ -9,6 +9,11 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 from maple import __version__
 from maple.log import setup_logging
@@ -219,9 +224,9 @@ def cmd_schema_apply(args: argparse.Namespace) -> int:
     # ON CLUSTER DDL runs on every node from one of them; without a cluster each URL is a separate server
     # (a shard the sink routes to) and gets the single-node schema of its own.
     if cfg.cluster or len(cfg.url) <= 1:
-        clients = [("", lambda: clickhouse.connect(settings))]
+        clients: list[tuple[str, Callable[[], Client]]] = [("", partial(clickhouse.connect, settings))]
     else:
-        clients = [(e.display, lambda e=e: clickhouse.connect_endpoint(e, settings))
+        clients = [(e.display, partial(clickhouse.connect_endpoint, e, settings))
                    for e in clickhouse.endpoints(settings)]
     for where, connect in clients:
         client = connect()
@@ -264,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name: str, help_text: str, func: Callable[[argparse.Namespace], int], description: str = "",
-            into: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+            into: argparse._SubParsersAction = sub) -> argparse.ArgumentParser:
         p = into.add_parser(name, help=help_text, description=description or help_text, parents=[common],
                             epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(func=func)

@@ -321,9 +321,9 @@ def load_settings(config: str | Path | None = None, environ: Mapping[str, str] |
     for f in dataclasses.fields(Settings):
         if f.name not in sections:
             fields.append((None, f, top_hints[f.name]))
-    for section, cls in sections.items():
+    for section_name, cls in sections.items():
         hints = typing.get_type_hints(cls)
-        fields.extend((section, f, hints[f.name]) for f in dataclasses.fields(cls))
+        fields.extend((section_name, f, hints[f.name]) for f in dataclasses.fields(cls))
 
     known_env = {_env_name(s, f.name) for s, f, _ in fields} | {CONFIG_ENV}
     for name in environ:

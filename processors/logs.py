@@ -84,7 +84,8 @@ def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: Log
                     parsed = to_python(body)
                 if parsed:
                     flatten(parsed, attrs, max_depth)
-                number, level = record.severity_number, record.severity_text
+                number: int = record.severity_number
+                level = record.severity_text
                 if not 1 <= number <= 24:
                     inferred = (severity.from_fields(parsed) if parsed else None) or severity.from_text(text)
                     level, number = inferred if inferred else (level, 0)

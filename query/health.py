@@ -2,9 +2,9 @@
 (messages and seconds, via `maple.lag.measure`), and the dead letters waiting in maple.dlq.
 
 Kafka calls are blocking and can take seconds when a broker is down, so they never run on the event loop
-or per request: one background thread measures every `api.health_interval_s` with long-lived clients (one
-AdminClient, one probe consumer; confluent-kafka handles are never dropped with requests in flight, which
-has crashed librdkafka) and requests read its last snapshot. The thread starts on the first request.
+or per request: one background thread measures every `api.health_interval_s` with one long-lived
+`maple.consumer.Cluster` (confluent-kafka handles are never dropped with requests in flight, which has
+crashed librdkafka) and requests read its last snapshot. The thread starts on the first request.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import time
 from datetime import UTC, datetime
 from typing import Literal
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaException
 
 from maple import kafka
-from maple.lag import LagError, measure, probe_consumer, topic_partitions
+from maple.consumer import Cluster, KafkaOpError
+from maple.lag import measure
 from maple.settings import Settings
-from maple.topics import DEAD_LETTER
+from maple.topics import DEAD_LETTER, LOGS, METRICS, RAW_LOGS, RAW_METRICS, RAW_TRACES, SPANS, SPANS_SAMPLED
 from query.errors import ApiError
 from query.models import ComponentHealth, DeadLetters, GroupLag, HealthResponse
 from query.reader import Reader
@@ -35,15 +35,19 @@ class HealthMonitor:
         self.settings = settings
         self.reader = reader
         self.bootstrap = kafka.bootstrap_servers(settings)
-        self.groups = (settings.worker.group, settings.sink.group)
+        raw = {"logs": RAW_LOGS, "metrics": RAW_METRICS, "traces": RAW_TRACES}
+        worker_topics = [raw[s].name for s in settings.worker.signals if s in raw]
+        worker_topics += [SPANS.name] if "traces" in settings.worker.signals else []
+        # Named topics: commits are read through OffsetFetch, as daemons should (maple/consumer.py)
+        self.groups = ((settings.worker.group, worker_topics),
+                       (settings.sink.group, [LOGS.name, METRICS.name, SPANS_SAMPLED.name]))
         self._snapshot: HealthResponse | None = None
         self._measured_at = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._admin: AdminClient | None = None
-        self._consumer: Consumer | None = None
+        self._cluster: Cluster | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -63,10 +67,9 @@ class HealthMonitor:
             if thread.is_alive():
                 log.warning("the health monitor did not stop within %.0fs; leaving its Kafka clients open", timeout)
                 return
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
-        self._admin = None  # no request in flight: the thread that used it has finished
+        if self._cluster is not None:
+            self._cluster.close()  # no request in flight: the thread that used it has finished
+            self._cluster = None
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -109,22 +112,20 @@ class HealthMonitor:
 
     def measure(self) -> HealthResponse:
         clickhouse = self._clickhouse()
-        if self._admin is None:  # librdkafka's own logging off: unreachable brokers are reported below
-            self._admin = kafka.admin_client(self.bootstrap, log_level=0)
-        admin = self._admin
+        if self._cluster is None:
+            self._cluster = Cluster(self.bootstrap, timeout=KAFKA_TIMEOUT_S)
+        cluster = self._cluster
         try:
-            brokers = len(admin.list_topics(timeout=KAFKA_TIMEOUT_S).brokers)
-            kafka_health = ComponentHealth(ok=True, detail=f"{self.bootstrap} ({brokers} broker(s))")
-        except KafkaException as exc:
-            kafka_health = ComponentHealth(ok=False, detail=f"{self.bootstrap}: {exc.args[0].str()}")
+            topics = cluster.topics()
+            kafka_health = ComponentHealth(ok=True, detail=f"{self.bootstrap} ({len(topics)} topics)")
+        except (KafkaException, KafkaOpError) as exc:
+            reason = exc.args[0].str() if isinstance(exc, KafkaException) and exc.args else str(exc)
+            kafka_health = ComponentHealth(ok=False, detail=f"{self.bootstrap}: {reason}")
         lags: list[GroupLag] = []
         dead = DeadLetters(count=None, topic=DEAD_LETTER.name)
         if kafka_health.ok:
-            if self._consumer is None:
-                self._consumer = probe_consumer(self.bootstrap, log_level=0)
-            consumer = self._consumer
-            lags = [self._lag(group, admin, consumer) for group in self.groups]
-            dead = DeadLetters(count=self._dead_letters(consumer), topic=DEAD_LETTER.name)
+            lags = [self._lag(cluster, group, group_topics, topics) for group, group_topics in self.groups]
+            dead = DeadLetters(count=self._dead_letters(cluster, topics), topic=DEAD_LETTER.name)
         status: Literal["ok", "degraded", "down"]
         if kafka_health.ok and clickhouse.ok:
             status = "degraded" if any(lag.error for lag in lags) else "ok"
@@ -142,26 +143,23 @@ class HealthMonitor:
             return ComponentHealth(ok=False, detail=exc.message)
         return ComponentHealth(ok=True, detail=f"ClickHouse {version}, database {self.reader.database}")
 
-    def _lag(self, group: str, admin: AdminClient, consumer: Consumer) -> GroupLag:
+    def _lag(self, cluster: Cluster, group: str, group_topics: list[str], existing: set[str]) -> GroupLag:
         try:
-            rows = measure(self.bootstrap, group, admin=admin, consumer=consumer, timeout=KAFKA_TIMEOUT_S)
-        except (LagError, KafkaException) as exc:
+            rows = measure(cluster, group, [t for t in group_topics if t in existing])
+        except (KafkaOpError, KafkaException) as exc:
             return GroupLag(group=group, messages=0, seconds=None, partitions=0, error=str(exc))
         known = [row.lag_seconds for row in rows if row.lag_seconds is not None]
         return GroupLag(group=group, messages=sum(row.lag for row in rows), seconds=max(known) if known else None,
                         partitions=len(rows))
 
-    def _dead_letters(self, consumer: Consumer) -> int | None:
-        try:
-            total = 0
-            for partition in topic_partitions(consumer, DEAD_LETTER.name, KAFKA_TIMEOUT_S):
-                low, high = consumer.get_watermark_offsets(TopicPartition(DEAD_LETTER.name, partition),
-                                                           timeout=KAFKA_TIMEOUT_S)
-                total += max(0, high - low)
-            return total
-        except LagError:
+    @staticmethod
+    def _dead_letters(cluster: Cluster, existing: set[str]) -> int | None:
+        if DEAD_LETTER.name not in existing:
             return 0  # no dead-letter topic yet: nothing was ever dead-lettered
-        except KafkaException:
+        try:
+            return sum(high - low for low, high in (cluster.watermarks(DEAD_LETTER.name, p)
+                                                     for p in cluster.partitions(DEAD_LETTER.name)))
+        except (KafkaOpError, KafkaException):
             return None
 
 

@@ -304,7 +304,8 @@ class SourceSpec(Model):
     status_code: str = Field("''", max_length=500)
     status_message: str = Field("''", max_length=500)
     attributes: str = Field(EMPTY_MAP, max_length=500, description="Map(String, String) of record/span attributes")
-    resource_attributes: str = Field(EMPTY_MAP, max_length=500, description="Map(String, String) of resource attributes")
+    resource_attributes: str = Field(EMPTY_MAP, max_length=500,
+                                     description="Map(String, String) of resource attributes")
     scope_name: str = Field("''", max_length=500)
     scope_version: str = Field("''", max_length=500)
     events: str | None = Field(None, max_length=500, description="traces: the Events Nested column's name")

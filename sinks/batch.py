@@ -39,7 +39,7 @@ class RowBatch:
 @dataclass(frozen=True)
 class Limits:
     rows: int
-    bytes: int
+    size: int  # bytes
     interval_s: float
 
 
@@ -87,7 +87,7 @@ class PartitionBatch:
     taken: list[RowBatch] = field(default_factory=list)
     last_offset: int | None = None
     rows: int = 0
-    bytes: int = 0
+    size: int = 0  # bytes gathered
     duplicates: int = 0
     opened_at: float | None = None
 
@@ -122,7 +122,7 @@ class PartitionBatch:
         self.wm[source.key] = (source.offset, source.part)
         self.taken.append(batch)
         self.rows += batch.rows
-        self.bytes += len(batch.value)
+        self.size += len(batch.value)
         return True
 
     def skip(self, offset: int, now: float) -> None:
@@ -137,7 +137,7 @@ class PartitionBatch:
         if self.pending_end is not None:
             return self.last_offset >= self.pending_end
         assert self.opened_at is not None
-        return (self.rows >= limits.rows or self.bytes >= limits.bytes
+        return (self.rows >= limits.rows or self.size >= limits.size
                 or now - self.opened_at >= limits.interval_s)
 
     def tables(self) -> dict[str, list[bytes]]:

@@ -28,20 +28,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from maple import clickhouse
 from maple import kafka as kafka_clients
 from maple import metrics as prom
+from maple.consumer import Commit, CommitRefused, commit_one, headers_of, member_commits
+from maple.deadletter import sink_letter
+from maple.jsoncolumns import cap_block
 from maple.lag import SinkLag
 from maple.settings import Settings
 from maple.topics import (
-    DEAD_LETTER,
     HEADER_DECIDED_NS,
-    HEADER_ERROR,
-    HEADER_ERROR_CODE,
     HEADER_RECEIVED_NS,
     HEADER_ROWS,
     HEADER_SOURCE,
-    HEADER_SOURCE_RANGE,
-    HEADER_STAGE,
     HEADER_TABLE,
-    HEADER_TOKEN,
     LOGS,
     METRICS,
     SPANS_SAMPLED,
@@ -50,7 +47,7 @@ from maple.topics import (
 )
 from sinks import shards
 from sinks.batch import Limits, PartitionBatch, RowBatch, decode_epoch, decode_state
-from sinks.writer import Rejected, cap_block
+from sinks.writer import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +80,7 @@ class SinkMetrics:
 
 def _row_batch(message: Any) -> RowBatch:
     """The message as a row batch; raises ValueError (with the reason) when it does not follow the contract."""
-    headers = {key: value for key, value in (message.headers() or []) if value is not None}
+    headers = headers_of(message)
     table = headers.get(HEADER_TABLE, b"").decode(errors="replace")
     if not table or not message.value():
         raise ValueError(f"no {HEADER_TABLE} header or no value")
@@ -95,10 +92,6 @@ def _row_batch(message: Any) -> RowBatch:
                         received_ns=int(received) if received else None)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed row batch headers: {exc}") from exc
-
-
-class CommitFailed(RuntimeError):
-    """The group moved on (rebalance, expired membership): this process no longer owns the partition."""
 
 
 class Sink:
@@ -140,15 +133,19 @@ class Sink:
 
     # -- partition ownership -------------------------------------------------------------------------
 
+    @staticmethod
+    def _batch_at(key: tuple[str, int], commit: Commit | None) -> PartitionBatch:
+        """The batch that starts at the partition's commit, with the state committed beside it."""
+        metadata = commit.metadata if commit is not None else ""
+        wm, end = decode_state(metadata)
+        start = commit.offset if commit is not None else -1
+        if end is not None:
+            log.info("%s[%d]: resuming an interrupted batch %d-%d", key[0], key[1], start, end)
+        return PartitionBatch(key[0], key[1], start, wm, end, epoch=decode_epoch(metadata))
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = consumer.committed(partitions, timeout=30)
-        for tp in committed:
-            wm, end = decode_state(tp.metadata)
-            start = tp.offset if tp.offset >= 0 else -1
-            self.batches[(tp.topic, tp.partition)] = PartitionBatch(tp.topic, tp.partition, start, wm, end,
-                                                                    epoch=decode_epoch(tp.metadata))
-            if end is not None:
-                log.info("%s[%d]: resuming an interrupted batch %d-%d", tp.topic, tp.partition, start, end)
+        for key, commit in member_commits(consumer, [(tp.topic, tp.partition) for tp in partitions]).items():
+            self.batches[key] = self._batch_at(key, commit)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing")
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -167,9 +164,10 @@ class Sink:
             while not self.stopping.is_set():
                 self._stale.clear()  # a seek purged the partition's prefetched messages: new ones are current
                 for message in self.consumer.consume(num_messages=2000, timeout=0.2):
-                    if message.error():
-                        if message.error().code() != KafkaError._PARTITION_EOF:
-                            log.warning("consumer: %s", message.error())
+                    error = message.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer: %s", error)
                         continue
                     self._take(message)
                 now = time.monotonic()
@@ -209,11 +207,7 @@ class Sink:
             self.metrics.duplicates.labels(key[0]).inc()
 
     def _commit(self, batch: PartitionBatch, offset: int, metadata: str) -> None:
-        try:
-            self.consumer.commit(offsets=[TopicPartition(batch.topic, batch.partition, offset, metadata=metadata)],
-                                 asynchronous=False)
-        except KafkaException as exc:
-            raise CommitFailed(str(exc)) from exc
+        commit_one(self.consumer, batch.topic, batch.partition, offset, metadata)
 
     def _flush(self, key: tuple[str, int]) -> None:
         batch = self.batches[key]
@@ -231,7 +225,7 @@ class Sink:
                     self.metrics.rows.labels(table).inc(sum(b.rows for b in batch.taken if b.table == table))
             self._settle_dead_letters()
             self._commit(batch, batch.end + 1, batch.done())
-        except CommitFailed as exc:
+        except CommitRefused as exc:
             log.warning("%s[%d]: commit refused (%s); re-reading from the last commit", topic, partition, exc)
             self._reset(key)
             return
@@ -254,11 +248,9 @@ class Sink:
                 log.info("%s[%d] is no longer assigned here", *key)  # the rebalance callbacks take it from here
                 return
             try:
-                tp = self.consumer.committed([TopicPartition(*key)], timeout=30)[0]
-                wm, end = decode_state(tp.metadata)
-                self.consumer.seek(TopicPartition(key[0], key[1], tp.offset if tp.offset >= 0 else 0))
-                self.batches[key] = PartitionBatch(key[0], key[1], tp.offset if tp.offset >= 0 else -1, wm, end,
-                                                   epoch=decode_epoch(tp.metadata))
+                commit = member_commits(self.consumer, [key])[key]
+                self.consumer.seek(TopicPartition(key[0], key[1], commit.offset if commit is not None else 0))
+                self.batches[key] = self._batch_at(key, commit)
                 return
             except KafkaException as exc:
                 log.warning("%s[%d]: reading its commit failed (%s), retry %d", key[0], key[1], exc, attempt + 1)
@@ -268,11 +260,7 @@ class Sink:
 
     def _dead_letter(self, item: Rejected, batch: PartitionBatch) -> None:
         start = batch.start if batch.start >= 0 else batch.last_offset
-        headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, item.table.encode()),
-                   (HEADER_ERROR, item.error.encode()[:4096]), (HEADER_TOKEN, item.token.encode()),
-                   (HEADER_SOURCE_RANGE, f"{batch.topic}/{batch.partition}/{start}-{batch.last_offset}".encode())]
-        if item.code is not None:
-            headers.append((HEADER_ERROR_CODE, str(item.code).encode()))
+        source_range = f"{batch.topic}/{batch.partition}/{start}-{batch.last_offset}"
 
         def delivered(err: KafkaError | None, _msg: Any) -> None:
             self._dead_letters_pending -= 1
@@ -280,8 +268,9 @@ class Sink:
                 self._dead_letter_errors.append(err.str())
 
         for piece in cap_block(item.block, DEAD_LETTER_MAX_BYTES):
+            letter = sink_letter(piece, item.table, item.error, item.code, item.token, source_range)
             self._dead_letters_pending += 1
-            self.dead_letters.produce(DEAD_LETTER.name, value=piece, headers=headers, on_delivery=delivered)
+            self.dead_letters.produce(letter.topic, value=letter.value, headers=letter.headers, on_delivery=delivered)
         self.metrics.dead_letter_rows.labels(item.table or "unknown").inc(max(item.rows, 1))
 
     def _settle_dead_letters(self) -> None:

@@ -17,15 +17,14 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
 from maple.clickhouse import ClickHouseUnavailable
+from maple.jsoncolumns import count_rows, split_block
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ TRANSIENT_CODES = frozenset({3, 60, 81, 159, 164, 202, 203, 209, 210, 236, 241, 
                              1000})
 # Codes that mean the data itself cannot go into the table.
 DATA_CODES = frozenset({6, 16, 25, 26, 27, 38, 41, 53, 62, 69, 70, 72, 76, 117, 130, 131, 190, 349, 407, 691})
-_CODE = re.compile(r"code:\s*(\d+)", re.IGNORECASE)
 
 TRANSIENT, DATA, UNKNOWN = "transient", "data", "unknown"
 BISECT_BUDGET = 64
@@ -49,8 +47,7 @@ def classify(exc: BaseException) -> tuple[str, int | None]:
     if isinstance(exc, (OperationalError, ClickHouseUnavailable)):
         return TRANSIENT, None
     if isinstance(exc, DatabaseError):
-        match = _CODE.search(str(exc))
-        code = int(match.group(1)) if match else None
+        code = exc.code  # from X-ClickHouse-Exception-Code (HTTP) or the engine (chDB)
         if code in TRANSIENT_CODES:
             return TRANSIENT, code
         if code in DATA_CODES:
@@ -72,53 +69,6 @@ class Rejected:
     @property
     def rows(self) -> int:
         return count_rows(self.block)
-
-
-def count_rows(data: bytes) -> int:
-    """Rows in newline-separated JSONColumns objects (JSON text never holds a raw newline)."""
-    total = 0
-    for line in data.split(b"\n"):
-        try:
-            columns = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(columns, dict) and columns:
-            total += min((len(v) for v in columns.values() if isinstance(v, list)), default=0)
-    return total
-
-
-def cap_block(data: bytes, limit: int) -> list[bytes]:
-    """Cut newline-separated JSONColumns data into pieces of at most `limit` bytes, by objects, then rows.
-    A single row over the limit stays whole (it cannot be cut)."""
-    pieces: list[bytes] = []
-    pending = data.split(b"\n") if len(data) > limit else [data]
-    while pending:
-        block = pending.pop(0)
-        if len(block) <= limit:
-            pieces.append(block)
-            continue
-        halves = split_block(block)
-        if halves is None:
-            pieces.append(block)
-        else:
-            pending[:0] = list(halves)
-    return pieces
-
-
-def split_block(block: bytes) -> tuple[bytes, bytes] | None:
-    """Cut one JSONColumns block into two halves by rows; None if it holds one row or is not JSONColumns."""
-    try:
-        columns = orjson.loads(block)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(columns, dict) or not columns:
-        return None
-    rows = min((len(v) for v in columns.values() if isinstance(v, list)), default=0)
-    if rows < 2:
-        return None
-    middle = rows // 2
-    return (orjson.dumps({k: v[:middle] for k, v in columns.items()}),
-            orjson.dumps({k: v[middle:] for k, v in columns.items()}))
 
 
 class Inserter:

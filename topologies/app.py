@@ -23,8 +23,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import faust
@@ -32,16 +32,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from maple import kafka as kafka_clients
 from maple import metrics as prom
+from maple.consumer import Cluster
+from maple.deadletter import worker_letter
+from maple.exits import stop_for_safety
 from maple.lag import LagGauges, measure
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings
 from maple.topics import (
-    DEAD_LETTER,
-    HEADER_ERROR,
-    HEADER_GROUP,
     HEADER_ROWS,
-    HEADER_SOURCE,
-    HEADER_STAGE,
     LOGS,
     METRICS,
     RAW_LOGS,
@@ -54,10 +52,10 @@ from maple.topics import (
 )
 from processors.logs import LogOptions
 from topologies import sampler
+from topologies.acks import InOrderAcks
 from topologies.batches import RawRecord, log_batches, metric_batches, trace_batches
 
 log = logging.getLogger(__name__)
-EXIT_PRODUCER_FAILED = 70
 
 Transform = Callable[[RawRecord], list[Record]]
 
@@ -75,16 +73,7 @@ class WorkerMetrics:
 
 
 def _fatal(reason: str) -> None:
-    log.critical("stopping the worker without acking further records: %s", reason)
-    logging.shutdown()
-    os._exit(EXIT_PRODUCER_FAILED)
-
-
-def _dead_letter(value: bytes, position: SourcePosition, error: Exception, group: str) -> Record:
-    """The record as it came, with why it could not be processed (and by which group, for redrives)."""
-    return Record(DEAD_LETTER.name, value, [
-        (HEADER_STAGE, b"worker"), (HEADER_ERROR, f"{type(error).__name__}: {error}".encode()[:4096]),
-        (HEADER_SOURCE, position.header()), (HEADER_GROUP, group.encode())])
+    stop_for_safety(f"the worker acks no further records: {reason}")
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -108,13 +97,13 @@ def build_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
     )
     metrics = WorkerMetrics()
+    # One admin/probe pair for the process's lifetime (lag gauges, the sampler's progress checks): a client
+    # made per measurement and dropped with a request in flight aborts the process when the broker returns.
+    cluster = Cluster(bootstrap, timeout=10)
     producer = AsyncProducer(bootstrap, timeout_s=300.0, on_fatal=lambda err: _fatal(f"producer: {err.str()}"),
                              **{"enable.gapless.guarantee": True, "linger.ms": 10})
-    admin = kafka_clients.admin_client(bootstrap)
-    kafka_clients.ensure_topics(admin, settings.kafka.partitions, settings.kafka.replication_factor,
-                                [RAW_LOGS, RAW_METRICS, RAW_TRACES, LOGS, METRICS, SPANS, SPANS_SAMPLED, DEAD_LETTER])
-    partitions = {t.name: len(admin.list_topics(t.name, timeout=30).topics[t.name].partitions)
-                  for t in (RAW_TRACES, LOGS, METRICS, SPANS, SPANS_SAMPLED)}
+    kafka_clients.create_topics(settings)
+    partitions = {t.name: len(cluster.partitions(t.name)) for t in (RAW_TRACES, LOGS, METRICS, SPANS, SPANS_SAMPLED)}
     red_options = sampler.red_options(settings)
     sampling = sampler.sampling_config(settings, partitions[SPANS.name]) if "traces" in cfg.signals else None
 
@@ -124,13 +113,15 @@ def build_app(settings: Settings) -> faust.App:
 
     if cfg.metrics_port:
         lag_gauges = LagGauges(metrics.registry)
+        raw_topic = {"logs": RAW_LOGS, "metrics": RAW_METRICS, "traces": RAW_TRACES}
+        stage_topics = [raw_topic[s].name for s in cfg.signals] + ([SPANS.name] if "traces" in cfg.signals else [])
 
         @app.timer(interval=15.0)
         async def export_lag() -> None:
-            """The group's own lag, through the admin API off the event loop (never per event)."""
+            """The group's own lag on the topics it reads, off the event loop (never per event)."""
             try:
                 rows = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: measure(bootstrap, cfg.group, timeout=10))
+                    None, lambda: measure(cluster, cfg.group, stage_topics))
                 lag_gauges.publish(rows)
             except Exception as exc:  # metrics must never stop the data path
                 log.warning("consumer lag not measured: %s", exc)
@@ -150,10 +141,11 @@ def build_app(settings: Settings) -> faust.App:
             metrics.dead_letters.labels("spans").inc()
             log.warning("%s[%d]@%d is not a span batch, dead-lettered: %s", message.topic, message.partition,
                         message.offset, error)
-            return _dead_letter(message.value or b"", SourcePosition(message.topic, message.partition,
-                                                                      message.offset), error, cfg.group)
+            return worker_letter(message.value or b"", SourcePosition(message.topic, message.partition,
+                                                                       message.offset), error, cfg.group)
 
-        sampler.add_sampler_agent(app, settings, sampling, producer, metrics.registry, partitions[RAW_TRACES.name],
+        sampler.add_sampler_agent(app, settings, sampling, producer, cluster, metrics.registry,
+                                  partitions[RAW_TRACES.name],
                                   partitions[SPANS.name], partitions[SPANS_SAMPLED.name], bad_span_batch, _fatal)
     return app
 
@@ -165,26 +157,11 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
     dead_counter, seconds = metrics.dead_letters.labels(signal), metrics.process_seconds.labels(signal)
 
     async def agent(stream: faust.StreamT) -> None:
-        pending: asyncio.Queue = asyncio.Queue(maxsize=window)
-
-        async def ack_in_order() -> None:
-            try:
-                while True:
-                    event, written = await pending.get()
-                    try:
-                        await written
-                    except Exception as exc:  # the batch is not in Kafka: never ack past it
-                        _fatal(f"{signal} batch from {event.message.tp}@{event.message.offset} not written: {exc}")
-                    await stream.ack(event)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # without acks nothing commits: a silent hang otherwise
-                _fatal(f"{signal} acknowledgements failed: {type(exc).__name__}: {exc}")
-
+        acks = InOrderAcks(signal, window, _fatal)
         producer.start(asyncio.get_running_loop())
-        acker = asyncio.ensure_future(ack_in_order())
+        acks.start()
         try:
-            async for event in stream.noack().events():
+            async for event in stream.noack().events():  # type: ignore[attr-defined]  # Stream has it
                 message = event.message
                 raw = RawRecord(event.value or b"", message.topic, message.partition, message.offset,
                                 {k: bytes(v) for k, v in (message.headers or []) if v is not None},
@@ -196,11 +173,12 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
                         log.warning("%s record %s/%d@%d is not decodable, dead-lettered: %s", signal,
                                     raw.topic, raw.partition, raw.offset, exc)
                         dead_counter.inc()
-                        records = [_dead_letter(raw.value, SourcePosition(raw.topic, raw.partition, raw.offset), exc,
-                                                app.conf.id)]
+                        records = [worker_letter(raw.value, SourcePosition(raw.topic, raw.partition, raw.offset),
+                                                 exc, app.conf.id)]
                 records_counter.inc()
-                rows_counter.inc(sum(int(dict(r.headers).get(HEADER_ROWS, b"0")) for r in records))
-                await pending.put((event, producer.produce_all(records)))
+                rows_counter.inc(sum(int(dict(r.headers).get(HEADER_ROWS) or 0) for r in records))
+                await acks.put(producer.produce_all(records), partial(stream.ack, event),
+                               f"{message.tp.topic}[{message.tp.partition}]@{message.offset}")
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -208,7 +186,7 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
             # this one: a restart from the last commit is the only safe way on.
             _fatal(f"{signal} agent failed: {type(exc).__name__}: {exc}")
         finally:
-            acker.cancel()
+            acks.stop()
 
     app.agent(topic, name=f"maple.{signal}")(agent)
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from maple.producer import Record
+from maple.jsoncolumns import encode
+from maple.producer import Headers, Record
 from maple.topics import (
     HEADER_RECEIVED_NS,
     HEADER_ROWS,
@@ -47,27 +47,6 @@ class RawRecord:
         return int(raw) if raw else self.timestamp_ms * 1_000_000
 
 
-# A row batch stays far below the processed topics' 16 MiB record limit, compressed or not.
-MAX_BATCH_BYTES = 4 * 1024 * 1024
-
-
-class RowTooLarge(ValueError):
-    """One row alone is over MAX_BATCH_BYTES; the raw record is dead-lettered instead."""
-
-
-def encode(columns: dict[str, list], limit: int = MAX_BATCH_BYTES) -> list[tuple[int, bytes]]:
-    """The columns as JSONColumns blocks of at most `limit` bytes (split by rows): (rows, block) pairs."""
-    block = orjson.dumps(columns)
-    rows = len(next(iter(columns.values())))
-    if len(block) <= limit:
-        return [(rows, block)]
-    if rows < 2:
-        raise RowTooLarge(f"a row of {len(block)} bytes exceeds the {limit}-byte row batch limit")
-    middle = rows // 2
-    return (encode({k: v[:middle] for k, v in columns.items()}, limit)
-            + encode({k: v[middle:] for k, v in columns.items()}, limit))
-
-
 def _batches(raw: RawRecord, outputs: list[tuple[str, int, str, dict[str, list]]], first_part: int = 0
              ) -> list[Record]:
     """Row batches for `outputs` ((topic, partition, table, columns)) in order; `part` numbers them, across
@@ -78,7 +57,7 @@ def _batches(raw: RawRecord, outputs: list[tuple[str, int, str, dict[str, list]]
     out: list[Record] = []
     for topic, partition, table, columns in outputs:
         for rows, block in encode(columns):
-            headers = [(HEADER_TABLE, table.encode()), (HEADER_ROWS, str(rows).encode()),
+            headers: Headers = [(HEADER_TABLE, table.encode()), (HEADER_ROWS, str(rows).encode()),
                        (HEADER_SOURCE, SourcePosition(raw.topic, raw.partition, raw.offset,
                                                       first_part + len(out)).header()),
                        (HEADER_RECEIVED_NS, str(raw.received_ns).encode()),

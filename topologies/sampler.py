@@ -23,16 +23,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import faust
 import orjson
 import yaml
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from maple import kafka as kafka_clients
+from maple.consumer import Cluster, KafkaOpError
+from maple.jsoncolumns import encode
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings, SettingsError
 from maple.topics import (
@@ -47,9 +48,9 @@ from maple.topics import (
     SourcePosition,
 )
 from processors import red, traces
-from processors.sampling import DEFAULT_CONFIG, ConfigError, parse_config
+from processors.sampling import DEFAULT_CONFIG, ConfigError, SamplingConfig, build_policies, decode_config
 from processors.tail_sampler import Emission, PartitionSampler, SamplerCounts, SpanBatch
-from topologies.batches import encode
+from topologies.acks import InOrderAcks, Release
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,9 @@ GROUP_PIECES = 1024
 TICK_MARGIN_MS = 1000
 
 
-def sampling_config(settings: Settings, span_partitions: int = 1) -> Any:
-    """The raw tail_sampling block (validated for `span_partitions`), from traces.sampling_config or the
-    seed default."""
+def sampling_config(settings: Settings, span_partitions: int = 1) -> SamplingConfig:
+    """The tail_sampling block from traces.sampling_config (or the seed default), decoded once, and checked
+    for `span_partitions` (each must get a usable share of the rate budgets)."""
     path = settings.traces.sampling_config
     if not path:
         raw: Any = DEFAULT_CONFIG
@@ -73,10 +74,11 @@ def sampling_config(settings: Settings, span_partitions: int = 1) -> Any:
         except yaml.YAMLError as exc:
             raise SettingsError(f"traces.sampling_config: {path} is not valid YAML: {exc}") from exc
     try:
-        parse_config(raw, 1.0 / span_partitions)
+        config = decode_config(raw)
+        build_policies(config, 1.0 / span_partitions)
     except ConfigError as exc:
         raise SettingsError(f"traces.sampling_config {path or '(default)'}: {exc}") from exc
-    return raw
+    return config
 
 
 def red_options(settings: Settings) -> red.RedOptions:
@@ -85,7 +87,7 @@ def red_options(settings: Settings) -> red.RedOptions:
         buckets = tuple(float(b) for b in cfg.red_buckets_ms)
     except ValueError as exc:
         raise SettingsError(f"traces.red_buckets_ms: {exc}; expected numbers of milliseconds") from exc
-    if not buckets or not all(math.isfinite(b) for b in buckets) or any(b >= c for b, c in zip(buckets, buckets[1:])):
+    if not buckets or not all(math.isfinite(b) for b in buckets) or any(b >= c for b, c in pairwise(buckets)):
         raise SettingsError(f"traces.red_buckets_ms: {cfg.red_buckets_ms}; expected strictly increasing bounds")
     try:
         dimensions = tuple(red.Dimension.parse(d) for d in cfg.red_dimensions)
@@ -112,8 +114,10 @@ class SamplerMetrics:
         self.pending = Gauge("maple_sampler_pending_traces", "Traces waiting for their decision", registry=r)
         self.held = Gauge("maple_sampler_held_messages", "Span batches read but not yet safe to commit", registry=r)
         self._by_field: dict[str, Callable[[float], None]] = {
-            "traces_sampled": self.traces.labels("sampled").inc, "traces_not_sampled": self.traces.labels("not_sampled").inc,
-            "spans_sampled": self.spans.labels("sampled").inc, "spans_not_sampled": self.spans.labels("not_sampled").inc,
+            "traces_sampled": self.traces.labels("sampled").inc,
+            "traces_not_sampled": self.traces.labels("not_sampled").inc,
+            "spans_sampled": self.spans.labels("sampled").inc,
+            "spans_not_sampled": self.spans.labels("not_sampled").inc,
             "late_spans_sampled": self.late_spans.labels("sampled").inc,
             "late_spans_dropped": self.late_spans.labels("not_sampled").inc,
             "forced_out": self.forced_out.inc, "cache_evictions": self.cache_evictions.inc, "copies": self.copies.inc,
@@ -130,23 +134,24 @@ class SamplerMetrics:
 class RawProgress:
     """Which raw traces partitions the worker group has committed to the end (nothing left in flight)."""
 
-    def __init__(self, bootstrap: str, group: str) -> None:
-        # Not subscribed: it only reads the group's commits and never joins the group.
-        self.consumer = Consumer(kafka_clients.consumer_config(bootstrap, group))
-        self.partitions: list[TopicPartition] | None = None
+    def __init__(self, cluster: Cluster, group: str) -> None:
+        self.cluster = cluster  # long-lived: the worker's one admin/probe pair, never one per tick
+        self.group = group
+        self.partitions: list[int] | None = None
 
     def caught_up(self) -> set[int]:
         try:
             if self.partitions is None:
-                meta = self.consumer.list_topics(RAW_TRACES.name, timeout=10).topics[RAW_TRACES.name]
-                self.partitions = [TopicPartition(RAW_TRACES.name, p) for p in sorted(meta.partitions)]
+                self.partitions = self.cluster.partitions(RAW_TRACES.name)
+            commits = self.cluster.committed(self.group, [RAW_TRACES.name])
             done = set()
-            for tp in self.consumer.committed(self.partitions, timeout=10):
-                low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-                if high <= low or tp.offset >= high:
-                    done.add(tp.partition)
+            for partition in self.partitions:
+                low, high = self.cluster.watermarks(RAW_TRACES.name, partition)
+                commit = commits.get((RAW_TRACES.name, partition))
+                if high <= low or (commit is not None and commit.offset >= high):
+                    done.add(partition)
             return done
-        except (KafkaException, KeyError) as exc:
+        except KafkaOpError as exc:
             log.info("raw traces progress unknown (%s); ticks carry what the spans showed", exc)
             return set()
 
@@ -193,13 +198,15 @@ def _sampled_records(emissions: list[Emission], partition: int, offset: int, out
             position = SourcePosition(SPANS.name, partition, offset, emission.first_offset * GROUP_PIECES + piece)
             records.append(Record(SPANS_SAMPLED.name, block, [
                 (HEADER_TABLE, traces.TABLE.encode()), (HEADER_ROWS, str(rows).encode()),
-                (HEADER_SOURCE, position.header()), (HEADER_DECIDED_NS, decided)], partition=partition % out_partitions))
+                (HEADER_SOURCE, position.header()), (HEADER_DECIDED_NS, decided)],
+                partition=partition % out_partitions))
     return records
 
 
-def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, producer: AsyncProducer,
-                      registry: CollectorRegistry, raw_partitions: int, span_partitions: int, sampled_partitions: int,
-                      on_bad_batch: Callable[[Any, Exception], Record], fatal: Callable[[str], None]) -> None:
+def add_sampler_agent(app: faust.App, settings: Settings, config: SamplingConfig, producer: AsyncProducer,
+                      cluster: Cluster, registry: CollectorRegistry, raw_partitions: int, span_partitions: int,
+                      sampled_partitions: int, on_bad_batch: Callable[[Any, Exception], Record],
+                      fatal: Callable[[str], None]) -> None:
     topic = app.topic(SPANS.name, value_serializer="raw", key_serializer="raw")
     metrics = SamplerMetrics(registry)
     states: dict[Any, _PartitionState] = {}
@@ -207,13 +214,13 @@ def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, produ
     tick_s = settings.traces.tick_interval_s
     window = settings.worker.inflight_batches
 
-    @app.on_partitions_revoked.connect
-    async def forget_revoked(_app: faust.App, revoked: set, **_: Any) -> None:
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust sends `revoked` as a keyword
+    async def forget_revoked(_app: faust.App, revoked: set[Any], **_: Any) -> None:
         # The next owner rebuilds these partitions from their commits; keeping state here would be stale.
         for tp in revoked:
             states.pop(tp, None)
 
-    progress = RawProgress(kafka_clients.bootstrap_servers(settings), settings.worker.group)
+    progress = RawProgress(cluster, settings.worker.group)
 
     @app.timer(interval=tick_s)
     async def tick_and_publish() -> None:
@@ -238,28 +245,20 @@ def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, produ
         metrics.held.set(sum(len(s.held) for s in states.values()))
 
     async def agent(stream: faust.StreamT) -> None:
-        acks: asyncio.Queue = asyncio.Queue(maxsize=window)
+        acks = InOrderAcks("sampler", window, fatal)
 
-        async def ack_when_safe() -> None:
-            try:
-                while True:
-                    state, written, safe = await acks.get()
-                    try:
-                        await written
-                    except Exception as exc:  # rows not in Kafka: never commit past them
-                        fatal(f"sampled rows of {SPANS.name}[{state.partition}] not written: {exc}")
-                    held = state.held
-                    while held and held[0].message.offset < safe:
-                        await stream.ack(held.popleft())
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                fatal(f"sampler acknowledgements failed: {type(exc).__name__}: {exc}")
+        def release_before(state: _PartitionState, safe: int | None) -> Release:
+            """Ack the held events before the safe offset: a restart there re-creates exactly these rows."""
+            async def release() -> None:
+                held = state.held
+                while held and safe is not None and held[0].message.offset < safe:
+                    await stream.ack(held.popleft())
+            return release
 
         producer.start(asyncio.get_running_loop())
-        acker = asyncio.ensure_future(ack_when_safe())
+        acks.start()
         try:
-            async for event in stream.noack().events():
+            async for event in stream.noack().events():  # type: ignore[attr-defined]  # Stream has it
                 message = event.message
                 tp = message.tp
                 state = states.get(tp)
@@ -267,8 +266,8 @@ def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, produ
                     if state is not None:
                         log.warning("%s[%d]: offset %d after %d; rebuilding its sampler from here", tp.topic,
                                     tp.partition, message.offset, state.next_offset)
-                    state = states[tp] = _PartitionState(tp.partition, PartitionSampler(parse_config(raw_config, share), raw_partitions),
-                                                         message.offset)
+                    fresh = PartitionSampler(config, raw_partitions, share)
+                    state = states[tp] = _PartitionState(tp.partition, fresh, message.offset)
                 extra: list[Record] = []
                 try:
                     batch = _span_batch(message, event.value)
@@ -282,13 +281,14 @@ def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, produ
                 state.held.append(event)
                 written = producer.produce_all(extra + _sampled_records(emissions, tp.partition, message.offset,
                                                                         sampled_partitions))
-                await acks.put((state, written, state.sampler.safe_offset()))
+                await acks.put(written, release_before(state, state.sampler.safe_offset()),
+                               f"{SPANS.name}[{tp.partition}]@{message.offset}")
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             fatal(f"sampler failed: {type(exc).__name__}: {exc}")
         finally:
-            acker.cancel()
+            acks.stop()
 
     app.agent(topic, name="maple.sampler")(agent)
 
