@@ -1,8 +1,8 @@
 """`maple up`: the all-in-one local run, a small supervisor over Maple's processes.
 
 It brings up Kafka (the local KRaft broker unless MAPLE_KAFKA_BOOTSTRAP is set), creates Maple's topics,
-starts the embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), then the pipeline stages, each
-as a child process. A child that dies is restarted with exponential backoff and the reason is logged.
+starts the embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), then the pipeline stages and the
+query API, each as a child process. A child that dies is restarted with exponential backoff and the reason is logged.
 SIGINT/SIGTERM stop everything in reverse order of start; children also get SIGTERM from the kernel if
 the supervisor itself is killed (PR_SET_PDEATHSIG), so no process is left behind.
 """
