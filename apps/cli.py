@@ -275,11 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("up", "run everything locally: Kafka, embedded ClickHouse and the pipeline stages", cmd_up,
+    add("up", "run everything locally: Kafka, embedded ClickHouse, the pipeline stages and the query API", cmd_up,
         "Start the local Kafka broker (unless MAPLE_KAFKA_BOOTSTRAP is set), create Maple's topics, start the "
         "embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), the pipeline stages and the query API "
-        "(`maple api`, api.port 8080) as child processes. Prints the endpoints once everything is healthy, restarts a stage that dies (with "
-        "backoff), and stops everything on Ctrl-C or SIGTERM. Data persists in the data dir, so a second "
+        "(`maple api`, api.port 8080) as child processes. Prints the endpoints once everything is healthy, "
+        "restarts a stage that dies (with backoff), and stops everything on Ctrl-C or SIGTERM. Data persists in the data dir, so a second "
         "`maple up` resumes where the first stopped.")
 
     kafka = add("kafka", "run Maple's local Apache Kafka (KRaft, jars from Maven Central)", cmd_kafka,
