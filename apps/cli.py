@@ -279,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Start the local Kafka broker (unless MAPLE_KAFKA_BOOTSTRAP is set), create Maple's topics, start the "
         "embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), the pipeline stages and the query API "
         "(`maple api`, api.port 8080) as child processes. Prints the endpoints once everything is healthy, "
-        "restarts a stage that dies (with backoff), and stops everything on Ctrl-C or SIGTERM. Data persists in the data dir, so a second "
-        "`maple up` resumes where the first stopped.")
+        "restarts a stage that dies (with backoff), and stops everything on Ctrl-C or SIGTERM. Data persists in "
+        "the data dir, so a second `maple up` resumes where the first stopped.")
 
     kafka = add("kafka", "run Maple's local Apache Kafka (KRaft, jars from Maven Central)", cmd_kafka,
                 "Manage the local Kafka cluster under <data_dir>/kafka. `start` fetches the broker jars with mvn "
