@@ -162,6 +162,7 @@ def cmd_bench_query(args: argparse.Namespace) -> int:
     for row in report["results"]:
         _say(f"{row['call']:<46} {row['p50_ms']:>9.1f} {row['p95_ms']:>9.1f} {row['max_ms']:>9.1f} "
              f"{row['clickhouse_p50_ms']:>9.1f} {row['clickhouse_p95_ms']:>9.1f}  {row['items']}")
+    _say("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in report["load_average"]))
     for name, plan in report["explain"].items():
         _say(f"\nEXPLAIN indexes = 1 -- {name}\n{plan}")
     return 0

@@ -3,8 +3,10 @@ and the live tail's polls. Each builds SQL from the source's expressions and bin
 
 Why windows: the logs table is ordered by service and time, so "the newest N rows matching a term over a
 day" cannot read in time order; reading the whole day to keep 100 rows is what makes searches slow. A
-search therefore asks the newest 15 minutes first and widens the window (x4) only while the page is not
-full: a frequent term is answered from the first window, a rare one from the token index's skips.
+search therefore asks the newest 15 minutes first; a frequent term fills the page there. If that window
+had matches but not enough, the next window is sized from their rate (at least x4); if it had none, the
+matches are sparse and the rest of the range is one query in which the token index skips the granules
+without the term.
 """
 
 from __future__ import annotations
@@ -98,14 +100,26 @@ def search(ctx: Context, source: Source, rng: Range, where: Filter, limit: int,
             params.update(ct=before[0], ch=before[1])
         sql = (f"SELECT {_columns(source)} FROM {source.table} WHERE {source.time_filter(START, END)} "
                f"AND ({condition}) ORDER BY t DESC, h DESC LIMIT {limit - len(rows)}")
-        rows.extend(ctx.reader.select(sql, params).dicts())
+        found = ctx.reader.select(sql, params).dicts()
+        rows.extend(found)
+        window = _next_window(window, window_end - window_start + 1, len(found), limit - len(rows),
+                              window_start - rng.start_ns)
         window_end = window_start - 1
-        window *= WINDOW_GROWTH
     next_cursor = None
     if len(rows) == limit and rows:
         last = rows[-1]
         next_cursor = cursors.encode("logs", t=last["t"], h=last["h"])
     return [_record(r) for r in rows], next_cursor
+
+
+def _next_window(window: int, searched: int, found: int, needed: int, remaining: int) -> int:
+    """The next (older) window: nothing found means the matches are sparse, so the token index can skip
+    most of the rest and one query takes it all; otherwise a window sized from the rate seen to fill the
+    page (at least four times the last), so a frequent term never reads more than it needs."""
+    if found == 0:
+        return max(remaining, window)
+    expected = int(needed * searched / found * 1.5)
+    return max(window * WINDOW_GROWTH, expected)
 
 
 def field_expression(ctx: Context, source: Source, name: str, params: dict[str, Any]) -> str:
