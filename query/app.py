@@ -163,8 +163,12 @@ def run(settings: Settings) -> None:
     """Serve the app with uvicorn on api.host:api.port until SIGINT/SIGTERM."""
     import uvicorn
 
-    app = create_app(settings)
+    store = open_store(settings)  # a bad api.metadata_url or a failed migration stops here, with its reason
+    app = create_app(settings, store=store)
     config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_config=None,
                             access_log=False, lifespan="on", timeout_graceful_shutdown=10)
     log.info("query API on http://%s:%d (OpenAPI /api/openapi.json)", settings.api.host, settings.api.port)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        store.close()

@@ -72,6 +72,9 @@ class Store:
             command.upgrade(_alembic_config(self.engine), "head")
         except OperationalError as exc:
             raise StoreError(f"the metadata store at {mask_url(self.url)} cannot be migrated: {exc.orig}") from exc
+        except ImportError as exc:  # the dialect's driver (psycopg, ...) is not installed
+            raise SettingsError(f"api.metadata_url (MAPLE_API_METADATA_URL) needs a driver that is not installed: "
+                                f"{exc}") from exc
 
     def revision(self) -> str | None:
         with self.engine.connect() as conn:
