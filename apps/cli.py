@@ -157,11 +157,14 @@ def cmd_bench_query(args: argparse.Namespace) -> int:
     data = report["data"]
     _say(f"data: {data['logs']:,} log rows and {data['spans']:,} spans over {data['hours']} h in `{data['database']}` "
          f"(generated in ClickHouse: {data['generation_s'] or 'reused'})")
-    _say(f"{'call':<46} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'CH p50':>9} {'CH p95':>9}  items   "
-         f"({report['iterations']} calls each; CH = time waiting for ClickHouse, from Server-Timing)")
+    _say(f"{'call':<46} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'CH p50':>8} {'CH p95':>8} {'CPU API':>8} "
+         f"{'CPU CH':>8}  items")
     for row in report["results"]:
-        _say(f"{row['call']:<46} {row['p50_ms']:>9.1f} {row['p95_ms']:>9.1f} {row['max_ms']:>9.1f} "
-             f"{row['clickhouse_p50_ms']:>9.1f} {row['clickhouse_p95_ms']:>9.1f}  {row['items']}")
+        _say(f"{row['call']:<46} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['max_ms']:>8.1f} "
+             f"{row['clickhouse_p50_ms']:>8.1f} {row['clickhouse_p95_ms']:>8.1f} {row['api_cpu_ms']:>8.1f} "
+             f"{row['clickhouse_cpu_ms']:>8.1f}  {row['items']}")
+    _say(f"({report['iterations']} calls each, one at a time. CH: time waiting for ClickHouse (Server-Timing). CPU: "
+         "CPU ms per call of the API process and of the embedded ClickHouse host, from /proc)")
     _say("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in report["load_average"]))
     for name, plan in report["explain"].items():
         _say(f"\nEXPLAIN indexes = 1 -- {name}\n{plan}")

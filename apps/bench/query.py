@@ -220,6 +220,17 @@ def _get(conn: http.client.HTTPConnection, path: str) -> tuple[float, float, int
     return elapsed, clickhouse_ms, response.status, body
 
 
+def _cpu_ms(pid: int | None) -> float:
+    """User + system CPU time of a process so far (ms), from /proc; 0 when it cannot be read."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def _explain(reader: Reader, sql: str, params: dict[str, Any]) -> str:
     rows = reader.select(f"EXPLAIN indexes = 1 {sql}", params).rows
     return "\n".join(str(r[0]) for r in rows)
@@ -248,7 +259,8 @@ def run(settings: Settings, *, database: str, logs: int, spans: int, hours: floa
             if api.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("maple api did not become ready")
             time.sleep(0.2)
-        report = _measure(settings, data, port, iterations, say)
+        host = clickhouse.running_host(settings)
+        report = _measure(settings, data, port, iterations, say, api.pid, int(host["pid"]) if host else None)
         report["data"] = {"database": data.database, "logs": data.logs, "spans": data.spans,
                           "hours": hours, "generation_s": {k: round(v, 1) for k, v in data.generated_s.items()}}
         return report
@@ -261,8 +273,11 @@ def run(settings: Settings, *, database: str, logs: int, spans: int, hours: floa
             own_host.wait(60)
 
 
-def _measure(settings: Settings, data: DataSet, port: int, iterations: int,
-             say: Callable[[str], None]) -> dict[str, Any]:
+def _measure(settings: Settings, data: DataSet, port: int, iterations: int, say: Callable[[str], None],
+             api_pid: int | None, host_pid: int | None) -> dict[str, Any]:
+    """Latency per call, ClickHouse's share of it (Server-Timing), and the CPU time the call cost the API
+    and the embedded ClickHouse host (from /proc): CPU time does not grow when other work shares the
+    machine, latency does."""
     reader = Reader(settings, data.database)
     anchor = data.anchor_ns
     day = f"from={anchor - 86400 * NS}&to={anchor}"
@@ -293,18 +308,22 @@ def _measure(settings: Settings, data: DataSet, port: int, iterations: int,
             if status != 200:
                 raise RuntimeError(f"{name}: {status} {body[:300]!r}")
         times, in_clickhouse = [], []
+        cpu_before = (_cpu_ms(api_pid), _cpu_ms(host_pid))
         for i in range(iterations):
             ms, ch_ms, status, body = _get(conn, path(i + 3))
             if status != 200:
                 raise RuntimeError(f"{name}: {status} {body[:300]!r}")
             times.append(ms)
             in_clickhouse.append(ch_ms)
+        api_cpu = (_cpu_ms(api_pid) - cpu_before[0]) / iterations
+        host_cpu = (_cpu_ms(host_pid) - cpu_before[1]) / iterations
         summary = json.loads(body)
         size = next((len(summary[k]) for k in ("rows", "spans", "services", "edges", "series") if k in summary), 0)
         results.append({"call": name, "p50_ms": round(statistics.median(times), 1),
                         "p95_ms": round(_percentile(times, 0.95), 1), "max_ms": round(max(times), 1),
                         "clickhouse_p50_ms": round(statistics.median(in_clickhouse), 1),
-                        "clickhouse_p95_ms": round(_percentile(in_clickhouse, 0.95), 1), "items": size})
+                        "clickhouse_p95_ms": round(_percentile(in_clickhouse, 0.95), 1), "items": size,
+                        "api_cpu_ms": round(api_cpu, 1), "clickhouse_cpu_ms": round(host_cpu, 1)})
         say(f"  {name:<44} p50 {results[-1]['p50_ms']:>8.1f} ms  p95 {results[-1]['p95_ms']:>8.1f} ms")
     conn.close()
     # The machine's own noise, same run: a trivial query through the same reader and ClickHouse host.
@@ -318,7 +337,8 @@ def _measure(settings: Settings, data: DataSet, port: int, iterations: int,
                     "p50_ms": round(statistics.median(baseline), 1),
                     "p95_ms": round(_percentile(baseline, 0.95), 1), "max_ms": round(max(baseline), 1),
                     "clickhouse_p50_ms": round(statistics.median(baseline), 1),
-                    "clickhouse_p95_ms": round(_percentile(baseline, 0.95), 1), "items": 1})
+                    "clickhouse_p95_ms": round(_percentile(baseline, 0.95), 1), "items": 1, "api_cpu_ms": 0.0,
+                    "clickhouse_cpu_ms": 0.0})
     return {"iterations": iterations, "results": results, "explain": _explains(settings, data, trace_ids[0]),
             "load_average": os.getloadavg()}
 
