@@ -3,7 +3,7 @@ and the live tail's polls. Each builds SQL from the source's expressions and bin
 
 Why windows: the logs table is ordered by service and time, so "the newest N rows matching a term over a
 day" cannot read in time order; reading the whole day to keep 100 rows is what makes searches slow. A
-search therefore asks the newest 15 minutes first; a frequent term fills the page there. If that window
+search therefore asks the newest 5 minutes first; a frequent term fills the page there. If that window
 had matches but not enough, the next window is sized from their rate (at least x4); if it had none, the
 matches are sparse and the rest of the range is one query in which the token index skips the granules
 without the term.
@@ -23,7 +23,7 @@ from query.search.fields import Kind, UnknownField
 from query.sources import Source
 from query.timerange import NS, Range, format_ns
 
-FIRST_WINDOW_S = 15 * 60
+FIRST_WINDOW_S = 5 * 60
 WINDOW_GROWTH = 4
 TOP_GROUPS = 10
 MAX_BUCKETS = 1000
