@@ -303,6 +303,8 @@ class SourceSpec(Model):
     duration_ns: str = Field("0", max_length=500, description="traces: span duration in nanoseconds")
     status_code: str = Field("''", max_length=500)
     status_message: str = Field("''", max_length=500)
+    sample_weight: str = Field("1", max_length=500, description="traces: how many spans a stored span stands for "
+                                                                "(1 / the probability it was sampled with)")
     attributes: str = Field(EMPTY_MAP, max_length=500, description="Map(String, String) of record/span attributes")
     resource_attributes: str = Field(EMPTY_MAP, max_length=500,
                                      description="Map(String, String) of resource attributes")

@@ -29,7 +29,8 @@ KEYS_LOOKBACK_S = 86400
 KEYS_SCAN_ROWS = 1_000_000
 EXPRESSION_FIELDS = ("timestamp", "coarse_timestamp", "service", "body", "severity_text", "severity_number",
                      "trace_id", "span_id", "parent_span_id", "span_name", "span_kind", "duration_ns", "status_code",
-                     "status_message", "attributes", "resource_attributes", "scope_name", "scope_version")
+                     "status_message", "sample_weight", "attributes", "resource_attributes", "scope_name",
+                     "scope_version")
 FORBIDDEN_IN_EXPRESSIONS = (";", "--", "/*", "#!", "\\G")
 
 
@@ -90,7 +91,8 @@ def builtin_traces(database: str, columns: dict[str, str], expressions: dict[str
         name=BUILTIN_TRACES, kind="traces", database=database, table="otel_traces", timestamp="Timestamp",
         service="ServiceName", trace_id="TraceId", span_id="SpanId", parent_span_id="ParentSpanId",
         span_name="SpanName", span_kind="SpanKind", duration_ns="Duration", status_code="StatusCode",
-        status_message="StatusMessage", attributes="SpanAttributes", resource_attributes="ResourceAttributes",
+        status_message="StatusMessage", sample_weight="SampleRate" if "SampleRate" in columns else "1",
+        attributes="SpanAttributes", resource_attributes="ResourceAttributes",
         scope_name="ScopeName", scope_version="ScopeVersion", events="Events" if "Events.Name" in columns else None,
         links="Links" if "Links.TraceId" in columns else None,
         trace_id_ts_table="otel_traces_trace_id_ts" if lookup else None,

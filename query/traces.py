@@ -267,15 +267,18 @@ def services(ctx: Context, rng: Range, kinds: list[str]) -> list[ServiceRed]:
 
 
 def dependencies(ctx: Context, source: Source, rng: Range) -> list[DependencyEdge]:
-    """Caller -> callee edges: a span whose parent span belongs to another service is one call."""
+    """Caller -> callee edges: a span whose parent span belongs to another service is one call, weighted by
+    the span's sample weight (the tail sampler keeps 1 in N of some traces: each kept span stands for N)."""
     s = source.spec
     where = source.time_filter(START, END)
-    sql = (f"SELECT p.service AS caller, c.service AS callee, count() AS calls, countIf(c.error) AS errors, "
+    sql = (f"SELECT p.service AS caller, c.service AS callee, toUInt64(round(sum(c.w))) AS calls, "
+           f"toUInt64(round(sumIf(c.w, c.error))) AS errors, "
            f"quantiles(0.5, 0.95, 0.99)(c.duration) AS q "
            f"FROM (SELECT {s.trace_id} AS tid, {s.span_id} AS sid, toString({s.service}) AS service "
            f"FROM {source.table} WHERE {where}) AS p "
            f"INNER JOIN (SELECT {s.trace_id} AS tid, {s.parent_span_id} AS pid, toString({s.service}) AS service, "
-           f"toFloat64({s.duration_ns}) AS duration, {_is_error(s.status_code)} AS error "
+           f"toFloat64({s.duration_ns}) AS duration, {_is_error(s.status_code)} AS error, "
+           f"toFloat64({s.sample_weight}) AS w "
            f"FROM {source.table} WHERE {where} AND {s.parent_span_id} != '') AS c "
            f"ON p.tid = c.tid AND p.sid = c.pid WHERE p.service != c.service "
            f"GROUP BY caller, callee ORDER BY calls DESC")

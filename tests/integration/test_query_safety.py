@@ -340,3 +340,16 @@ def test_the_web_ui_is_served_beside_the_api(api: Api, tmp_path: Path) -> None:
         assert client.get("/readyz").json()["ready"] is True
     finally:
         _close(context)
+
+
+def test_the_service_map_weights_sampled_spans(api: Api) -> None:
+    """A span the tail sampler kept with probability 1/10 stands for 10 calls (SampleRate)."""
+    table = f"`{api.database}`.otel_traces"
+    now = "now64(9) - INTERVAL 1 MINUTE"
+    api.admin.command(f"INSERT INTO {table} (Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName, "
+                      f"Duration, StatusCode, SampleRate) VALUES ({now}, 'ab', 'p1', '', 'GET /', 'Server', "
+                      f"'weighted-a', 1000000, 'Unset', 10), ({now}, 'ab', 'c1', 'p1', 'rpc', 'Server', 'weighted-b', "
+                      f"500000, 'Error', 10)")
+    edges = {(e["caller"], e["callee"]): e for e in api.client.get("/api/v1/traces/dependencies",
+                                                                    params={"from": "now-10m"}).json()["edges"]}
+    assert (edges[("weighted-a", "weighted-b")]["calls"], edges[("weighted-a", "weighted-b")]["errors"]) == (10, 10)
