@@ -1,5 +1,6 @@
 """The pipeline's health as the API reports it: Kafka and ClickHouse reachable, consumer lag per group
-(messages and seconds, via `maple.lag.measure`), and the dead letters waiting in maple.dlq.
+(messages and seconds, via `maple.lag.measure`), the dead letters waiting in maple.dlq, and the ingest rate
+(growth of the raw topics' end offsets between two measurements: one record is one OTLP export request).
 
 Kafka calls are blocking and can take seconds when a broker is down, so they never run on the event loop
 or per request: one background thread measures every `api.health_interval_s` with one long-lived
@@ -23,11 +24,12 @@ from maple.lag import measure
 from maple.settings import Settings
 from maple.topics import DEAD_LETTER, LOGS, METRICS, RAW_LOGS, RAW_METRICS, RAW_TRACES, SPANS, SPANS_SAMPLED
 from query.errors import ApiError
-from query.models import ComponentHealth, DeadLetters, GroupLag, HealthResponse
+from query.models import ComponentHealth, DeadLetters, GroupLag, HealthResponse, IngestRate
 from query.reader import Reader
 
 log = logging.getLogger(__name__)
 KAFKA_TIMEOUT_S = 5.0
+RAW_TOPICS = {"traces": RAW_TRACES.name, "logs": RAW_LOGS.name, "metrics": RAW_METRICS.name}
 
 
 class HealthMonitor:
@@ -48,6 +50,7 @@ class HealthMonitor:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._cluster: Cluster | None = None
+        self._raw_ends: tuple[float, dict[str, int]] | None = None   # (monotonic time, end offsets per signal)
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
@@ -123,9 +126,13 @@ class HealthMonitor:
             kafka_health = ComponentHealth(ok=False, detail=f"{self.bootstrap}: {reason}")
         lags: list[GroupLag] = []
         dead = DeadLetters(count=None, topic=DEAD_LETTER.name)
+        ingest = IngestRate(requests_per_s=None, by_signal={}, window_s=None)
         if kafka_health.ok:
             lags = [self._lag(cluster, group, group_topics, topics) for group, group_topics in self.groups]
             dead = DeadLetters(count=self._dead_letters(cluster, topics), topic=DEAD_LETTER.name)
+            ingest = self._ingest(cluster, topics)
+        else:
+            self._raw_ends = None
         status: Literal["ok", "degraded", "down"]
         if kafka_health.ok and clickhouse.ok:
             status = "degraded" if any(lag.error for lag in lags) else "ok"
@@ -134,7 +141,26 @@ class HealthMonitor:
         else:
             status = "down"
         return HealthResponse(status=status, checked_at=_now(), age_s=0.0, kafka=kafka_health, clickhouse=clickhouse,
-                              lag=lags, dead_letters=dead)
+                              lag=lags, dead_letters=dead, ingest=ingest)
+
+    def _ingest(self, cluster: Cluster, existing: set[str]) -> IngestRate:
+        """Records written to the raw topics per second since the previous measurement."""
+        unknown = IngestRate(requests_per_s=None, by_signal={}, window_s=None)
+        try:
+            ends = {signal: sum(cluster.watermarks(topic, p)[1] for p in cluster.partitions(topic))
+                    if topic in existing else 0 for signal, topic in RAW_TOPICS.items()}
+        except (KafkaOpError, KafkaException):
+            self._raw_ends = None
+            return unknown
+        now = time.monotonic()
+        previous, self._raw_ends = self._raw_ends, (now, ends)
+        if previous is None or now <= previous[0]:
+            return unknown
+        window = now - previous[0]
+        # a topic recreated with fewer records reads as a drop: count it as no traffic, not negative traffic
+        by_signal = {signal: round(max(0, ends[signal] - previous[1].get(signal, 0)) / window, 3) for signal in ends}
+        return IngestRate(requests_per_s=round(sum(by_signal.values()), 3), by_signal=by_signal,
+                          window_s=round(window, 3))
 
     def _clickhouse(self) -> ComponentHealth:
         try:

@@ -348,6 +348,14 @@ class DeadLetters(Model):
     topic: str
 
 
+class IngestRate(Model):
+    requests_per_s: float | None = Field(description="OTLP export requests per second the ingest wrote to the raw "
+                                                     "topics between the last two measurements; null after the "
+                                                     "first measurement or while Kafka is unreachable")
+    by_signal: dict[str, float] = Field(description="the same per signal: traces, logs, metrics")
+    window_s: float | None = Field(description="seconds between the two measurements the rate is based on")
+
+
 class HealthResponse(Model):
     status: Literal["ok", "degraded", "down", "starting"]
     checked_at: str | None
@@ -356,6 +364,8 @@ class HealthResponse(Model):
     clickhouse: ComponentHealth
     lag: list[GroupLag]
     dead_letters: DeadLetters
+    ingest: IngestRate | None = Field(None, description="what is arriving: records written to the raw topics "
+                                                        "(one record = one OTLP export request)")
 
 
 class ReadyResponse(Model):
