@@ -130,7 +130,7 @@ export function LogsPage() {
             <SkeletonRows />
           ) : rows.length === 0 ? (
             live ? <Empty title="Waiting for new records…" icon="◌">Records that match arrive here as they are stored.</Empty>
-              : <Empty title="No records match" icon="∅">Nothing in {q ? "this search" : "this time range"}. Widen the time range{q ? ", or remove a filter" : ""}; data sent to the ingest appears within seconds.</Empty>
+              : <Empty title={q ? "No records match" : "No records in this time range"} icon="∅">Nothing in {q ? "this search" : "this time range"}. Widen the time range{q ? ", or remove a filter" : ""}; data sent to the ingest appears within seconds.</Empty>
           ) : (
             <LogTable rows={rows} selected={search.log} onSelect={(id) => set({ log: id })}
               onEnd={() => { if (!live && results.hasNextPage && !results.isFetchingNextPage) results.fetchNextPage(); }}
