@@ -289,8 +289,12 @@ class SourceSpec(Model):
     table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")
     timestamp: str = Field(max_length=500, description="DateTime64 of the record (logs) or span start (traces)")
     coarse_timestamp: str | None = Field(None, max_length=500,
-                                         description="a DateTime column in the primary key, filtered besides "
-                                                     "`timestamp` so that the index is used (e.g. TimestampTime)")
+                                         description="an expression of the timestamp in the primary key, filtered "
+                                                     "besides `timestamp` so that the index is used (TimestampTime, "
+                                                     "toStartOfFiveMinutes(Timestamp))")
+    coarse_function: str = Field("toDateTime", pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$",
+                                 description="the function that maps a time bound onto `coarse_timestamp`'s values "
+                                             "(toDateTime for TimestampTime, toStartOfFiveMinutes for that key)")
     service: str = Field("''", max_length=500)
     body: str = Field("''", max_length=500, description="logs: the message text searched by free text")
     severity_text: str = Field("''", max_length=500)

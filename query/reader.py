@@ -94,6 +94,7 @@ class Result:
 class _Schema:
     columns: dict[str, str]
     expressions: dict[str, str]
+    sorting_key: str = ""
     at: float = field(default_factory=time.monotonic)
 
 
@@ -237,9 +238,15 @@ class Reader:
                              {"db": database, "table": table})
         if not result.rows:
             raise ApiError(404, "not_found", f"table {database}.{table} does not exist")
-        schema = _Schema({r[0]: r[1] for r in result.rows}, {r[0]: r[2] for r in result.rows if r[2]})
+        sorting = self.select("SELECT sorting_key FROM system.tables WHERE database = {db:String} "
+                              "AND name = {table:String}", {"db": database, "table": table}).scalar() or ""
+        schema = _Schema({r[0]: r[1] for r in result.rows}, {r[0]: r[2] for r in result.rows if r[2]}, str(sorting))
         self._schemas[key] = schema
         return schema
+
+    def sorting_key(self, database: str, table: str) -> str:
+        """The table's ORDER BY expression list as ClickHouse reports it (system.tables.sorting_key)."""
+        return self._schema(database, table).sorting_key
 
     def forget_schema(self) -> None:
         self._schemas.clear()

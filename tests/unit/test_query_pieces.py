@@ -141,3 +141,26 @@ def test_only_the_reader_reaches_clickhouse() -> None:
                 if name.startswith(("clickhouse_connect", "chdb", "maple.clickhouse")):
                     wrong.append(f"{path.relative_to(REPO)} imports {name}")
     assert not wrong, wrong
+
+
+def test_the_time_range_is_also_stated_on_the_tables_time_key() -> None:
+    """ClickHouse does not derive a range on toStartOfFiveMinutes(Timestamp) from one on Timestamp, so the
+    logs source states it on the key too (and on TimestampTime for the older layout)."""
+    from query.sources import Source, builtin_logs
+
+    columns = {"Timestamp": "DateTime64(9)", "Body": "String"}
+    current = builtin_logs("otel", columns, {}, "toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp")
+    assert Source(current, True, columns).time_filter("{s}", "{e}") == (
+        "Timestamp >= {s} AND Timestamp <= {e} AND toStartOfFiveMinutes(Timestamp) >= toStartOfFiveMinutes({s}) "
+        "AND toStartOfFiveMinutes(Timestamp) <= toStartOfFiveMinutes({e})")
+    older = builtin_logs("otel", {**columns, "TimestampTime": "DateTime"},
+                         {"__hdx_materialized_k8s.pod.name": "ResourceAttributes['k8s.pod.name']",
+                          "__otel_materialized_deployment.environment.name":
+                              "ResourceAttributes['deployment.environment.name']"},
+                         "ServiceName, TimestampTime, Timestamp")
+    assert Source(older, True, columns).time_filter("{s}", "{e}").endswith(
+        "TimestampTime >= toDateTime({s}) AND TimestampTime <= toDateTime({e})")
+    assert older.materialized == {"k8s.pod.name": "__hdx_materialized_k8s.pod.name",
+                                  "deployment.environment.name": "__otel_materialized_deployment.environment.name"}
+    plain = builtin_logs("otel", columns, {}, "ServiceName, Timestamp")
+    assert Source(plain, True, columns).time_filter("{s}", "{e}") == "Timestamp >= {s} AND Timestamp <= {e}"
