@@ -1,9 +1,9 @@
-# Two commands on a fresh machine (Python 3.11, Java 17, Maven): `make up` and `make test`.
+# Two commands on a fresh machine (Python 3.11, Java 17, Maven, Node.js 20+): `make up` and `make test`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help install install-run up test test-fast lint kafka-start kafka-stop clean
+.PHONY: help install install-run ui ui-test up test test-fast lint kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,10 +27,16 @@ install-run: $(RUN_DEPS)  ## create .venv with what running Maple needs (no test
 
 install: $(TEST_DEPS)  ## create .venv with Maple and its test extras (pytest, the OTel SDK, ruff, mypy, ...)
 
-up: install-run  ## run Maple locally: Kafka (KRaft) + embedded ClickHouse + stages; Ctrl-C stops
+ui:  ## build the web UI into ui/dist when its sources or lock file changed (npm ci, vite build)
+	@ui/build.sh
+
+ui-test: ui  ## the web UI's type check and component tests (Vitest)
+	cd ui && npx --no-install tsc --noEmit -p . && npx --no-install vitest run
+
+up: install-run ui  ## run Maple locally: Kafka (KRaft) + embedded ClickHouse + stages; Ctrl-C stops
 	$(BIN)/maple up
 
-test: install  ## lint, then every test against a real Kafka broker and the real ClickHouse engine (CI runs this)
+test: install ui-test  ## lint, the UI's component tests, then every test against a real Kafka broker and the real ClickHouse engine (CI runs this)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra
@@ -50,4 +56,4 @@ kafka-stop: install-run  ## stop the local Kafka
 
 clean:  ## stop the local Kafka, remove .venv and .maple (the data); keeps the caches ~/.cache/maple and ~/.m2
 	-$(BIN)/maple kafka stop
-	rm -rf $(VENV) .maple
+	rm -rf $(VENV) .maple ui/dist ui/node_modules

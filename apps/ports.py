@@ -44,6 +44,7 @@ def claims(settings: Settings) -> list[PortClaim]:
     ingest = settings.ingest
     rows.append(PortClaim("ingest.grpc_port", ingest.grpc_port, ingest.host, "OTLP/gRPC"))
     rows.append(PortClaim("ingest.http_port", ingest.http_port, ingest.host, "OTLP/HTTP"))
+    rows.append(PortClaim("api.port", settings.api.port, settings.api.host, "query API and web UI"))
     # Prometheus servers listen on every address (prometheus_client's default); 0 turns them off.
     for key, port, what in (("worker.metrics_port", settings.worker.metrics_port, "worker /metrics"),
                             ("sink.metrics_port", settings.sink.metrics_port, "sink /metrics")):

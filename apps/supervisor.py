@@ -2,12 +2,13 @@
 
 It checks every port it will listen on (apps/ports.py) before it starts anything, brings up Kafka (the
 local KRaft broker unless MAPLE_KAFKA_BOOTSTRAP is set), creates Maple's topics, starts the embedded
-ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), then the pipeline stages, each as a child process.
-It says "maple is up" only once every part is ready: Kafka produces and consumes, ClickHouse answers, the
-ingest's /readyz is 200, the worker and the sink created their ready files (maple/ready.py). After that
-it prints nothing unless something happens. A child that dies is restarted with exponential backoff and
-the reason is logged. SIGINT/SIGTERM stop everything in reverse order of start; children also get SIGTERM
-from the kernel if the supervisor itself is killed (PR_SET_PDEATHSIG), so no process is left behind.
+ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), then the pipeline stages and the query API, each as a
+child process. It says "maple is up" only once every part is ready: Kafka produces and consumes,
+ClickHouse answers, the ingest's and the API's /readyz are 200, the worker and the sink created their ready
+files (maple/ready.py). After that it prints nothing unless something happens. A child that dies is
+restarted with exponential backoff and the reason is logged. SIGINT/SIGTERM stop everything in reverse
+order of start; children also get SIGTERM from the kernel if the supervisor itself is killed
+(PR_SET_PDEATHSIG), so no process is left behind.
 
 Everything is logged in Maple's one format (maple/log.py), the children's lines included; only the
 "maple is up" summary is printed as a table, on stdout.
@@ -261,6 +262,21 @@ class Supervisor:
         return (f"  traces      sampled  {policies}; queryable about {wait_s:g} s after a trace's first span "
                 f"(decision_wait)")
 
+    def _start_api(self) -> str:
+        cfg = self.settings.api
+        child = Child("api", lambda: self._maple("api"))
+        child.launch()
+        self.children.append(child)
+        ready = f"http://{cfg.host}:{cfg.port}/readyz"
+        deadline = time.monotonic() + 60
+        while not http_ok(ready):
+            if child.exited():
+                raise RuntimeError("the query API exited during start-up (see its log above)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the query API was not ready within 60s ({ready})")
+            time.sleep(0.2)
+        return f"http://{cfg.host}:{cfg.port}/ (API /api/v1, OpenAPI /api/openapi.json)"
+
     # -- running -----------------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -277,6 +293,7 @@ class Supervisor:
             clickhouse_line = self._start_clickhouse()
             ingest_line = self._start_ingest()
             pipeline_lines = self._start_pipeline()
+            api_line = self._start_api()
             traces_line = self._traces_line() if "traces" in self.settings.worker.signals else None
             if self.stopping.is_set():
                 return self.shutdown(0)
@@ -286,6 +303,7 @@ class Supervisor:
         lines = ["maple is up", f"  kafka       healthy  {kafka_line}", f"  clickhouse  healthy  {clickhouse_line}",
                  f"  ingest      ready    {ingest_line}"]
         lines += pipeline_lines
+        lines.append(f"  api         ready    {api_line}")
         if traces_line:
             lines.append(traces_line)
         lines.append(f"  query it:   maple query \"SELECT version()\"   (data dir {self.settings.data_path})")

@@ -13,11 +13,13 @@ def test_the_table_has_a_row_for_every_port_up_will_listen_on() -> None:
     rows = {(row.setting, row.port) for row in claims(settings)}
     assert rows == {("kafka.port", 9092), ("kafka.port", 9093), ("kafka.controller_port", 9192),
                     ("kafka.controller_port", 9193), ("clickhouse.embedded_port", 8123), ("ingest.grpc_port", 4317),
-                    ("ingest.http_port", 4318), ("worker.metrics_port", 9465), ("sink.metrics_port", 9464)}
+                    ("ingest.http_port", 4318), ("api.port", 8080), ("worker.metrics_port", 9465),
+                    ("sink.metrics_port", 9464)}
     # Parts Maple does not run itself claim nothing; a metrics port of 0 is off.
     remote = load_settings(environ={"MAPLE_KAFKA_BOOTSTRAP": "k:9092", "MAPLE_CLICKHOUSE_URL": "http://ch:8123",
                                     "MAPLE_WORKER_METRICS_PORT": "0"})
-    assert {row.setting for row in claims(remote)} == {"ingest.grpc_port", "ingest.http_port", "sink.metrics_port"}
+    assert {row.setting for row in claims(remote)} == {"ingest.grpc_port", "ingest.http_port", "api.port",
+                                                      "sink.metrics_port"}
 
 
 def test_a_taken_port_is_named_with_its_setting_and_variable() -> None:
