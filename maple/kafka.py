@@ -68,7 +68,10 @@ def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
     commits through the consumer path instead (maple/consumer.py: librdkafka aborts the process when an Admin
     API coordinator request loses its connection). Wait for every future it returns (`settle`) before
     letting it go."""
-    return AdminClient({"bootstrap.servers": bootstrap, **overrides})
+    # librdkafka's own lines (e.g. "Purging N unserved events" when a short-lived client is destroyed) go
+    # through Maple's logging, never raw onto stderr (maple/log.py); callers may name their own kind.
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, **client_logging("admin"), **overrides}
+    return AdminClient(config)
 
 
 def settle(futures: Iterable[concurrent.futures.Future[Any]], timeout: float) -> None:
