@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupTopicPart
 from confluent_kafka import TopicPartition as TP
 from confluent_kafka.admin import AdminClient
 
-from maple.kafka import client_logging
+from maple.kafka import admin_config, client_logging, consumer_config
 
 TopicPartitionKey = tuple[str, int]
 
@@ -78,10 +78,9 @@ class Cluster:
         self.timeout = timeout
         # Errors come back through the futures and exceptions below; librdkafka's own lines go through
         # Maple's logging, rate-limited.
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, **client_logging("admin")})
-        self._probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"maple-probe-{uuid.uuid4().hex[:8]}",
-                                "enable.auto.commit": False, "isolation.level": "read_committed",
-                                "enable.partition.eof": False, **client_logging("probe")})
+        self._admin = AdminClient(admin_config(bootstrap, **client_logging("admin")))
+        self._probe = Consumer(consumer_config(bootstrap, f"maple-probe-{uuid.uuid4().hex[:8]}",
+                                               **{"enable.partition.eof": False, **client_logging("probe")}))
         self._probe_lock = threading.Lock()  # assign/consume on the probe are one reader at a time
 
     def close(self) -> None:
@@ -126,8 +125,7 @@ class Cluster:
         wanted = [TP(topic, partition, offset, metadata=metadata) for topic, partition, offset, metadata in offsets]
         if not wanted:
             return
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False,
-                             **client_logging("commit")})
+        consumer = Consumer(consumer_config(self.bootstrap, group, **client_logging("commit")))
         try:
             results = consumer.commit(offsets=wanted, asynchronous=False) or []
         except KafkaException as exc:
