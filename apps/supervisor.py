@@ -108,8 +108,9 @@ class Supervisor:
     def _start_kafka(self) -> str:
         settings = self.settings
         if not settings.local_kafka:
-            kafka_clients.probe(kafka_clients.bootstrap_servers(settings), timeout=settings.kafka.start_timeout_s)
-            return f"{settings.kafka.bootstrap} (existing cluster)"
+            bootstrap = kafka_clients.bootstrap_servers(settings)
+            kafka_clients.probe(bootstrap, timeout=settings.kafka.start_timeout_s)
+            return f"{bootstrap} (existing cluster)"
         cluster = localkafka.LocalCluster(settings)
         running = localkafka.running_nodes(cluster)
         if len(running) == len(cluster.nodes):
