@@ -1,0 +1,163 @@
+"""The whole pipeline with every link secured: OTel SDK -(mutual TLS)-> ingest -(SASL_SSL, SCRAM-SHA-512, client
+certificate)-> Kafka -> worker (Faust/aiokafka) -> sink -> ClickHouse, and the operations commands on the same
+cluster. The broker is Maple's local one with only a SASL_SSL client port, so any client built without the
+security settings fails instead of passing quietly.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from apps import localkafka, maple_command
+from maple import kafka
+from maple.net import free_port
+from maple.settings import Settings, load_settings
+from tests.helpers.certs import PKI
+from tests.helpers.environment import clean_environ
+from tests.helpers.ingest import IngestProcess
+from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
+from tests.helpers.stages import Stage
+
+USER, PASSWORD = "maple-pipeline", "scram-s3cret"
+
+
+@dataclass
+class SecuredKafka:
+    settings: Settings  # the broker's own (it is started and stopped with them)
+    env: dict[str, str]  # what a Maple client needs to reach it
+    pki: PKI
+
+    @property
+    def bootstrap(self) -> str:
+        return self.env["MAPLE_KAFKA_BOOTSTRAP"]
+
+
+@pytest.fixture(scope="module")
+def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafka]:
+    root = tmp_path_factory.mktemp("secured-kafka")
+    pki = PKI.create(root / "pki")
+    secret = root / "kafka-password"
+    secret.write_text(PASSWORD + "\n")
+    secret.chmod(0o600)
+    port = free_port()
+    client = {"MAPLE_KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "MAPLE_KAFKA_SECURITY_CA_FILE": str(pki.server_ca.cert),
+              "MAPLE_KAFKA_SECURITY_CERT_FILE": str(pki.client.cert),
+              "MAPLE_KAFKA_SECURITY_KEY_FILE": str(pki.client.key),
+              "MAPLE_KAFKA_SECURITY_SASL_MECHANISM": "SCRAM-SHA-512", "MAPLE_KAFKA_SECURITY_SASL_USERNAME": USER,
+              "MAPLE_KAFKA_SECURITY_SASL_PASSWORD_FILE": str(secret)}
+    broker = load_settings(environ={
+        **client, "MAPLE_DATA_DIR": str(root / "data"), "MAPLE_KAFKA_PORT": str(port),
+        "MAPLE_KAFKA_CONTROLLER_PORT": str(free_port()), "MAPLE_KAFKA_HEAP": "384m",
+        "MAPLE_KAFKA_LOCAL_CERT_FILE": str(pki.server.cert), "MAPLE_KAFKA_LOCAL_KEY_FILE": str(pki.server.key),
+        "MAPLE_KAFKA_LOCAL_CLIENT_CA_FILE": str(pki.client_ca.cert)})
+    localkafka.start(broker)
+    try:
+        yield SecuredKafka(broker, {**client, "MAPLE_KAFKA_BOOTSTRAP": f"127.0.0.1:{port}"}, pki)
+    finally:
+        localkafka.stop(broker)
+
+
+@pytest.fixture(scope="module")
+def pipeline(secured_kafka: SecuredKafka, clickhouse_settings: Settings,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    pki = secured_kafka.pki
+    sampling = tmp_path_factory.mktemp("sampling") / "sampling.yaml"
+    sampling.write_text("tail_sampling:\n  decision_wait: 2s\n  policies:\n"
+                        "    - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n")
+    env, database = pipeline_env(secured_kafka.bootstrap, clickhouse_settings, uuid.uuid4().hex[:8])
+    env.update(secured_kafka.env)
+    env.update({"MAPLE_TRACES_SAMPLING_CONFIG": str(sampling), "MAPLE_TRACES_TICK_INTERVAL_S": "0.5",
+                "MAPLE_INGEST_TLS_CERT_FILE": str(pki.server.cert), "MAPLE_INGEST_TLS_KEY_FILE": str(pki.server.key),
+                "MAPLE_INGEST_TLS_CLIENT_CA_FILE": str(pki.client_ca.cert)})
+    apply_schema(env)
+    readiness = ssl.create_default_context(cafile=str(pki.server_ca.cert))
+    readiness.load_cert_chain(str(pki.client.cert), str(pki.client.key))
+    ingest = IngestProcess(secured_kafka.bootstrap, env, readiness).start()
+    worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
+    yield Pipeline(secured_kafka.bootstrap, env, database, ingest, worker, sink, clickhouse_settings)
+    for stage in (ingest, worker, sink):
+        stage.stop()
+    for stage in (ingest, worker, sink):
+        assert PASSWORD not in stage.log.read_text(errors="replace"), f"the SASL password was logged by {stage.command}"
+
+
+def test_the_broker_refuses_plaintext_and_wrong_credentials(secured_kafka: SecuredKafka, tmp_path: Path) -> None:
+    settings = load_settings(environ=secured_kafka.env)
+    kafka.probe(kafka.bootstrap_servers(settings), timeout=30)  # the configured client gets through
+    with pytest.raises(RuntimeError, match="not reachable|did not acknowledge"):
+        kafka.probe(kafka.Bootstrap(secured_kafka.bootstrap), timeout=5)  # a client without the settings
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-the-password")
+    settings = load_settings(environ={**secured_kafka.env, "MAPLE_KAFKA_SECURITY_SASL_PASSWORD_FILE": str(wrong)})
+    with pytest.raises(RuntimeError, match="[Aa]uthentication|not reachable"):
+        kafka.probe(kafka.bootstrap_servers(settings), timeout=10)
+
+
+def test_logs_and_sampled_traces_land_exactly_over_secured_links(pipeline: Pipeline, secured_kafka: SecuredKafka,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.trace import Status, StatusCode
+
+    # requests lets these replace the exporter's own CA file (requests issue 3829).
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    pki = secured_kafka.pki
+    tls = {"certificate_file": str(pki.server_ca.cert), "client_certificate_file": str(pki.client.cert),
+           "client_key_file": str(pki.client.key)}
+    service = f"svc-{uuid.uuid4().hex[:10]}"
+    resource = Resource.create({"service.name": service})
+
+    logs = LoggerProvider(resource=resource)
+    logs.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(
+        endpoint=f"{pipeline.ingest.http}/v1/logs", **tls)))
+    logger = logs.get_logger("maple.tests.tls")
+    for i in range(25):
+        logger.emit(body=f"secured line {i}", attributes={"i": i})
+    assert logs.force_flush(10_000)
+    logs.shutdown()
+
+    traces = TracerProvider(resource=resource)
+    traces.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{pipeline.ingest.http}/v1/traces",
+                                                                  **tls)))
+    tracer = traces.get_tracer("maple.tests.tls")
+    with tracer.start_as_current_span("failed-order") as root:
+        root.set_status(Status(StatusCode.ERROR, "out of stock"))
+        for step in range(3):
+            with tracer.start_as_current_span(f"step-{step}"):
+                pass
+    error_trace = f"{root.get_span_context().trace_id:032x}"
+    with tracer.start_as_current_span("fine-order"):  # not sampled: no error
+        pass
+    assert traces.force_flush(10_000)
+    traces.shutdown()
+
+    pipeline.wait_for(f"SELECT count(), uniqExact(LogAttributes['i']) FROM otel_logs WHERE ServiceName = '{service}'",
+                      [(25, 25)], timeout=120)
+    pipeline.wait_for(f"SELECT TraceId, count() FROM otel_traces WHERE ServiceName = '{service}' GROUP BY TraceId",
+                      [(error_trace, 4)], timeout=120)
+
+
+def test_operations_commands_reach_the_secured_cluster(pipeline: Pipeline) -> None:
+    result = subprocess.run(maple_command("lag", "--json"), env=clean_environ(**pipeline.env),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    groups = {row["group"] for row in json.loads(result.stdout)}
+    assert pipeline.env["MAPLE_SINK_GROUP"] in groups
+    assert PASSWORD not in result.stdout + result.stderr
+    shown = subprocess.run(maple_command("config", "show", "--format", "json"), env=clean_environ(**pipeline.env),
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0 and PASSWORD not in shown.stdout
