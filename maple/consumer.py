@@ -1,11 +1,14 @@
 """The consumer toolkit: what Maple's stages and operations need from Kafka besides consuming in a group.
 
-One `Cluster` per process (or per command) holds two long-lived clients for a bootstrap list: an
-AdminClient (group commits with their metadata, group membership) and a probe Consumer that never joins
-or commits to any group (partitions, watermarks, offsets for times, reading offset ranges). Every request
-is waited for before a call returns and the clients live until `close()`, so no handle is ever dropped
-with a request in flight: a confluent-kafka AdminClient freed while its request is pending aborts the
-process when the broker comes back (librdkafka `rd_kafka_enq_once_del_source_return` assertion).
+One `Cluster` per process (or per command) holds long-lived clients for a bootstrap list: a probe
+Consumer that never joins or commits to any group (partitions, watermarks, offsets for times, reading
+offset ranges), one non-joining Consumer per group whose commits are read (OffsetFetch), and an
+AdminClient for what only the Admin API answers (group membership, "every topic this group committed").
+Every request is waited for before a call returns and the clients live until `close()`.
+
+Long-running processes read commits only through the consumer path (`committed(group, topics)`): librdkafka
+aborts the process (`rd_kafka_enq_once_del_source_return` assertion, librdkafka issue 4605) when an Admin
+API coordinator request loses its connection, which a broker restart does.
 
 Users: the sink (its own commits and the commit order of its exactly-once protocol), the sampler
 (whether the traces agents have committed their raw partitions to the end), `maple lag` and the lag
@@ -82,9 +85,13 @@ class Cluster:
         self._probe = Consumer(consumer_config(bootstrap, f"maple-probe-{uuid.uuid4().hex[:8]}",
                                                **{"enable.partition.eof": False, **client_logging("probe")}))
         self._probe_lock = threading.Lock()  # assign/consume on the probe are one reader at a time
+        self._groups: dict[str, Consumer] = {}
+        self._groups_lock = threading.Lock()
 
     def close(self) -> None:
         self._probe.close()
+        for consumer in self._groups.values():
+            consumer.close()
         # The AdminClient has no close(); it is freed with this object, after every future resolved.
 
     def __enter__(self) -> Cluster:
@@ -95,8 +102,12 @@ class Cluster:
 
     # -- groups ----------------------------------------------------------------------------------------
 
-    def committed(self, group: str) -> dict[TopicPartitionKey, Commit]:
-        """Every partition `group` has committed: (topic, partition) -> Commit (offset and metadata)."""
+    def committed(self, group: str, topics: Iterable[str] | None = None) -> dict[TopicPartitionKey, Commit]:
+        """What `group` has committed: (topic, partition) -> Commit (offset and metadata), on `topics` (read
+        with OffsetFetch through a consumer of the group that never joins it: safe across broker restarts),
+        or on every topic it ever committed (`topics` None: the Admin API; for commands, not daemons)."""
+        if topics is not None:
+            return self._committed_on(group, list(topics))
         future = self._admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
                                                          request_timeout=self.timeout)[group]
         try:
@@ -105,6 +116,20 @@ class Cluster:
             raise KafkaOpError(f"group {group}: cannot read its committed offsets: {_reason(exc)}") from exc
         return {(tp.topic, tp.partition): Commit(tp.offset, tp.metadata or "")
                 for tp in result.topic_partitions or [] if tp.offset >= 0}
+
+    def _committed_on(self, group: str, topics: list[str]) -> dict[TopicPartitionKey, Commit]:
+        wanted = [TP(topic, partition) for topic in topics for partition in self.partitions(topic)]
+        with self._groups_lock:
+            consumer = self._groups.get(group)
+            if consumer is None:
+                consumer = self._groups[group] = Consumer({
+                    "bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False,
+                    **client_logging("offsets")})
+            try:
+                asked = consumer.committed(wanted, timeout=self.timeout) if wanted else []
+            except KafkaException as exc:
+                raise KafkaOpError(f"group {group}: cannot read its committed offsets: {_reason(exc)}") from exc
+        return {(tp.topic, tp.partition): Commit(tp.offset, tp.metadata or "") for tp in asked if tp.offset >= 0}
 
     def describe_group(self, group: str) -> GroupState:
         future = self._admin.describe_consumer_groups([group], request_timeout=self.timeout)[group]

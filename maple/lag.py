@@ -41,8 +41,9 @@ class PartitionLag:
 
 def measure(cluster: Cluster, group: str, topics: Iterable[str] | None = None, *, timestamps: bool = True
             ) -> list[PartitionLag]:
-    """Lag of `group` on `topics` (default: every topic it has committed offsets for)."""
-    committed = cluster.committed(group)
+    """Lag of `group` on `topics` (default: every topic it has committed offsets for; a daemon names its
+    topics, so that only the consumer path reads commits: see maple/consumer.py)."""
+    committed = cluster.committed(group, topics)
     names = sorted(set(topics) if topics is not None else {topic for topic, _ in committed})
     rows: list[PartitionLag] = []
     peek: list[tuple[str, int, int]] = []

@@ -32,8 +32,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from processors.sampling import SamplingConfig, Trace, build_policies, decide
-from processors.traces import COLUMNS
+from processors.sampling import SamplingConfig, Trace, build_policies, decide_weight
+from processors.traces import COLUMNS, SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,11 @@ class _Decided:
     first_offset: int
     last_offset: int
     decided_clock: int
+    weight: float = 1.0  # a sampled trace's SampleRate, for its late spans too
+
+
+# Sampled spans by the offset of their trace's first span: (span batch columns, row, the span's weight).
+Groups = dict[int, list[tuple[dict[str, list[Any]], int, float]]]
 
 
 @dataclass
@@ -139,7 +144,7 @@ class PartitionSampler:
             self._progress[batch.raw_partition] = batch.timestamp_ms
         progress = self._progress
         self.clock_ms = min((progress.get(p, 0) for p in range(self.raw_partitions)), default=0)
-        groups: dict[int, list[tuple[dict[str, list[Any]], int]]] = {}
+        groups: Groups = {}
         self._expire()
         self._decide_due(groups)
         if batch.columns is not None and not self._is_copy(batch):
@@ -162,7 +167,7 @@ class PartitionSampler:
         self._watermarks[batch.source_key] = (batch.source_position, batch.offset)
         return False
 
-    def _take(self, batch: SpanBatch, groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
+    def _take(self, batch: SpanBatch, groups: Groups) -> None:
         cols = batch.columns
         assert cols is not None
         offset, due = batch.offset, batch.timestamp_ms + self.config.decision_wait_ms
@@ -174,13 +179,13 @@ class PartitionSampler:
                 entry.last_offset = offset
                 continue
             if not trace_id:  # no trace to wait for: keep the span as it is
-                groups.setdefault(offset, []).append((cols, row))
+                groups.setdefault(offset, []).append((cols, row, 1.0))
                 self.counts.spans_sampled += 1
                 continue
             decided = sampled.get(trace_id)
             if decided is not None:
                 decided.last_offset = offset
-                groups.setdefault(decided.first_offset, []).append((cols, row))
+                groups.setdefault(decided.first_offset, []).append((cols, row, decided.weight))
                 self.counts.late_spans_sampled += 1
                 continue
             decided = not_sampled.get(trace_id)
@@ -198,7 +203,7 @@ class PartitionSampler:
 
     # -- decisions ----------------------------------------------------------------------------------
 
-    def _decide_due(self, groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
+    def _decide_due(self, groups: Groups) -> None:
         clock, pending, heap = self.clock_ms, self._pending, self._due
         while heap and heap[0][0] <= clock:
             due, _, trace_id = heapq.heappop(heap)
@@ -209,11 +214,13 @@ class PartitionSampler:
             self._decide(trace_id, entry, groups)
 
     def _decide(self, trace_id: str, entry: _Pending,
-                groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
+                groups: Groups) -> None:
         trace = entry.trace
         record = _Decided(entry.first_offset, entry.last_offset, self.clock_ms)
-        if decide(self._policies, trace, self.clock_ms // 1000):
-            groups.setdefault(entry.first_offset, []).extend(trace.spans)
+        weight = decide_weight(self._policies, trace, self.clock_ms // 1000)
+        if weight is not None:
+            record.weight = weight
+            groups.setdefault(entry.first_offset, []).extend((cols, row, weight) for cols, row in trace.spans)
             self.counts.traces_sampled += 1
             self.counts.spans_sampled += trace.span_count
             self._remember(self._sampled, trace_id, record, self.config.sampled_cache_size)
@@ -288,5 +295,7 @@ class PartitionSampler:
         return self._safe
 
 
-def _gather(spans: list[tuple[dict[str, list[Any]], int]]) -> dict[str, list[Any]]:
-    return {name: [cols[name][row] for cols, row in spans] for name in COLUMNS}
+def _gather(spans: list[tuple[dict[str, list[Any]], int, float]]) -> dict[str, list[Any]]:
+    columns = {name: [cols[name][row] for cols, row, _ in spans] for name in COLUMNS}
+    columns[SAMPLE_RATE] = [weight for _, _, weight in spans]
+    return columns

@@ -114,12 +114,15 @@ def build_app(settings: Settings) -> faust.App:
 
     if cfg.metrics_port:
         lag_gauges = LagGauges(metrics.registry)
+        raw_topic = {"logs": RAW_LOGS, "metrics": RAW_METRICS, "traces": RAW_TRACES}
+        stage_topics = [raw_topic[s].name for s in cfg.signals] + ([SPANS.name] if "traces" in cfg.signals else [])
 
         @app.timer(interval=15.0)
         async def export_lag() -> None:
-            """The group's own lag, through the admin API off the event loop (never per event)."""
+            """The group's own lag on the topics it reads, off the event loop (never per event)."""
             try:
-                rows = await asyncio.get_running_loop().run_in_executor(None, lambda: measure(cluster, cfg.group))
+                rows = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: measure(cluster, cfg.group, stage_topics))
                 lag_gauges.publish(rows)
             except Exception as exc:  # metrics must never stop the data path
                 log.warning("consumer lag not measured: %s", exc)

@@ -143,7 +143,7 @@ class RawProgress:
         try:
             if self.partitions is None:
                 self.partitions = self.cluster.partitions(RAW_TRACES.name)
-            commits = self.cluster.committed(self.group)
+            commits = self.cluster.committed(self.group, [RAW_TRACES.name])
             done = set()
             for partition in self.partitions:
                 low, high = self.cluster.watermarks(RAW_TRACES.name, partition)
