@@ -122,9 +122,8 @@ class Cluster:
         with self._groups_lock:
             consumer = self._groups.get(group)
             if consumer is None:
-                consumer = self._groups[group] = Consumer({
-                    "bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False,
-                    **client_logging("offsets")})
+                consumer = self._groups[group] = Consumer(consumer_config(self.bootstrap, group,
+                                                                          **client_logging("offsets")))
             try:
                 asked = consumer.committed(wanted, timeout=self.timeout) if wanted else []
             except KafkaException as exc:
