@@ -162,7 +162,8 @@ TLS_VERSIONS = ("1.2", "1.3")
 
 @dataclass(frozen=True)
 class ServerTLSSettings:
-    """A server's TLS: the OTLP ingest's gRPC and HTTP ports (section ingest_tls)."""
+    """A server's TLS: the OTLP ingest's gRPC and HTTP ports (section ingest_tls), the embedded ClickHouse host's
+    HTTP port (section clickhouse_host_tls)."""
 
     cert_file: str = setting("", "Certificate (PEM, leaf first, then intermediates) the server presents; set with "
                                  "key_file to serve TLS only. Empty: plaintext.")
@@ -226,6 +227,7 @@ class Settings:
     ingest_tls: ServerTLSSettings = field(default_factory=ServerTLSSettings)
     kafka_security: KafkaSecuritySettings = field(default_factory=KafkaSecuritySettings)
     clickhouse_tls: ClientTLSSettings = field(default_factory=ClientTLSSettings)
+    clickhouse_host_tls: ServerTLSSettings = field(default_factory=ServerTLSSettings)
 
     @property
     def data_path(self) -> Path:
@@ -450,12 +452,13 @@ def _check_tls(settings: Settings) -> None:
     def fail(key: str, message: str) -> typing.NoReturn:
         raise SettingsError(f"invalid value for {key} ({_env_name(*key.split('.'))}): {message}")
 
-    server = settings.ingest_tls
-    if bool(server.cert_file) != bool(server.key_file):
-        missing = "ingest_tls.key_file" if server.cert_file else "ingest_tls.cert_file"
-        fail(missing, "cert_file and key_file go together; set both to serve TLS, or neither")
-    if server.client_ca_file and not server.cert_file:
-        fail("ingest_tls.client_ca_file", "mutual TLS needs TLS: set ingest_tls.cert_file and key_file too")
+    for section in ("ingest_tls", "clickhouse_host_tls"):
+        server = getattr(settings, section)
+        if bool(server.cert_file) != bool(server.key_file):
+            missing = f"{section}.key_file" if server.cert_file else f"{section}.cert_file"
+            fail(missing, "cert_file and key_file go together; set both to serve TLS, or neither")
+        if server.client_ca_file and not server.cert_file:
+            fail(f"{section}.client_ca_file", f"mutual TLS needs TLS: set {section}.cert_file and key_file too")
 
     kafka = settings.kafka_security
     uses_tls = kafka.protocol in ("ssl", "sasl_ssl")

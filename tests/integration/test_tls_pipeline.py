@@ -1,7 +1,8 @@
 """The whole pipeline with every link secured: OTel SDK -(mutual TLS)-> ingest -(SASL_SSL, SCRAM-SHA-512, client
-certificate)-> Kafka -> worker (Faust/aiokafka) -> sink -> ClickHouse, and the operations commands on the same
-cluster. The broker is Maple's local one with only a SASL_SSL client port, so any client built without the
-security settings fails instead of passing quietly.
+certificate)-> Kafka -> worker (Faust/aiokafka) -> sink -(HTTPS, password and client certificate)-> ClickHouse,
+and the operations commands on the same cluster. The broker is Maple's local one with only a SASL_SSL client
+port, and ClickHouse is Maple's embedded host serving only HTTPS with client certificates required, so any
+client built without the security settings fails instead of passing quietly.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,16 +19,17 @@ from pathlib import Path
 import pytest
 
 from apps import localkafka, maple_command
-from maple import kafka
+from maple import clickhouse, kafka
 from maple.net import free_port
 from maple.settings import Settings, load_settings
 from tests.helpers.certs import PKI
 from tests.helpers.environment import clean_environ
-from tests.helpers.ingest import IngestProcess
+from tests.helpers.ingest import IngestProcess, status
 from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
 from tests.helpers.stages import Stage
 
 USER, PASSWORD = "maple-pipeline", "scram-s3cret"
+CH_PASSWORD = "ch-s3cret"
 
 
 @dataclass
@@ -65,15 +68,51 @@ def secured_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredK
         localkafka.stop(broker)
 
 
+@dataclass
+class SecuredClickHouse:
+    host: Stage  # `maple clickhouse serve` on its own data dir, HTTPS only, client certificates required
+    env: dict[str, str]  # what a Maple client needs to reach it
+
+    @property
+    def settings(self) -> Settings:
+        return load_settings(environ=self.env)
+
+
 @pytest.fixture(scope="module")
-def pipeline(secured_kafka: SecuredKafka, clickhouse_settings: Settings,
+def secured_clickhouse(secured_kafka: SecuredKafka, tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[SecuredClickHouse]:
+    pki = secured_kafka.pki
+    port = free_port()
+    host = Stage(["clickhouse", "serve"], {
+        "MAPLE_DATA_DIR": str(tmp_path_factory.mktemp("secured-clickhouse")),
+        "MAPLE_CLICKHOUSE_EMBEDDED_PORT": str(port), "MAPLE_CLICKHOUSE_EMBEDDED_PASSWORD": CH_PASSWORD,
+        "MAPLE_CLICKHOUSE_HOST_TLS_CERT_FILE": str(pki.server.cert),
+        "MAPLE_CLICKHOUSE_HOST_TLS_KEY_FILE": str(pki.server.key),
+        "MAPLE_CLICKHOUSE_HOST_TLS_CLIENT_CA_FILE": str(pki.client_ca.cert)}).start()
+    probe = ssl.create_default_context(cafile=str(pki.server_ca.cert))
+    probe.load_cert_chain(str(pki.client.cert), str(pki.client.key))
+    deadline = time.monotonic() + 60
+    while status(f"https://127.0.0.1:{port}/ping", probe) != 200:
+        assert host.alive and time.monotonic() < deadline, "the HTTPS host did not start:\n" + host.output()
+        time.sleep(0.2)
+    env = {"MAPLE_CLICKHOUSE_URL": f"https://default:{CH_PASSWORD}@127.0.0.1:{port}/",
+           "MAPLE_CLICKHOUSE_TLS_CA_FILE": str(pki.server_ca.cert),
+           "MAPLE_CLICKHOUSE_TLS_CERT_FILE": str(pki.client.cert),
+           "MAPLE_CLICKHOUSE_TLS_KEY_FILE": str(pki.client.key)}
+    yield SecuredClickHouse(host, env)
+    host.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline(secured_kafka: SecuredKafka, secured_clickhouse: SecuredClickHouse,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     pki = secured_kafka.pki
     sampling = tmp_path_factory.mktemp("sampling") / "sampling.yaml"
     sampling.write_text("tail_sampling:\n  decision_wait: 2s\n  policies:\n"
                         "    - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}\n")
-    env, database = pipeline_env(secured_kafka.bootstrap, clickhouse_settings, uuid.uuid4().hex[:8])
+    env, database = pipeline_env(secured_kafka.bootstrap, secured_clickhouse.settings, uuid.uuid4().hex[:8])
     env.update(secured_kafka.env)
+    env.update(secured_clickhouse.env)
     env.update({"MAPLE_TRACES_SAMPLING_CONFIG": str(sampling), "MAPLE_TRACES_TICK_INTERVAL_S": "0.5",
                 "MAPLE_INGEST_TLS_CERT_FILE": str(pki.server.cert), "MAPLE_INGEST_TLS_KEY_FILE": str(pki.server.key),
                 "MAPLE_INGEST_TLS_CLIENT_CA_FILE": str(pki.client_ca.cert)})
@@ -82,11 +121,12 @@ def pipeline(secured_kafka: SecuredKafka, clickhouse_settings: Settings,
     readiness.load_cert_chain(str(pki.client.cert), str(pki.client.key))
     ingest = IngestProcess(secured_kafka.bootstrap, env, readiness).start()
     worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
-    yield Pipeline(secured_kafka.bootstrap, env, database, ingest, worker, sink, clickhouse_settings)
+    yield Pipeline(secured_kafka.bootstrap, env, database, ingest, worker, sink, secured_clickhouse.settings)
     for stage in (ingest, worker, sink):
         stage.stop()
-    for stage in (ingest, worker, sink):
-        assert PASSWORD not in stage.log.read_text(errors="replace"), f"the SASL password was logged by {stage.command}"
+    for stage in (ingest, worker, sink, secured_clickhouse.host):
+        logged = stage.log.read_text(errors="replace")
+        assert PASSWORD not in logged and CH_PASSWORD not in logged, f"a password was logged by {stage.command}"
 
 
 def test_the_broker_refuses_plaintext_and_wrong_credentials(secured_kafka: SecuredKafka, tmp_path: Path) -> None:
@@ -160,4 +200,26 @@ def test_operations_commands_reach_the_secured_cluster(pipeline: Pipeline) -> No
     assert PASSWORD not in result.stdout + result.stderr
     shown = subprocess.run(maple_command("config", "show", "--format", "json"), env=clean_environ(**pipeline.env),
                            capture_output=True, text=True, timeout=60)
-    assert shown.returncode == 0 and PASSWORD not in shown.stdout
+    assert shown.returncode == 0 and PASSWORD not in shown.stdout and CH_PASSWORD not in shown.stdout
+    query = subprocess.run(maple_command("query", "SELECT count() FROM otel_logs", "--format", "TSV"),
+                           env=clean_environ(**pipeline.env),
+                           capture_output=True, text=True, timeout=60)
+    assert query.returncode == 0, query.stderr
+
+
+def test_clickhouse_https_refuses_clients_without_its_ca_or_a_certificate(secured_clickhouse: SecuredClickHouse
+                                                                         ) -> None:
+    client = clickhouse.connect(secured_clickhouse.settings, in_process=False)
+    assert client.command("SELECT 1") == 1
+    client.close()
+    env = secured_clickhouse.env
+    no_ca = {k: v for k, v in env.items() if k != "MAPLE_CLICKHOUSE_TLS_CA_FILE"}
+    with pytest.raises(clickhouse.ClickHouseUnavailable, match="CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        clickhouse.connect(load_settings(environ=no_ca), in_process=False)
+    no_cert = {k: v for k, v in env.items() if "_TLS_CERT_FILE" not in k and "_TLS_KEY_FILE" not in k}
+    with pytest.raises(clickhouse.ClickHouseUnavailable):
+        clickhouse.connect(load_settings(environ=no_cert), in_process=False)
+    plain = {**env, "MAPLE_CLICKHOUSE_URL": env["MAPLE_CLICKHOUSE_URL"].replace("https:", "http:")}
+    plain = {k: v for k, v in plain.items() if "_TLS_" not in k}
+    with pytest.raises(clickhouse.ClickHouseUnavailable):
+        clickhouse.connect(load_settings(environ=plain), in_process=False)
