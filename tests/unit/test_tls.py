@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import ssl
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,43 @@ def test_negotiated_versions_against_the_minimum() -> None:
     assert tls.version_allowed("TLSv1.3", "1.3") and tls.version_allowed("TLSv1.3", "1.2")
     assert tls.version_allowed("TLSv1.2", "1.2") and not tls.version_allowed("TLSv1.2", "1.3")
     assert not tls.version_allowed("", "1.2") and not tls.version_allowed("SSLv3", "1.2")
+
+
+def _handshake(server: ssl.SSLContext, client: ssl.SSLContext, name: str) -> ssl.SSLObject:
+    """A TLS handshake between two contexts in memory (no sockets); returns the server's side."""
+    c_in, c_out, s_in, s_out = ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO(), ssl.MemoryBIO()
+    client_side = client.wrap_bio(c_in, c_out, server_hostname=name)
+    server_side = server.wrap_bio(s_in, s_out, server_side=True)
+    done = {"client": False, "server": False}
+    for _ in range(20):
+        for side, obj in (("client", client_side), ("server", server_side)):
+            if not done[side]:
+                try:
+                    obj.do_handshake()
+                    done[side] = True
+                except ssl.SSLWantReadError:
+                    pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+        if all(done.values()):
+            client_side.write(b"x")  # TLS 1.3: the server checks the client's certificate on its first read
+            s_in.write(c_out.read())
+            assert server_side.read(1) == b"x"
+            return server_side
+    raise AssertionError("handshake did not finish")
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the documented recipe uses the openssl command")
+def test_the_documented_test_certificate_recipe_makes_a_working_mutual_tls_setup(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "apps" / "resources" / "test-certs.sh"
+    subprocess.run(["bash", str(script), str(tmp_path), "127.0.0.1", "ingest.example"], check=True,
+                   capture_output=True)
+    for name in ("server-key.pem", "client-key.pem"):
+        assert (tmp_path / name).read_text().startswith("-----BEGIN PRIVATE KEY-----")  # PKCS#8, as Kafka needs
+        assert (tmp_path / name).stat().st_mode & 0o077 == 0
+    server = tls.ServerTLS(_server(Pair(tmp_path / "server.pem", tmp_path / "server-key.pem"), tmp_path / "ca.pem"))
+    for host in ("127.0.0.1", "ingest.example"):
+        client = tls.client_context("test", ca_file=str(tmp_path / "ca.pem"), cert_file=str(tmp_path / "client.pem"),
+                                    key_file=str(tmp_path / "client-key.pem"), insecure_skip_verify=False)
+        accepted = _handshake(server.http_context(), client, host)
+        assert dict(x[0] for x in accepted.getpeercert()["subject"])["commonName"] == "maple-client"
