@@ -6,7 +6,7 @@ The security travels with the bootstrap list: `bootstrap_servers(settings)` retu
 that also carries the librdkafka security settings derived from `kafka_security.*`, so whoever passes a
 cluster's address on passes how to connect to it. A plain `str` is a PLAINTEXT cluster (tests use one).
 Faust's aiokafka clients get the same settings as `faust_credentials(settings)`.
-`tests/unit/test_kafka_security.py` fails if a client is built any other way.
+`tests/unit/test_client_security.py` fails if a client is built any other way.
 """
 
 from __future__ import annotations

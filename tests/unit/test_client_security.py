@@ -1,10 +1,11 @@
-"""Every Kafka client Maple builds connects with kafka_security.*: read from the source, so a client built any
-other way fails here before it fails against a secured cluster.
+"""Every Kafka and ClickHouse client Maple builds connects with the link's security settings: read from the
+source, so a client built any other way fails here before it fails against a secured cluster.
 
 The rules: a confluent-kafka Consumer, Producer or AdminClient is built only from `consumer_config`,
 `producer_config` or `admin_config` (each merges the cluster's security settings); a Faust app is given
-`broker_credentials`; nothing uses aiokafka directly; and the bootstrap list is taken from
-`bootstrap_servers(settings)` (which carries the security), never from the raw setting.
+`broker_credentials`; nothing uses aiokafka directly; the bootstrap list is taken from
+`bootstrap_servers(settings)` (which carries the security), never from the raw setting; and a clickhouse-connect
+client over the network is made only in maple/clickhouse.py (which adds clickhouse_tls.*).
 """
 
 from __future__ import annotations
@@ -98,6 +99,20 @@ def test_the_raw_bootstrap_setting_is_read_only_where_security_is_added() -> Non
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Attribute) and node.attr == "bootstrap" and _name(node.value) == "kafka":
                 wrong.append(f"{relative}:{node.lineno}: reads kafka.bootstrap; use kafka.bootstrap_servers(settings)")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_network_clickhouse_clients_come_from_the_one_factory() -> None:
+    wrong: list[str] = []
+    for path in _sources():
+        relative = str(path.relative_to(REPO))
+        if relative == "maple/clickhouse.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and _name(node.func) in ("get_client", "get_async_client", "create_client"):
+                interface = {k.arg: k.value for k in node.keywords}.get("interface")
+                if not (isinstance(interface, ast.Constant) and interface.value == "chdb"):  # in-process: no link
+                    wrong.append(f"{relative}:{node.lineno}: a ClickHouse client outside maple/clickhouse.py")
     assert not wrong, "\n".join(wrong)
 
 
