@@ -209,14 +209,22 @@ def _security_properties(cluster: LocalCluster, node: Node) -> dict[str, object]
         # The key goes inline (Kafka reads PEM key files only when encrypted): this file is the owner's alone.
         props.update({"ssl.keystore.type": "PEM", "ssl.keystore.certificate.chain": chain,
                       "ssl.keystore.key": key})
-        # The brokers' own certificate is trusted (brokers are each other's clients), and client certificates
-        # chaining to local_client_ca_file when one is set. Only the leaf: trusting its issuer would let every
-        # certificate of that CA in as a client.
+        # Brokers are each other's clients over this port: they trust the brokers' certificate (the leaf, and the CA
+        # Maple's clients check it against, kafka_security.ca_file), and with local_client_ca_file they present it
+        # as their client certificate too (Java picks a client certificate whose issuer the server names, so the
+        # issuing CA must be in the list). Client certificates are then accepted from both CAs.
         leaf = chain[:chain.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")] + "\n"
         trusted = leaf
+        if settings.kafka_security.ca_file:
+            trusted += tls.read_file("kafka_security.ca_file", settings.kafka_security.ca_file, pem=True).decode()
         if k.local_client_ca_file:
+            if not settings.kafka_security.ca_file:
+                raise LocalKafkaError("kafka.local_client_ca_file needs kafka_security.ca_file, the CA of "
+                                      "kafka.local_cert_file: the local brokers present that certificate to each "
+                                      "other as their client certificate")
             trusted += tls.read_file("kafka.local_client_ca_file", k.local_client_ca_file, pem=True).decode()
-            props["ssl.client.auth"] = "required"
+            # Listener-prefixed: on a SASL_SSL listener Kafka ignores the unprefixed ssl.client.auth.
+            props[f"listener.name.{protocol.lower()}.ssl.client.auth"] = "required"
         truststore = node.directory / "truststore.pem"
         truststore.write_text(trusted)
         props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": truststore})

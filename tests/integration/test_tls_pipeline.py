@@ -134,6 +134,9 @@ def test_the_broker_refuses_plaintext_and_wrong_credentials(secured_kafka: Secur
     kafka.probe(kafka.bootstrap_servers(settings), timeout=30)  # the configured client gets through
     with pytest.raises(RuntimeError, match="not reachable|did not acknowledge"):
         kafka.probe(kafka.Bootstrap(secured_kafka.bootstrap), timeout=5)  # a client without the settings
+    no_certificate = {k: v for k, v in secured_kafka.env.items() if "_CERT_FILE" not in k and "_KEY_FILE" not in k}
+    with pytest.raises(RuntimeError):  # the broker requires client certificates on its SASL_SSL port too
+        kafka.probe(kafka.bootstrap_servers(load_settings(environ=no_certificate)), timeout=10)
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-password")
     settings = load_settings(environ={**secured_kafka.env, "MAPLE_KAFKA_SECURITY_SASL_PASSWORD_FILE": str(wrong)})
