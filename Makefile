@@ -1,9 +1,9 @@
-# Two commands on a fresh machine (Python 3.11, Java 17, Maven): `make up` and `make test`.
+# Two commands on a fresh machine (Python 3.11, Java 17, Maven, Node.js 20+): `make up` and `make test`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: help install up test test-fast lint kafka-start kafka-stop clean
+.PHONY: help install ui ui-test up test test-fast lint kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -16,10 +16,16 @@ $(BIN)/maple: pyproject.toml
 
 install: $(BIN)/maple  ## create .venv and install Maple with its test extras
 
-up: install  ## run Maple locally: Kafka (KRaft) + embedded ClickHouse + stages; Ctrl-C stops
+ui:  ## build the web UI into ui/dist when its sources or lock file changed (npm ci, vite build)
+	@ui/build.sh
+
+ui-test: ui  ## the web UI's type check and component tests (Vitest)
+	cd ui && npx --no-install tsc --noEmit -p . && npx --no-install vitest run
+
+up: install ui  ## run Maple locally: Kafka (KRaft) + embedded ClickHouse + stages; Ctrl-C stops
 	$(BIN)/maple up
 
-test: install  ## lint, then every test against a real Kafka broker and the real ClickHouse engine (CI runs this)
+test: install ui-test  ## lint, the UI's component tests, then every test against a real Kafka broker and the real ClickHouse engine (CI runs this)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra
@@ -39,4 +45,4 @@ kafka-stop: install  ## stop the local Kafka
 
 clean:  ## remove the virtualenv and local data (.maple)
 	-$(BIN)/maple kafka stop
-	rm -rf $(VENV) .maple
+	rm -rf $(VENV) .maple ui/dist ui/node_modules

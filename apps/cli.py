@@ -92,6 +92,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    from query.app import run
+
+    run(_settings(args, api_host=args.host, api_port=args.port))
+    return 0
+
+
 def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from apps.bench import ingest as bench
 
@@ -149,6 +156,33 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     since = "sampling decision" if report["signal"] == "traces" else "ingest receipt"
     _say(f"freshness at {report['freshness_rate_per_s']:,.0f} records/s: p50 {p50:.2f}s, p99 {p99:.2f}s "
          f"({since} -> queryable)" if p50 is not None else "freshness: no samples")
+    return 0
+
+
+def cmd_bench_query(args: argparse.Namespace) -> int:
+    from apps.bench import query as bench_query
+
+    settings = _settings(args)
+    report = bench_query.run(settings, database=args.database, logs=args.logs, spans=args.spans, hours=args.hours,
+                             iterations=args.iterations, reuse=args.reuse,
+                             say=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    data = report["data"]
+    _say(f"data: {data['logs']:,} log rows and {data['spans']:,} spans over {data['hours']} h in `{data['database']}` "
+         f"(generated in ClickHouse: {data['generation_s'] or 'reused'})")
+    _say(f"{'call':<46} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'CH p50':>8} {'CH p95':>8} {'CPU API':>8} "
+         f"{'CPU CH':>8}  items")
+    for row in report["results"]:
+        _say(f"{row['call']:<46} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['max_ms']:>8.1f} "
+             f"{row['clickhouse_p50_ms']:>8.1f} {row['clickhouse_p95_ms']:>8.1f} {row['api_cpu_ms']:>8.1f} "
+             f"{row['clickhouse_cpu_ms']:>8.1f}  {row['items']}")
+    _say(f"({report['iterations']} calls each, one at a time. CH: time waiting for ClickHouse (Server-Timing). CPU: "
+         "CPU ms per call of the API process and of the embedded ClickHouse host, from /proc)")
+    _say("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in report["load_average"]))
+    for name, plan in report["explain"].items():
+        _say(f"\nEXPLAIN indexes = 1 -- {name}\n{plan}")
     return 0
 
 
@@ -278,12 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("up", "run everything locally: Kafka, embedded ClickHouse and the pipeline stages", cmd_up,
+    add("up", "run everything locally: Kafka, embedded ClickHouse, the pipeline stages and the query API", cmd_up,
         "Start the local Kafka broker (unless MAPLE_KAFKA_BOOTSTRAP is set), create Maple's topics, start the "
-        "embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set) and the pipeline stages as child "
-        "processes. Prints the endpoints once everything is healthy, restarts a stage that dies (with "
-        "backoff), and stops everything on Ctrl-C or SIGTERM. Data persists in the data dir, so a second "
-        "`maple up` resumes where the first stopped.")
+        "embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), the pipeline stages and the query API "
+        "(`maple api`, api.port 8080) as child processes. Prints the endpoints once everything is healthy, "
+        "restarts a stage that dies (with backoff), and stops everything on Ctrl-C or SIGTERM. Data persists in "
+        "the data dir, so a second `maple up` resumes where the first stopped.")
 
     kafka = add("kafka", "run Maple's local Apache Kafka (KRaft, jars from Maven Central)", cmd_kafka,
                 "Manage the local Kafka cluster under <data_dir>/kafka. `start` fetches the broker jars with mvn "
@@ -338,6 +372,19 @@ def build_parser() -> argparse.ArgumentParser:
         "boundaries if it exceeds the topic's record limit) on otlp.{traces,logs,metrics}.raw; the client "
         "gets success only after Kafka acknowledged. Also serves /healthz, /readyz (ready while Kafka is "
         "reachable) and Prometheus /metrics on the HTTP port. See `maple config show` for ingest.*.")
+    api = add("api", "serve the query API (and the web UI): search logs and traces, services, metrics, SQL",
+              cmd_api,
+              "The query service: an HTTP API over Maple's ClickHouse tables under /api/v1 (logs search, aggregate "
+              "and live tail; traces search, one trace, services with RED figures, the service map; metrics names, "
+              "labels, series and a PromQL subset; read-only SQL; sources; health), its OpenAPI document at "
+              "/api/openapi.json (browsable at /api/docs), and the built web UI at / when there is one. Every "
+              "query runs read-only with ClickHouse's limits (api.max_execution_time_s, api.max_result_rows, ...). "
+              "Operator-added sources live in the metadata store (api.metadata_url; default a SQLite file in the "
+              "data dir), migrated at start. Needs a running ClickHouse: `maple up` starts this with the rest. "
+              "See docs/query.md.")
+    api.add_argument("--host", help="listen address (default: api.host, 127.0.0.1)")
+    api.add_argument("--port", type=int, help="listen port (default: api.port, 8080)")
+
     bench = sub.add_parser("bench", help="benchmarks (figures for the README's performance section)",
                            parents=[common])
     bench_sub = bench.add_subparsers(dest="action", metavar="BENCHMARK", required=True)
@@ -391,6 +438,23 @@ def build_parser() -> argparse.ArgumentParser:
                       "compares the rows each key reads for a 15-minute and a one-service query.", into=bench_sub)
     bench_rekey.add_argument("--rows", type=int, default=10_000_000, help="rows to fill (default 10,000,000)")
     bench_rekey.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    bench_q = add("query", "measure the query API on a generated data set (10M log rows, 2M spans by default)",
+                  cmd_bench_query,
+                  "Generates a reproducible data set inside ClickHouse (INSERT ... SELECT over numbers(): every value "
+                  "a function of the row number; timestamps end at the minute of generation), derives RED metrics "
+                  "from its spans, starts `maple api` on it and reports p50/p95/max latency of log search with a "
+                  "text term over 24 h, trace by id, the service list, the service map over 1 h and a histogram "
+                  "quantile, then ClickHouse's EXPLAIN (indexes = 1) of the SQL behind them. Needs the embedded "
+                  "engine (started if no host runs) or MAPLE_CLICKHOUSE_URL.", into=bench_sub)
+    bench_q.add_argument("--database", default="bench_query", help="database for the data set (default bench_query; "
+                                                                   "dropped and recreated unless --reuse)")
+    bench_q.add_argument("--logs", type=int, default=10_000_000, help="log rows (default 10,000,000)")
+    bench_q.add_argument("--spans", type=int, default=2_000_000, help="spans, in traces of 8 (default 2,000,000)")
+    bench_q.add_argument("--hours", type=float, default=24.0, help="time span of the data (default 24)")
+    bench_q.add_argument("--iterations", type=int, default=30, help="measured calls per case (default 30)")
+    bench_q.add_argument("--reuse", action="store_true", help="keep an existing data set of the same size")
+    bench_q.add_argument("--json", action="store_true", help="print the report as JSON")
 
     add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,
         "A Faust app (consumer group worker.group) with one agent per signal in worker.signals: logs (JSON "

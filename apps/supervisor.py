@@ -1,8 +1,8 @@
 """`maple up`: the all-in-one local run, a small supervisor over Maple's processes.
 
 It brings up Kafka (the local KRaft broker unless MAPLE_KAFKA_BOOTSTRAP is set), creates Maple's topics,
-starts the embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), then the pipeline stages, each
-as a child process. A child that dies is restarted with exponential backoff and the reason is logged.
+starts the embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), then the pipeline stages and the
+query API, each as a child process. A child that dies is restarted with exponential backoff and the reason is logged.
 SIGINT/SIGTERM stop everything in reverse order of start; children also get SIGTERM from the kernel if
 the supervisor itself is killed (PR_SET_PDEATHSIG), so no process is left behind.
 """
@@ -200,6 +200,21 @@ class Supervisor:
             lines.append(f"  {name:<10}  running  pid {child.procs[0].pid}")
         return lines
 
+    def _start_api(self) -> str:
+        cfg = self.settings.api
+        child = Child("api", lambda: self._maple("api"))
+        child.launch()
+        self.children.append(child)
+        ready = f"http://{cfg.host}:{cfg.port}/readyz"
+        deadline = time.monotonic() + 60
+        while not http_ok(ready):
+            if child.exited():
+                raise RuntimeError("the query API exited during start-up (see its log above)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the query API was not ready within 60s ({ready})")
+            time.sleep(0.2)
+        return f"http://{cfg.host}:{cfg.port}/ (API /api/v1, OpenAPI /api/openapi.json)"
+
     # -- running -----------------------------------------------------------------------------------
 
     def reload_certificates(self) -> None:
@@ -226,12 +241,14 @@ class Supervisor:
             clickhouse_line = self._start_clickhouse()
             ingest_line = self._start_ingest()
             pipeline_lines = self._start_pipeline()
+            api_line = self._start_api()
         except Exception as exc:
             self.say(f"maple up failed: {exc}")
             return self.shutdown(1)
         lines = ["maple is up", f"  kafka       healthy  {kafka_line}", f"  clickhouse  healthy  {clickhouse_line}",
                  f"  ingest      ready    {ingest_line}"]
         lines += pipeline_lines
+        lines.append(f"  api         ready    {api_line}")
         lines.append(f"  query it:   maple query \"SELECT version()\"   (data dir {self.settings.data_path})")
         lines.append("Ctrl-C stops everything.")
         self.say("\n".join(lines))

@@ -213,6 +213,40 @@ class ClientTLSSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    host: str = setting("127.0.0.1", "Address the query service (`maple api`) listens on (0.0.0.0 to accept other "
+                                     "hosts).")
+    port: int = setting(8080, "HTTP port of the query service: the API under /api/v1, OpenAPI at /api/openapi.json, "
+                              "the web UI at /.", minimum=1, maximum=65535)
+    metadata_url: str = setting("", "SQLAlchemy URL of the metadata store (operator-added sources; later teams, "
+                                    "saved searches), e.g. postgresql+psycopg://user:pass@db/maple. Empty: a SQLite "
+                                    "file at <data_dir>/api/metadata.db. Migrations run at start.", secret=True)
+    ui_dir: str = setting("", "Directory of the built web UI served at /. Empty: ui/dist next to the query package, "
+                              "when it exists.")
+    max_execution_time_s: int = setting(30, "ClickHouse max_execution_time for every query the API runs: a slower "
+                                            "query is stopped by ClickHouse and answers 422.", minimum=1, maximum=3600)
+    max_result_rows: int = setting(100_000, "ClickHouse max_result_rows for every query the API runs.", minimum=100)
+    max_result_bytes: int = setting(256 * 1024 * 1024, "ClickHouse max_result_bytes for every query the API runs.",
+                                    minimum=1024 * 1024)
+    max_memory_bytes: int = setting(2 * 1024 * 1024 * 1024, "ClickHouse max_memory_usage per query.",
+                                    minimum=16 * 1024 * 1024)
+    sql_max_rows: int = setting(10_000, "Rows the SQL endpoint returns at most (the rest is cut, and the answer "
+                                        "says so).", minimum=1)
+    sql_max_rows_to_read: int = setting(1_000_000_000, "ClickHouse max_rows_to_read for the SQL endpoint: a "
+                                                       "statement that would scan more answers 422 (add a time "
+                                                       "filter).", minimum=1000)
+    default_range_s: int = setting(3600, "Time range of a request that gives no `from` (seconds before `to`).",
+                                   minimum=1)
+    max_range_s: int = setting(31 * 86400, "Longest time range a request may ask for, in seconds.", minimum=60)
+    default_page_size: int = setting(100, "Rows of a list endpoint without `limit`.", minimum=1)
+    max_page_size: int = setting(1000, "Largest `limit` a list endpoint accepts.", minimum=1, maximum=100_000)
+    tail_interval_s: float = setting(1.0, "How often a live tail polls ClickHouse for new rows.", minimum=0.1)
+    health_interval_s: float = setting(10.0, "How often the health monitor measures Kafka, ClickHouse, lag and dead "
+                                             "letters; /api/v1/health answers from its last measurement.",
+                                       minimum=1)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting(Path(".maple"), "Where Maple keeps local state: Kafka logs, the embedded "
                                              "ClickHouse data, process files.")
@@ -224,6 +258,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     traces: TracesSettings = field(default_factory=TracesSettings)
     sink: SinkSettings = field(default_factory=SinkSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     ingest_tls: ServerTLSSettings = field(default_factory=ServerTLSSettings)
     kafka_security: KafkaSecuritySettings = field(default_factory=KafkaSecuritySettings)
     clickhouse_tls: ClientTLSSettings = field(default_factory=ClientTLSSettings)

@@ -21,7 +21,8 @@ from tests.helpers.environment import clean_environ
 
 COMMANDS = [[], ["up"], ["kafka"], ["clickhouse"], ["clickhouse", "serve"], ["query"], ["schema"],
             ["schema", "apply"], ["config"], ["config", "show"], ["ingest"], ["worker"], ["sink"], ["bench"],
-            ["bench", "ingest"], ["bench", "e2e"], ["bench", "rekey"], ["replay"], ["lag"], ["dlq"], ["dlq", "list"], ["dlq", "show"],
+            ["bench", "ingest"], ["bench", "e2e"], ["bench", "rekey"], ["bench", "query"], ["api"], ["replay"], ["lag"],
+            ["dlq"], ["dlq", "list"], ["dlq", "show"],
             ["dlq", "redrive"]]
 
 
@@ -145,7 +146,7 @@ def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(
                         MAPLE_WORKER_METRICS_PORT="0", MAPLE_SINK_METRICS_PORT="0",
                         MAPLE_KAFKA_CONTROLLER_PORT=str(free_port()), MAPLE_KAFKA_HEAP="384m",
                         MAPLE_CLICKHOUSE_EMBEDDED_PORT=str(free_port()), MAPLE_INGEST_HTTP_PORT=str(free_port()),
-                        MAPLE_INGEST_GRPC_PORT=str(free_port()))
+                        MAPLE_INGEST_GRPC_PORT=str(free_port()), MAPLE_API_PORT=str(free_port()))
     up = Up(env)
     try:
         up.wait_for("Ctrl-C stops everything")
@@ -172,6 +173,10 @@ def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(
             assert time.monotonic() < deadline, "the log never became queryable:\n" + "".join(up.output)
             time.sleep(1)
         assert landed.stdout.strip() == "ERROR\thello from maple up ERROR"
+        api = f"http://127.0.0.1:{env['MAPLE_API_PORT']}"
+        assert f"api         ready    {api}/" in text
+        with urllib.request.urlopen(f"{api}/api/v1/logs/search?service=up-test&q=level:error", timeout=30) as found:
+            assert [row["body"] for row in json.load(found)["rows"]] == ["hello from maple up ERROR"]
 
         version = maple("query", "SELECT version()", "--format", "TSV", env=env)
         assert version.returncode == 0, version.stderr
