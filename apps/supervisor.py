@@ -205,22 +205,31 @@ class Supervisor:
         child = Child("api", lambda: self._maple("api"))
         child.launch()
         self.children.append(child)
-        ready = f"http://{cfg.host}:{cfg.port}/readyz"
+        secure = bool(self.settings.api_tls.cert_file)
+        scheme = "https" if secure else "http"
+        ready = f"{scheme}://{cfg.host}:{cfg.port}/readyz"
+
+        def answered() -> bool:
+            # Over TLS this process may hold no client certificate the API accepts: its port accepting
+            # connections is enough (uvicorn listens once the app's start-up, which opens ClickHouse, is done).
+            return port_open(cfg.host, cfg.port) if secure else http_ok(ready)
+
         deadline = time.monotonic() + 60
-        while not http_ok(ready):
+        while not answered():
             if child.exited():
                 raise RuntimeError("the query API exited during start-up (see its log above)")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the query API was not ready within 60s ({ready})")
             time.sleep(0.2)
-        return f"http://{cfg.host}:{cfg.port}/ (API /api/v1, OpenAPI /api/openapi.json)"
+        return f"{scheme}://{cfg.host}:{cfg.port}/ (API /api/v1, OpenAPI /api/openapi.json)"
 
     # -- running -----------------------------------------------------------------------------------
 
     def reload_certificates(self) -> None:
         """SIGHUP to `maple up`: the TLS servers it runs load rotated certificate files (docs/security.md)."""
         serving_tls = {"ingest": bool(self.settings.ingest_tls.cert_file),
-                       "clickhouse": bool(self.settings.clickhouse_host_tls.cert_file)}
+                       "clickhouse": bool(self.settings.clickhouse_host_tls.cert_file),
+                       "api": bool(self.settings.api_tls.cert_file)}
         for child in self.children:
             if serving_tls.get(child.name):  # without TLS, SIGHUP would end the child
                 for proc in child.procs:

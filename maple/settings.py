@@ -163,7 +163,7 @@ TLS_VERSIONS = ("1.2", "1.3")
 @dataclass(frozen=True)
 class ServerTLSSettings:
     """A server's TLS: the OTLP ingest's gRPC and HTTP ports (section ingest_tls), the embedded ClickHouse host's
-    HTTP port (section clickhouse_host_tls)."""
+    HTTP port (section clickhouse_host_tls), the query service's port (section api_tls)."""
 
     cert_file: str = setting("", "Certificate (PEM, leaf first, then intermediates) the server presents; set with "
                                  "key_file to serve TLS only. Empty: plaintext.")
@@ -263,6 +263,7 @@ class Settings:
     kafka_security: KafkaSecuritySettings = field(default_factory=KafkaSecuritySettings)
     clickhouse_tls: ClientTLSSettings = field(default_factory=ClientTLSSettings)
     clickhouse_host_tls: ServerTLSSettings = field(default_factory=ServerTLSSettings)
+    api_tls: ServerTLSSettings = field(default_factory=ServerTLSSettings)
 
     @property
     def data_path(self) -> Path:
@@ -487,7 +488,7 @@ def _check_tls(settings: Settings) -> None:
     def fail(key: str, message: str) -> typing.NoReturn:
         raise SettingsError(f"invalid value for {key} ({_env_name(*key.split('.'))}): {message}")
 
-    for section in ("ingest_tls", "clickhouse_host_tls"):
+    for section in ("ingest_tls", "clickhouse_host_tls", "api_tls"):
         server = getattr(settings, section)
         if bool(server.cert_file) != bool(server.key_file):
             missing = f"{section}.key_file" if server.cert_file else f"{section}.cert_file"

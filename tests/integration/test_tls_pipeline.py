@@ -1,6 +1,6 @@
 """The whole pipeline with every link secured: OTel SDK -(mutual TLS)-> ingest -(SASL_SSL, SCRAM-SHA-512, client
-certificate)-> Kafka -> worker (Faust/aiokafka) -> sink -(HTTPS, password and client certificate)-> ClickHouse,
-and the operations commands on the same cluster. The broker is Maple's local one with only a SASL_SSL client
+certificate)-> Kafka -> worker (Faust/aiokafka) -> sink -(HTTPS, password and client certificate)-> ClickHouse
+<-(HTTPS)- query service <-(mutual TLS)- a client, and the operations commands on the same cluster. The broker is Maple's local one with only a SASL_SSL client
 port, and ClickHouse is Maple's embedded host serving only HTTPS with client certificates required, so any
 client built without the security settings fails instead of passing quietly.
 """
@@ -8,6 +8,8 @@ client built without the security settings fails instead of passing quietly.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import ssl
 import subprocess
 import time
@@ -16,13 +18,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from apps import localkafka, maple_command
 from maple import clickhouse, kafka
 from maple.net import free_port
 from maple.settings import Settings, load_settings
-from tests.helpers.certs import PKI
+from tests.helpers.certs import PKI, Pair
 from tests.helpers.environment import clean_environ
 from tests.helpers.ingest import IngestProcess, status
 from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
@@ -226,3 +229,94 @@ def test_clickhouse_https_refuses_clients_without_its_ca_or_a_certificate(secure
     plain = {k: v for k, v in plain.items() if "_TLS_" not in k}
     with pytest.raises(clickhouse.ClickHouseUnavailable):
         clickhouse.connect(load_settings(environ=plain), in_process=False)
+
+
+# -- the query service over mutual TLS, reading through HTTPS ------------------------------------------
+
+
+def _api_client(pki: PKI, client: Pair | None = None, ca: Path | None = None) -> httpx.Client:
+    context = ssl.create_default_context(cafile=str(ca or pki.server_ca.cert))
+    if client is not None:
+        context.load_cert_chain(str(client.cert), str(client.key))
+    return httpx.Client(verify=context, timeout=30)
+
+
+def test_query_api_over_mutual_tls(pipeline: Pipeline, secured_kafka: SecuredKafka, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`maple api` serves only mutual TLS (certificates rotated with SIGHUP), and reads ClickHouse over HTTPS and
+    Kafka over SASL_SSL: the logs sent through the ingest come back through it."""
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)  # see test_logs_and_sampled_traces_land_exactly...
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    pki = secured_kafka.pki
+    live = Pair(tmp_path / "api.pem", tmp_path / "api-key.pem")
+    pki.server.copy_to(live)
+    port = free_port()
+    api = Stage(["api"], {**pipeline.env, "MAPLE_API_PORT": str(port),
+                          "MAPLE_API_METADATA_URL": f"sqlite:///{tmp_path / 'meta.db'}", "MAPLE_API_HEALTH_INTERVAL_S": "2",
+                          "MAPLE_API_TLS_CERT_FILE": str(live.cert), "MAPLE_API_TLS_KEY_FILE": str(live.key),
+                          "MAPLE_API_TLS_CLIENT_CA_FILE": str(pki.client_ca.cert)}).start()
+    url = f"https://127.0.0.1:{port}"
+    try:
+        with _api_client(pki, pki.client) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if client.get(f"{url}/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert api.alive and time.monotonic() < deadline, "maple api never became ready:\n" + api.output()
+                time.sleep(0.3)
+
+            service = f"api-{uuid.uuid4().hex[:8]}"
+            provider = LoggerProvider(resource=Resource.create({"service.name": service}))
+            provider.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter(
+                endpoint=f"{pipeline.ingest.http}/v1/logs", certificate_file=str(pki.server_ca.cert),
+                client_certificate_file=str(pki.client.cert), client_key_file=str(pki.client.key))))
+            logger = provider.get_logger("maple.tests.tls")
+            for i in range(5):
+                logger.emit(body=f"read back over tls {i}")
+            provider.shutdown()
+            deadline = time.monotonic() + 120
+            while True:
+                found = client.get(f"{url}/api/v1/logs/search", params={"service": service, "from": "now-1d"})
+                assert found.status_code == 200, found.text
+                if len(found.json()["rows"]) == 5:
+                    break
+                assert time.monotonic() < deadline, found.json()
+                time.sleep(1)
+            assert sorted(r["body"] for r in found.json()["rows"]) == [f"read back over tls {i}" for i in range(5)]
+            health = client.get(f"{url}/api/v1/health").json()
+            deadline = time.monotonic() + 30
+            while health["status"] == "starting" and time.monotonic() < deadline:
+                time.sleep(1)
+                health = client.get(f"{url}/api/v1/health").json()
+            assert health["kafka"]["ok"] and health["clickhouse"]["ok"], health
+
+        with _api_client(pki) as no_certificate, pytest.raises((httpx.ConnectError, httpx.ReadError,
+                                                                 httpx.RemoteProtocolError)):
+            no_certificate.get(f"{url}/readyz")
+        with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+            httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10)
+
+        # A rotated certificate is served after SIGHUP, by the same process.
+        rotated = pki.other_ca.issue("api-rotated", "127.0.0.1")
+        rotated.copy_to(live)
+        os.kill(api.proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with _api_client(pki, pki.client, ca=pki.other_ca.cert) as after:
+                    assert after.get(f"{url}/readyz").status_code == 200
+                break
+            except httpx.HTTPError:
+                assert api.alive and time.monotonic() < deadline, "not reloaded:\n" + api.output()
+                time.sleep(0.3)
+    finally:
+        api.stop()
+    assert PASSWORD not in api.output(500) and CH_PASSWORD not in api.output(500)

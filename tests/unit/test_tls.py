@@ -27,7 +27,8 @@ def test_every_setting_has_its_own_environment_variable() -> None:
     assert len(names) == len(set(names))
     assert {"MAPLE_INGEST_TLS_CERT_FILE", "MAPLE_INGEST_TLS_CLIENT_CA_FILE", "MAPLE_INGEST_TLS_MIN_VERSION",
             "MAPLE_KAFKA_SECURITY_PROTOCOL", "MAPLE_KAFKA_SECURITY_SASL_PASSWORD_FILE",
-            "MAPLE_CLICKHOUSE_TLS_CA_FILE", "MAPLE_KAFKA_LOCAL_CERT_FILE"} <= set(names)
+            "MAPLE_CLICKHOUSE_TLS_CA_FILE", "MAPLE_KAFKA_LOCAL_CERT_FILE", "MAPLE_CLICKHOUSE_HOST_TLS_CERT_FILE",
+            "MAPLE_API_TLS_CERT_FILE", "MAPLE_API_TLS_CLIENT_CA_FILE"} <= set(names)
 
 
 def test_tls_settings_from_yaml(tmp_path: Path) -> None:
@@ -49,6 +50,8 @@ def test_tls_settings_from_yaml(tmp_path: Path) -> None:
     ({"MAPLE_INGEST_TLS_KEY_FILE": "k.pem"}, r"ingest_tls.cert_file \(MAPLE_INGEST_TLS_CERT_FILE\)"),
     ({"MAPLE_INGEST_TLS_CLIENT_CA_FILE": "ca.pem"}, r"ingest_tls.client_ca_file .*mutual TLS needs TLS"),
     ({"MAPLE_INGEST_TLS_MIN_VERSION": "1.1"}, r"ingest_tls.min_version .*expected one of 1.2, 1.3"),
+    ({"MAPLE_API_TLS_CERT_FILE": "c.pem"}, r"api_tls.key_file \(MAPLE_API_TLS_KEY_FILE\)"),
+    ({"MAPLE_CLICKHOUSE_HOST_TLS_CLIENT_CA_FILE": "ca.pem"}, r"clickhouse_host_tls.client_ca_file .*mutual TLS"),
     ({"MAPLE_KAFKA_SECURITY_PROTOCOL": "tls"}, r"kafka_security.protocol .*plaintext, ssl, sasl_plaintext, sasl_ssl"),
     ({"MAPLE_KAFKA_SECURITY_CA_FILE": "ca.pem"}, r"kafka_security.ca_file .*protocol is plaintext"),
     ({"MAPLE_KAFKA_SECURITY_SASL_USERNAME": "u"}, r"kafka_security.sasl_username .*protocol is plaintext"),
@@ -177,3 +180,33 @@ def test_the_documented_test_certificate_recipe_makes_a_working_mutual_tls_setup
                                     key_file=str(tmp_path / "client-key.pem"), insecure_skip_verify=False)
         accepted = _handshake(server.http_context(), client, host)
         assert dict(x[0] for x in accepted.getpeercert()["subject"])["commonName"] == "maple-client"
+
+
+@pytest.mark.parametrize(("scheme", "expected"), [
+    ("https", ["session=abc; Path=/; HttpOnly; Secure", "pref=dark; Secure"]),
+    ("http", ["session=abc; Path=/; HttpOnly", "pref=dark; Secure"]),
+])
+def test_query_service_cookies_are_secure_over_tls(scheme: str, expected: list[str]) -> None:
+    """Over TLS every cookie the API sets is marked Secure (once); over plain HTTP they are left alone."""
+    import asyncio
+
+    from query.app import SecureCookies
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [  # type: ignore[operator]
+            (b"set-cookie", b"session=abc; Path=/; HttpOnly"), (b"set-cookie", b"pref=dark; Secure"),
+            (b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})  # type: ignore[operator]
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request"}
+
+    asyncio.run(SecureCookies(app)({"type": "http", "scheme": scheme}, receive, send))  # type: ignore[arg-type]
+    headers = sent[0]["headers"]
+    assert [v.decode() for k, v in headers if k == b"set-cookie"] == expected  # type: ignore[attr-defined]
+    assert (b"content-type", b"text/plain") in headers  # type: ignore[operator]
