@@ -149,7 +149,9 @@ def admin_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
 
 
 def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
-    return AdminClient(admin_config(bootstrap, **overrides))
+    # librdkafka's own lines (e.g. "Purging N unserved events" when a short-lived client is destroyed) go
+    # through Maple's logging, never raw onto stderr (maple/log.py); callers may name their own kind.
+    return AdminClient(admin_config(bootstrap, **{**client_logging("admin"), **overrides}))
 
 
 def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
