@@ -155,7 +155,8 @@ class Supervisor:
         settings = self.settings
         if not settings.local_kafka:
             bootstrap = kafka_clients.bootstrap_servers(settings)
-            kafka_clients.probe(bootstrap, timeout=settings.kafka.start_timeout_s)
+            kafka_clients.probe(bootstrap, timeout=settings.kafka.start_timeout_s,
+                                replication_factor=settings.kafka.replication_factor)
             return f"{bootstrap} (existing cluster)"
         cluster = localkafka.LocalCluster(settings)
         running = localkafka.running_nodes(cluster)

@@ -11,6 +11,7 @@ Faust's aiokafka clients get the same settings as `faust_credentials(settings)`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -115,8 +116,10 @@ def faust_credentials(settings: Settings) -> CredentialsT | None:
 
 
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
-    """Durable by default: idempotent, acks from all in-sync replicas, compressed batches."""
+    """Durable by default: idempotent, acks from all in-sync replicas, compressed batches. librdkafka's lines
+    go through Maple's logging (polled by whoever polls the producer for its delivery reports)."""
     config: dict[str, Any] = {
+        **client_logging("producer"),
         **security_config(bootstrap),
         "bootstrap.servers": str(bootstrap),
         "enable.idempotence": True,
@@ -130,8 +133,10 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
 
 
 def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, Any]:
-    """Offsets are committed explicitly after the downstream write, never automatically."""
+    """Offsets are committed explicitly after the downstream write, never automatically. librdkafka's lines
+    go through Maple's logging, handed over by consume()/poll()."""
     config: dict[str, Any] = {
+        **client_logging("consumer"),
         **security_config(bootstrap),
         "bootstrap.servers": str(bootstrap),
         "group.id": group,
@@ -149,9 +154,19 @@ def admin_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
 
 
 def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
+    """An Admin API client for short-lived use (start-up, commands). A long-running process reads group
+    commits through the consumer path instead (maple/consumer.py: librdkafka aborts the process when an Admin
+    API coordinator request loses its connection). Wait for every future it returns (`settle`) before
+    letting it go."""
     # librdkafka's own lines (e.g. "Purging N unserved events" when a short-lived client is destroyed) go
     # through Maple's logging, never raw onto stderr (maple/log.py); callers may name their own kind.
     return AdminClient(admin_config(bootstrap, **{**client_logging("admin"), **overrides}))
+
+
+def settle(futures: Iterable[concurrent.futures.Future[Any]], timeout: float) -> None:
+    """Wait until every future is done (or `timeout` passed): the client that issued them must not be
+    dropped while requests are in flight. Admin requests carry a request_timeout, so they always finish."""
+    concurrent.futures.wait(list(futures), timeout=timeout)
 
 
 def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
@@ -164,9 +179,11 @@ def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
     if not wanted:
         return []
     created = []
-    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+    futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
+    settle(futures.values(), timeout + 5)  # every request over before one failure is raised and `admin` dropped
+    for name, future in futures.items():
         try:
-            future.result()
+            future.result(0)
             created.append(name)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
@@ -186,7 +203,7 @@ def start_group_at_end(bootstrap: str, group: str, topics: Iterable[str], timeou
     """Commit the current end offsets of `topics` for `group`, so that it reads only what comes next.
 
     For a group that has no running members (a fresh one, or one that is stopped)."""
-    consumer = Consumer(consumer_config(bootstrap, group))
+    consumer = Consumer(consumer_config(bootstrap, group, **client_logging("commit")))
     try:
         offsets = []
         for topic in topics:
@@ -214,10 +231,13 @@ def _end_offset(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple
             time.sleep(0.2)
 
 
-def probe(bootstrap: str, timeout: float = 10.0) -> None:
+def probe(bootstrap: str, timeout: float = 10.0, replication_factor: int | None = None) -> None:
     """Prove the cluster works end to end: produce one record with acks=all, then consume it back.
 
-    Raises RuntimeError with the reason when it does not within `timeout` seconds.
+    The probe topic (maple.health) is created on first use with `replication_factor` (Maple's
+    kafka.replication_factor), or the cluster's own default.replication.factor when None; never with the
+    number of brokers that happen to answer (a broker down at that moment would weaken it for good).
+    Raises RuntimeError with the reason when it does not work within `timeout` seconds.
     """
     deadline = time.monotonic() + timeout
     marker = uuid.uuid4().hex.encode()
@@ -225,9 +245,8 @@ def probe(bootstrap: str, timeout: float = 10.0) -> None:
     quiet = {"log_level": 0}  # failures surface through the exception below, not librdkafka's stderr
     admin = admin_client(bootstrap, **quiet)
     try:
-        brokers = len(admin.list_topics(timeout=max(0.1, deadline - time.monotonic())).brokers)
         if HEALTH_TOPIC not in admin.list_topics(timeout=max(0.1, deadline - time.monotonic())).topics:
-            ensure_topics(admin, 1, min(3, brokers), [Topic(HEALTH_TOPIC, "maple", "maple", "probe")],
+            ensure_topics(admin, 1, replication_factor or -1, [Topic(HEALTH_TOPIC, "maple", "maple", "probe")],
                           timeout=max(0.1, deadline - time.monotonic()))
     except KafkaException as exc:
         raise RuntimeError(f"Kafka at {bootstrap} is not reachable: {exc.args[0].str()}") from exc
@@ -246,7 +265,8 @@ def probe(bootstrap: str, timeout: float = 10.0) -> None:
     if not delivered:
         raise RuntimeError(f"Kafka at {bootstrap} did not acknowledge a probe record: "
                            f"{'; '.join(errors) or 'timed out'}")
-    consumer = Consumer(consumer_config(bootstrap, f"maple-probe-{marker.decode()}", **quiet))
+    consumer = Consumer(consumer_config(bootstrap, f"maple-probe-{marker.decode()}",
+                                        **{**client_logging("probe"), **quiet}))
     try:
         consumer.assign(delivered)
         while time.monotonic() < deadline:
