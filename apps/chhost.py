@@ -23,7 +23,8 @@ HyperDX, curl), on loopback by default:
   ``-Summary``, ``-Server-Display-Name``, ``-Exception-Code`` and ``-Exception-Tag``); errors before the
   first byte as a non-200 status with ClickHouse's text, errors after it as ClickHouse's framed
   ``__exception__`` block at the end of the body;
-* ``/ping`` and ``/replicas_status`` for health, ``/metrics`` for Prometheus.
+* ``/ping`` and ``/replicas_status`` for health, ``/metrics`` for Prometheus;
+* HTTPS, and client certificates, with ``clickhouse_host_tls.*`` (certificates reloaded on SIGHUP).
 
 So sinks, ``maple query`` and ``maple schema apply`` use the same HTTP client against this host as against
 a real server, and so do Grafana, HyperDX and the Collector.
@@ -62,6 +63,7 @@ from maple.clickhouse import embedded_data_path, embedded_root, host_file
 from maple.compression import CorruptPayload, PayloadTooLarge, UnsupportedEncoding, inflate
 from maple.metrics import LATENCY_BUCKETS, exposition
 from maple.settings import Settings
+from maple.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 
@@ -806,18 +808,22 @@ def serve(settings: Settings, *, threads: int = 4, max_body: int = 1 << 30,
     host, port = settings.clickhouse.embedded_host, settings.clickhouse.embedded_port
     users = Users(settings.clickhouse.embedded_user, settings.clickhouse.embedded_password)
     advert = host_file(settings)
+    # HTTPS (and client certificates) with clickhouse_host_tls.*; bad files stop start-up here.
+    server_tls = ServerTLS(settings.clickhouse_host_tls, "clickhouse_host_tls") \
+        if settings.clickhouse_host_tls.cert_file else None
 
     async def main() -> None:
         # Decompression is ours (bounded by max_body); aiohttp would inflate gzip unbounded.
         runner = web.AppRunner(build_app(engine, metrics, max_body, users), access_log=None, auto_decompress=False)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
+        site = web.TCPSite(runner, host, port, reuse_address=True,
+                           ssl_context=server_tls.http_context() if server_tls else None)
         try:
             await site.start()
         except OSError as exc:
             raise RuntimeError(f"cannot listen on {host}:{port} ({exc.strerror}); is another host running? "
                                "Choose another port with MAPLE_CLICKHOUSE_EMBEDDED_PORT") from exc
-        url = f"http://{host}:{port}"
+        url = f"{'https' if server_tls else 'http'}://{host}:{port}"
         embedded_root(settings).mkdir(parents=True, exist_ok=True)
         tmp = advert.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "host": host, "port": port, "url": url,
@@ -832,12 +838,19 @@ def serve(settings: Settings, *, threads: int = 4, max_body: int = 1 << 30,
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, done.set)
+            if server_tls is not None:  # SIGHUP: serve rotated certificates to new connections
+                loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, server_tls.reload))
+        reload_every = settings.clickhouse_host_tls.reload_interval_s
+        last_reload = time.monotonic()
         try:
             while not done.is_set() and not (stop is not None and stop.is_set()):
                 try:
                     await asyncio.wait_for(done.wait(), timeout=0.2)
                 except TimeoutError:
                     pass
+                if server_tls is not None and reload_every and time.monotonic() - last_reload >= reload_every:
+                    last_reload = time.monotonic()
+                    await loop.run_in_executor(None, server_tls.reload)
         finally:
             advert.unlink(missing_ok=True)
             await runner.cleanup()

@@ -104,9 +104,24 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from apps.bench import ingest as bench
 
     _settings(args)  # validates the configuration the benchmark's own ingest will start with
+    progress = partial(print, file=sys.stderr, flush=True)  # progress on stderr, results on stdout
+    if args.tls:
+        if args.url:
+            raise SettingsError("--tls starts its own ingests (plaintext, TLS, mutual TLS); it cannot use --url")
+        compared = bench.run_tls(spans=args.spans, concurrency=args.concurrency, duration=args.duration,
+                                 warmup=args.warmup, rounds=args.rounds, say=progress)
+        if args.json:
+            print(json.dumps(compared, indent=2))
+            return 0
+        _say(f"{'mode':<10} {'CPU s/M spans':>14} {'vs plaintext':>13} {'spans/s':>9} {'p50 ms':>7} {'p99 ms':>7}")
+        for mode, row in compared["modes"].items():
+            ratio = compared["cpu_ratio"][mode]
+            _say(f"{mode:<10} {row.get('ingest_cpu_s_per_million_spans', 0):>14.2f} "
+                 f"{ratio if ratio is not None else float('nan'):>12.3f}x {row['spans_per_s']:>9.0f} "
+                 f"{row['latency_p50_ms']:>7.1f} {row['latency_p99_ms']:>7.1f}")
+        return 0
     report = bench.run(url=args.url, pid=args.pid, spans=args.spans, concurrency=args.concurrency,
-                       duration=args.duration, warmup=args.warmup,
-                       say=lambda message: print(message, file=sys.stderr, flush=True))  # progress, not results
+                       duration=args.duration, warmup=args.warmup, say=progress)
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -500,6 +515,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_ingest.add_argument("--concurrency", type=int, default=8, help="concurrent connections (default 8)")
     bench_ingest.add_argument("--duration", type=float, default=20, help="measured seconds (default 20)")
     bench_ingest.add_argument("--warmup", type=float, default=3, help="warm-up seconds, not measured (default 3)")
+    bench_ingest.add_argument("--tls", action="store_true",
+                              help="run the same load against its own ingest plaintext, with TLS and with mutual "
+                                   "TLS in turn (throwaway certificates, apps/resources/test-certs.sh; needs "
+                                   "openssl) and report each one's CPU per span against plaintext's")
+    bench_ingest.add_argument("--rounds", type=int, default=1,
+                              help="with --tls: rounds of the three modes; each mode's median round is reported "
+                                   "(default 1)")
     bench_ingest.add_argument("--json", action="store_true", help="print the report as JSON")
 
     limits = add("ingest-limits", "send worst-case requests at once; measure /healthz latency and the ingest's memory",

@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from maple import kafka as kafka_clients
+from maple import tls
 from maple.settings import Settings
 
 KAFKA_VERSION = "4.1.2"
@@ -76,8 +77,15 @@ class LocalCluster:
         return [Node(i + 1, k.port + i, k.controller_port + i, self.root / f"node-{i + 1}") for i in range(k.brokers)]
 
     @property
-    def bootstrap(self) -> str:
-        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+    def bootstrap(self) -> kafka_clients.Bootstrap:
+        """The client ports, with how Maple's clients connect to them (kafka_security.*)."""
+        return kafka_clients.Bootstrap(",".join(f"127.0.0.1:{n.port}" for n in self.nodes),
+                                       kafka_clients.client_security(self.settings))
+
+    @property
+    def protocol(self) -> str:
+        """The client listener's security protocol: the one Maple's clients are configured with."""
+        return self.settings.kafka_security.protocol.upper()
 
     @property
     def libs(self) -> Path:
@@ -136,15 +144,18 @@ def _server_properties(cluster: LocalCluster, node: Node) -> str:
     count = len(cluster.nodes)
     replicas = min(3, count)
     voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in cluster.nodes)
-    props = {
+    protocol = cluster.protocol  # the client port's listener is named after its protocol
+    props: dict[str, object] = {
         "process.roles": "broker,controller",
         "node.id": node.node_id,
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+        "listeners": f"{protocol}://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        "advertised.listeners": f"{protocol}://127.0.0.1:{node.port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        # Brokers replicate over the client port, with the same security (the controller port stays plaintext
+        # on loopback: only the nodes of this cluster use it).
+        "inter.broker.listener.name": protocol,
+        "listener.security.protocol.map": f"{protocol}:{protocol},CONTROLLER:PLAINTEXT",
         "log.dirs": node.directory / "data",
         "num.partitions": cluster.settings.kafka.partitions,
         "default.replication.factor": replicas,
@@ -161,9 +172,93 @@ def _server_properties(cluster: LocalCluster, node: Node) -> str:
         "auto.create.topics.enable": "true",
         "log.retention.hours": 168,
     }
+    props.update(_security_properties(cluster, node))
     lines = ["# Written by maple (maple/localkafka.py); regenerated on every start."]
-    lines += [f"{key}={value}" for key, value in props.items()]
+    lines += [f"{key}={_escape(str(value))}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    """A Java properties value: backslashes and line breaks escaped (PEM blocks span lines)."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+# Characters that would break the JAAS line or the --add-scram argument the credentials are written into.
+_UNSAFE_CREDENTIAL = set('"\\,[]=; \n')
+
+
+def _security_properties(cluster: LocalCluster, node: Node) -> dict[str, object]:
+    """The broker side of kafka_security.*: TLS on the client port from kafka.local_cert_file/local_key_file
+    (client certificates required with kafka.local_client_ca_file), and SASL with the one user Maple's
+    clients log in as (PLAIN: in the JAAS line; SCRAM: added when the storage is formatted)."""
+    settings = cluster.settings
+    protocol = cluster.protocol
+    props: dict[str, object] = {}
+    if protocol in ("SSL", "SASL_SSL"):
+        k = settings.kafka
+        if not (k.local_cert_file and k.local_key_file):
+            raise LocalKafkaError(f"kafka_security.protocol is {protocol.lower()} and Maple runs the local broker: "
+                                  "set kafka.local_cert_file and kafka.local_key_file (MAPLE_KAFKA_LOCAL_CERT_FILE, "
+                                  "MAPLE_KAFKA_LOCAL_KEY_FILE), the certificate its client port presents")
+        chain = tls.read_file("kafka.local_cert_file", k.local_cert_file, pem=True).decode()
+        key = tls.read_file("kafka.local_key_file", k.local_key_file, pem=True).decode()
+        if "-----BEGIN PRIVATE KEY-----" not in key:
+            raise LocalKafkaError("kafka.local_key_file (MAPLE_KAFKA_LOCAL_KEY_FILE): Kafka reads only unencrypted "
+                                  "PKCS#8 keys (-----BEGIN PRIVATE KEY-----); convert it with `openssl pkcs8 "
+                                  "-topk8 -nocrypt -in key.pem -out key-pkcs8.pem`")
+        # The key goes inline (Kafka reads PEM key files only when encrypted): this file is the owner's alone.
+        props.update({"ssl.keystore.type": "PEM", "ssl.keystore.certificate.chain": chain,
+                      "ssl.keystore.key": key})
+        # Brokers are each other's clients over this port: they trust the brokers' certificate (the leaf, and the CA
+        # Maple's clients check it against, kafka_security.ca_file), and with local_client_ca_file they present it
+        # as their client certificate too (Java picks a client certificate whose issuer the server names, so the
+        # issuing CA must be in the list). Client certificates are then accepted from both CAs.
+        leaf = chain[:chain.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")] + "\n"
+        trusted = leaf
+        if settings.kafka_security.ca_file:
+            trusted += tls.read_file("kafka_security.ca_file", settings.kafka_security.ca_file, pem=True).decode()
+        if k.local_client_ca_file:
+            if not settings.kafka_security.ca_file:
+                raise LocalKafkaError("kafka.local_client_ca_file needs kafka_security.ca_file, the CA of "
+                                      "kafka.local_cert_file: the local brokers present that certificate to each "
+                                      "other as their client certificate")
+            trusted += tls.read_file("kafka.local_client_ca_file", k.local_client_ca_file, pem=True).decode()
+            # Listener-prefixed: on a SASL_SSL listener Kafka ignores the unprefixed ssl.client.auth.
+            props[f"listener.name.{protocol.lower()}.ssl.client.auth"] = "required"
+        truststore = node.directory / "truststore.pem"
+        truststore.write_text(trusted)
+        props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": truststore})
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        user, password = _credentials(settings)
+        mechanism = settings.kafka_security.sasl_mechanism.upper()
+        if mechanism == "PLAIN":
+            jaas = (f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{user}" '
+                    f'password="{password}" user_{user}="{password}";')
+        else:
+            jaas = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" '
+                    f'password="{password}";')
+        props.update({"sasl.enabled.mechanisms": mechanism, "sasl.mechanism.inter.broker.protocol": mechanism,
+                      f"listener.name.{protocol.lower()}.{mechanism.lower()}.sasl.jaas.config": jaas})
+    return props
+
+
+def _credentials(settings: Settings) -> tuple[str, str]:
+    user = settings.kafka_security.sasl_username
+    password = kafka_clients.sasl_password(settings)
+    for key, value in (("sasl_username", user), ("sasl_password", password)):
+        if _UNSAFE_CREDENTIAL & set(value):
+            raise LocalKafkaError(f"kafka_security.{key}: the local broker takes credentials without quotes, "
+                                  "backslashes, commas, brackets, '=', ';' or spaces (a remote cluster takes any)")
+    return user, password
+
+
+def _scram_arguments(settings: Settings) -> list[str]:
+    """StorageTool arguments that create Maple's SCRAM user in a new cluster's metadata."""
+    k = settings.kafka_security
+    if k.protocol not in ("sasl_plaintext", "sasl_ssl") or not k.sasl_mechanism.startswith("scram"):
+        return []
+    user, password = _credentials(settings)
+    return ["--add-scram", f"{k.sasl_mechanism.upper()}=[name={user},password={password}]"]
 
 
 def _java_base(cluster: LocalCluster, node: Node, libs: Path) -> list[str]:
@@ -191,11 +286,13 @@ def _prepare(cluster: LocalCluster, libs: Path) -> None:
         layout_file.write_text(f"{cid} {count}\n")
     for node in cluster.nodes:
         node.directory.mkdir(parents=True, exist_ok=True)
+        node.properties.touch(mode=0o600)  # it may hold a private key and a password
+        node.properties.chmod(0o600)
         node.properties.write_text(_server_properties(cluster, node))
         if (node.directory / "data" / "meta.properties").exists():
             continue
         cmd = _java_base(cluster, node, libs) + ["kafka.tools.StorageTool", "format", "-t", cid,
-                                                   "-c", str(node.properties)]
+                                                   "-c", str(node.properties), *_scram_arguments(cluster.settings)]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             raise LocalKafkaError(f"formatting KRaft storage of node {node.node_id} failed:\n"

@@ -31,7 +31,7 @@ from pathlib import Path
 from apps import localkafka, maple_command, ports
 from maple import clickhouse, ready
 from maple import kafka as kafka_clients
-from maple.net import http_ok
+from maple.net import http_ok, port_open
 from maple.settings import Settings
 
 log = logging.getLogger("maple.up")
@@ -154,9 +154,10 @@ class Supervisor:
     def _start_kafka(self) -> str:
         settings = self.settings
         if not settings.local_kafka:
-            kafka_clients.probe(settings.kafka.bootstrap, timeout=settings.kafka.start_timeout_s,
+            bootstrap = kafka_clients.bootstrap_servers(settings)
+            kafka_clients.probe(bootstrap, timeout=settings.kafka.start_timeout_s,
                                 replication_factor=settings.kafka.replication_factor)
-            return f"{settings.kafka.bootstrap} (existing cluster)"
+            return f"{bootstrap} (existing cluster)"
         cluster = localkafka.LocalCluster(settings)
         running = localkafka.running_nodes(cluster)
         if len(running) == len(cluster.nodes):
@@ -204,15 +205,23 @@ class Supervisor:
         child = Child("ingest", lambda: self._maple("ingest"))
         child.launch()
         self.children.append(child)
-        ready = f"http://{cfg.host}:{cfg.http_port}/readyz"
+        secure = bool(self.settings.ingest_tls.cert_file)
+        scheme = "https" if secure else "http"
+        ready = f"{scheme}://{cfg.host}:{cfg.http_port}/readyz"
+
+        def answered() -> bool:
+            # Over TLS this process may hold no certificate the ingest accepts (mutual TLS), and needs none: the
+            # ingest listens only once Kafka answered it, so its port accepting connections means ready.
+            return port_open(cfg.host, cfg.http_port) if secure else http_ok(ready)
+
         deadline = time.monotonic() + 60
-        while not http_ok(ready):
+        while not answered():
             if child.exited():
                 raise RuntimeError("the OTLP ingest exited during start-up (see its log above)")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the OTLP ingest was not ready within 60s ({ready})")
             time.sleep(0.2)
-        return (f"OTLP gRPC {cfg.host}:{cfg.grpc_port}, OTLP HTTP http://{cfg.host}:{cfg.http_port} "
+        return (f"OTLP gRPC {cfg.host}:{cfg.grpc_port}, OTLP HTTP {scheme}://{cfg.host}:{cfg.http_port} "
                 f"(metrics /metrics)")
 
     def _start_pipeline(self) -> list[str]:
@@ -268,21 +277,41 @@ class Supervisor:
         child = Child("api", lambda: self._maple("api"))
         child.launch()
         self.children.append(child)
-        ready = f"http://{cfg.host}:{cfg.port}/readyz"
+        secure = bool(self.settings.api_tls.cert_file)
+        scheme = "https" if secure else "http"
+        ready = f"{scheme}://{cfg.host}:{cfg.port}/readyz"
+
+        def answered() -> bool:
+            # Over TLS this process may hold no client certificate the API accepts: its port accepting
+            # connections is enough (uvicorn listens once the app's start-up, which opens ClickHouse, is done).
+            return port_open(cfg.host, cfg.port) if secure else http_ok(ready)
+
         deadline = time.monotonic() + 60
-        while not http_ok(ready):
+        while not answered():
             if child.exited():
                 raise RuntimeError("the query API exited during start-up (see its log above)")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the query API was not ready within 60s ({ready})")
             time.sleep(0.2)
-        return f"http://{cfg.host}:{cfg.port}/ (API /api/v1, OpenAPI /api/openapi.json)"
+        return f"{scheme}://{cfg.host}:{cfg.port}/ (API /api/v1, OpenAPI /api/openapi.json)"
 
     # -- running -----------------------------------------------------------------------------------
+
+    def reload_certificates(self) -> None:
+        """SIGHUP to `maple up`: the TLS servers it runs load rotated certificate files (docs/security.md)."""
+        serving_tls = {"ingest": bool(self.settings.ingest_tls.cert_file),
+                       "clickhouse": bool(self.settings.clickhouse_host_tls.cert_file),
+                       "api": bool(self.settings.api_tls.cert_file)}
+        for child in self.children:
+            if serving_tls.get(child.name):  # without TLS, SIGHUP would end the child
+                for proc in child.procs:
+                    if proc.poll() is None:
+                        proc.send_signal(signal.SIGHUP)
 
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_certificates())
         try:
             self._preflight()
             kafka_line = self._start_kafka()

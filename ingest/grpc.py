@@ -8,6 +8,7 @@ carries RetryInfo, because clients retry it only then.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -15,6 +16,8 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from ingest.otlp import SIGNALS, Signal
 from ingest.service import IngestService, Refusal, refusal_for
+from maple import tls
+from maple.tls import ServerCertificates, ServerTLS
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +31,14 @@ def _rich_status_metadata(refusal: Refusal, retry_after_s: int) -> tuple[tuple[s
     return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
-def _handler(service: IngestService, signal: Signal, retry_after_s: int) -> grpc.RpcMethodHandler:
+def _handler(service: IngestService, signal: Signal, retry_after_s: int,
+             min_tls_version: str | None) -> grpc.RpcMethodHandler:
     metrics = service.metrics
 
     async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
         held = 0
+        if min_tls_version == "1.3":
+            await _require_tls13(context)
         try:
             metadata = {key.lower(): value for key, value in (context.invocation_metadata() or ())
                         if isinstance(value, str)}
@@ -58,17 +64,50 @@ def _handler(service: IngestService, signal: Signal, retry_after_s: int) -> grpc
     return grpc.unary_unary_rpc_method_handler(export)
 
 
+async def _require_tls13(context: grpc.aio.ServicerContext) -> None:
+    """grpcio cannot raise its handshake floor above TLS 1.2, so with ingest_tls.min_version 1.3 a call on a
+    connection that negotiated less is refused here, before its body is looked at (PERMISSION_DENIED: OTLP
+    clients do not retry it)."""
+    negotiated = b"".join(context.auth_context().get("ssl_tls_version", [])).decode()
+    if not tls.version_allowed(negotiated, "1.3"):
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                            f"this connection negotiated {negotiated or 'no TLS'}; the ingest requires TLS 1.3 "
+                            "(ingest_tls.min_version)")
+
+
+def credentials(server_tls: ServerTLS) -> grpc.ServerCredentials:
+    """Server credentials that follow the certificate reloads: gRPC asks the fetcher before every new
+    connection's handshake, and it hands over a new configuration only after a reload."""
+    served = server_tls.current
+
+    def configuration(loaded: ServerCertificates) -> Any:
+        return grpc.ssl_server_certificate_configuration([(loaded.private_key, loaded.cert_chain)],
+                                                         root_certificates=loaded.client_ca)
+
+    def fetch() -> Any:
+        nonlocal served
+        loaded = server_tls.current
+        if loaded.generation == served.generation:
+            return None  # keep the current configuration
+        served = loaded
+        return configuration(loaded)
+
+    return grpc.dynamic_ssl_server_credentials(configuration(served), fetch,
+                                               require_client_authentication=server_tls.mutual)
+
+
 # google.rpc.Code number -> grpc.StatusCode.
 _GRPC_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
-def build_server(service: IngestService, max_request_bytes: int, retry_after_s: int) -> grpc.aio.Server:
+def build_server(service: IngestService, max_request_bytes: int, retry_after_s: int,
+                 min_tls_version: str | None = None) -> grpc.aio.Server:
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", max_request_bytes),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
     ])
-    handlers = [grpc.method_handlers_generic_handler(signal.grpc_service, {"Export": _handler(service, signal,
-                                                                                              retry_after_s)})
+    handlers = [grpc.method_handlers_generic_handler(
+                    signal.grpc_service, {"Export": _handler(service, signal, retry_after_s, min_tls_version)})
                 for signal in SIGNALS.values()]
     server.add_generic_rpc_handlers(handlers)
     return server

@@ -19,6 +19,7 @@ from maple import kafka as kafka_clients
 from maple.exits import stop_for_safety
 from maple.producer import AsyncProducer
 from maple.settings import Settings, api_key_tenants
+from maple.tls import ServerTLS
 
 log = logging.getLogger(__name__)
 
@@ -56,27 +57,40 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
                             max_inflight_bytes=cfg.max_inflight_bytes, api_keys=api_key_tenants(settings),
                             api_key_header=cfg.api_key_header)
 
+    # TLS on both ports, or neither (ingest_tls.*); bad files stop start-up here, naming the setting.
+    server_tls = ServerTLS(settings.ingest_tls) if settings.ingest_tls.cert_file else None
     runner = web.AppRunner(http_receiver.build_app(service, cfg.retry_after_s), access_log=None,
                            auto_decompress=False, shutdown_timeout=cfg.kafka_timeout_s + 5)
     await runner.setup()
-    grpc_server = grpc_receiver.build_server(service, cfg.max_request_bytes, cfg.retry_after_s)
+    grpc_server = grpc_receiver.build_server(service, cfg.max_request_bytes, cfg.retry_after_s,
+                                             min_tls_version=settings.ingest_tls.min_version if server_tls else None)
     try:
-        await web.TCPSite(runner, cfg.host, cfg.http_port, reuse_address=True).start()
-        grpc_server.add_insecure_port(f"{cfg.host}:{cfg.grpc_port}")
+        await web.TCPSite(runner, cfg.host, cfg.http_port, reuse_address=True,
+                          ssl_context=server_tls.http_context() if server_tls else None).start()
+        if server_tls:
+            grpc_server.add_secure_port(f"{cfg.host}:{cfg.grpc_port}", grpc_receiver.credentials(server_tls))
+        else:
+            grpc_server.add_insecure_port(f"{cfg.host}:{cfg.grpc_port}")
         await grpc_server.start()
     except (OSError, RuntimeError) as exc:
         await runner.cleanup()
         decoder.stop()
         writer.close(0)
         raise IngestStartupError(f"cannot listen on {cfg.host}:{cfg.http_port}/{cfg.grpc_port}: {exc}") from exc
-    log.info("OTLP ingest: gRPC %s:%d, HTTP %s:%d -> Kafka %s (records up to %d bytes, auth %s)",
-             cfg.host, cfg.grpc_port, cfg.host, cfg.http_port, bootstrap, max_value,
+    transport = "plaintext" if server_tls is None else "mutual TLS" if server_tls.mutual else "TLS"
+    log.info("OTLP ingest: gRPC %s:%d, HTTP %s:%d (%s) -> Kafka %s (records up to %d bytes, auth %s)",
+             cfg.host, cfg.grpc_port, cfg.host, cfg.http_port, transport, bootstrap, max_value,
              "on" if service.api_keys else "off")
 
     done = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, done.set)
+        if server_tls is not None:  # SIGHUP: load rotated certificates now
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(None, server_tls.reload))
+    reloads = None
+    if server_tls is not None and settings.ingest_tls.reload_interval_s:
+        reloads = asyncio.create_task(_reload_every(server_tls, settings.ingest_tls.reload_interval_s))
     while not done.is_set() and not (stop is not None and stop.is_set()):
         try:
             await asyncio.wait_for(done.wait(), timeout=0.2)
@@ -84,6 +98,8 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
             pass
 
     log.info("OTLP ingest stopping: finishing in-flight requests")
+    if reloads is not None:
+        reloads.cancel()
     await grpc_server.stop(grace=cfg.kafka_timeout_s)
     await runner.cleanup()
     decoder.stop()
@@ -92,6 +108,14 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
         log.warning("%d record(s) were still unacknowledged by Kafka at shutdown; their clients were told 503",
                     unacked)
     log.info("OTLP ingest stopped")
+
+
+async def _reload_every(server_tls: ServerTLS, interval: float) -> None:
+    """Check the certificate files every `interval` seconds (ingest_tls.reload_interval_s), off the event loop."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        await loop.run_in_executor(None, server_tls.reload)
 
 
 def run(settings: Settings) -> None:

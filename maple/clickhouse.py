@@ -2,10 +2,13 @@
 
 Which engine a process talks to:
 
-* ``clickhouse.url`` set: the server(s) it names, over HTTP. Several URLs are the shards of a cluster.
+* ``clickhouse.url`` set: the server(s) it names, over HTTP, or HTTPS for https:// URLs (the server's certificate
+  checked against ``clickhouse_tls.ca_file``, a client certificate if one is set). Several URLs are the shards
+  of a cluster.
 * otherwise the embedded engine (chDB) under ``<data_dir>/clickhouse``. chDB lets only one process open
   a data path, so the process that owns it (``maple clickhouse serve``, started by ``maple up``) serves
-  ClickHouse's HTTP protocol on loopback and advertises itself in ``host.json``. Every other process
+  ClickHouse's HTTP protocol on loopback (HTTPS with ``clickhouse_host_tls.*``) and advertises itself in
+  ``host.json``. Every other process
   (sinks, ``maple query``, ``maple schema apply``) connects there with the ordinary HTTP client, exactly
   as it would to a server. With no host running, a command opens the engine in-process instead.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +28,7 @@ from urllib.parse import unquote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from maple import tls
 from maple.settings import Settings, mask_url
 
 
@@ -83,7 +88,8 @@ def running_host(settings: Settings) -> dict[str, Any] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     try:
-        with urllib.request.urlopen(f"{info['url']}/ping", timeout=2) as response:
+        context = tls_context(settings) if str(info["url"]).startswith("https:") else None
+        with urllib.request.urlopen(f"{info['url']}/ping", timeout=2, context=context) as response:
             if response.status == 200:
                 return info
     except OSError:
@@ -95,6 +101,40 @@ def running_host(settings: Settings) -> dict[str, Any] | None:
 # Clients
 
 
+def tls_options(endpoint: Endpoint, settings: Settings) -> dict[str, Any]:
+    """clickhouse-connect's TLS arguments for an https endpoint, from clickhouse_tls.* (files checked here).
+
+    With a client certificate, a URL with a password keeps sending it (the certificate secures the connection:
+    tls_mode strict); a URL without one lets the certificate identify the user (ClickHouse's certificate
+    authentication: tls_mode mutual)."""
+    if not endpoint.secure:
+        return {}
+    t = settings.clickhouse_tls
+    options: dict[str, Any] = {"verify": not t.insecure_skip_verify}
+    if t.insecure_skip_verify:
+        tls.warn_insecure("clickhouse_tls.insecure_skip_verify", "ClickHouse server")
+    if t.ca_file:
+        tls.read_file("clickhouse_tls.ca_file", t.ca_file, pem=True)
+        options["ca_cert"] = str(Path(t.ca_file).expanduser())
+    if t.cert_file:
+        tls.read_file("clickhouse_tls.cert_file", t.cert_file, pem=True)
+        tls.read_file("clickhouse_tls.key_file", t.key_file, pem=True)
+        options.update(client_cert=str(Path(t.cert_file).expanduser()),
+                       client_cert_key=str(Path(t.key_file).expanduser()),
+                       tls_mode="strict" if endpoint.password else "mutual")
+    if t.server_name_override:
+        options["server_host_name"] = t.server_name_override
+    return options
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """clickhouse_tls.* as a Python ssl context, for the plain HTTP probes (/ping) of an https host."""
+    t = settings.clickhouse_tls
+    context = tls.client_context("clickhouse_tls", ca_file=t.ca_file, cert_file=t.cert_file, key_file=t.key_file,
+                                 insecure_skip_verify=t.insecure_skip_verify)
+    return context
+
+
 def http_client(endpoint: Endpoint, settings: Settings, *, compress: bool = True, database: str | None = None,
                 **kwargs: Any) -> Client:
     return clickhouse_connect.get_client(
@@ -103,7 +143,7 @@ def http_client(endpoint: Endpoint, settings: Settings, *, compress: bool = True
         connect_timeout=settings.clickhouse.connect_timeout_s,
         send_receive_timeout=settings.clickhouse.query_timeout_s,
         # Sessions serialise queries server-side; Maple's clients share nothing that needs one.
-        autogenerate_session_id=False, **kwargs)
+        autogenerate_session_id=False, **tls_options(endpoint, settings), **kwargs)
 
 
 def endpoints(settings: Settings) -> list[Endpoint]:
@@ -124,7 +164,8 @@ def connect(settings: Settings, *, database: str | None = None, in_process: bool
     host = running_host(settings)
     if host is not None:
         endpoint = Endpoint(host=host["host"], port=int(host["port"]), username=settings.clickhouse.embedded_user,
-                            password=settings.clickhouse.embedded_password, database=database, secure=False)
+                            password=settings.clickhouse.embedded_password, database=database,
+                            secure=str(host["url"]).startswith("https:"))
         # Loopback: compression would only cost CPU on both sides.
         return http_client(endpoint, settings, compress=False)
     if not in_process:

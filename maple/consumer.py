@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, ConsumerGroupState, ConsumerGroupTopicPart
 from confluent_kafka import TopicPartition as TP
 from confluent_kafka.admin import AdminClient
 
-from maple.kafka import client_logging
+from maple.kafka import admin_config, client_logging, consumer_config
 
 TopicPartitionKey = tuple[str, int]
 
@@ -81,10 +81,9 @@ class Cluster:
         self.timeout = timeout
         # Errors come back through the futures and exceptions below; librdkafka's own lines go through
         # Maple's logging, rate-limited.
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, **client_logging("admin")})
-        self._probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"maple-probe-{uuid.uuid4().hex[:8]}",
-                                "enable.auto.commit": False, "isolation.level": "read_committed",
-                                "enable.partition.eof": False, **client_logging("probe")})
+        self._admin = AdminClient(admin_config(bootstrap, **client_logging("admin")))
+        self._probe = Consumer(consumer_config(bootstrap, f"maple-probe-{uuid.uuid4().hex[:8]}",
+                                               **{"enable.partition.eof": False, **client_logging("probe")}))
         self._probe_lock = threading.Lock()  # assign/consume on the probe are one reader at a time
         self._groups: dict[str, Consumer] = {}
         self._groups_lock = threading.Lock()
@@ -124,9 +123,8 @@ class Cluster:
         with self._groups_lock:
             consumer = self._groups.get(group)
             if consumer is None:
-                consumer = self._groups[group] = Consumer({
-                    "bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False,
-                    **client_logging("offsets")})
+                consumer = self._groups[group] = Consumer(consumer_config(self.bootstrap, group,
+                                                                          **client_logging("offsets")))
             consumer.poll(0)  # never subscribed: no messages, only its queued log lines (see _serve_logs)
             try:
                 asked = consumer.committed(wanted, timeout=self.timeout) if wanted else []
@@ -161,8 +159,7 @@ class Cluster:
         wanted = [TP(topic, partition, offset, metadata=metadata) for topic, partition, offset, metadata in offsets]
         if not wanted:
             return
-        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False,
-                             **client_logging("commit")})
+        consumer = Consumer(consumer_config(self.bootstrap, group, **client_logging("commit")))
         try:
             results = consumer.commit(offsets=wanted, asynchronous=False) or []
         except KafkaException as exc:

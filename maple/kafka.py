@@ -1,19 +1,33 @@
-"""Kafka client factories: the producer, consumer and admin settings every stage shares."""
+"""Kafka client factories: the producer, consumer and admin settings every stage shares.
+
+Every confluent-kafka client Maple builds gets its configuration from `producer_config`, `consumer_config` or
+`admin_config`, and each of those merges `security_config(bootstrap)`: how to reach that cluster (TLS, SASL).
+The security travels with the bootstrap list: `bootstrap_servers(settings)` returns a `Bootstrap`, a `str`
+that also carries the librdkafka security settings derived from `kafka_security.*`, so whoever passes a
+cluster's address on passes how to connect to it. A plain `str` is a PLAINTEXT cluster (tests use one).
+Faust's aiokafka clients get the same settings as `faust_credentials(settings)`.
+`tests/unit/test_client_security.py` fails if a client is built any other way.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
 import time
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from maple import tls
 from maple.log import kafka_client_logger
 from maple.settings import Settings
 from maple.topics import ALL_TOPICS, Topic
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
 
 HEALTH_TOPIC = "maple.health"
 
@@ -24,11 +38,81 @@ def client_logging(kind: str) -> dict[str, Any]:
     return {"logger": kafka_client_logger(kind)}
 
 
-def bootstrap_servers(settings: Settings) -> str:
-    """The configured cluster, or the local broker(s) Maple runs itself."""
+class Bootstrap(str):
+    """A cluster's bootstrap list (`host:port,...`) that also carries how to connect to it: the librdkafka
+    security settings (security.protocol, ssl.*, sasl.*). It prints as the list alone, never the secrets."""
+
+    security: Mapping[str, Any]
+
+    def __new__(cls, servers: str, security: Mapping[str, Any] | None = None) -> Bootstrap:
+        value = super().__new__(cls, servers)
+        value.security = dict(security or {})
+        return value
+
+
+def security_config(bootstrap: str) -> dict[str, Any]:
+    """The librdkafka security settings for a cluster: those its Bootstrap carries; none for a plain str."""
+    return dict(bootstrap.security) if isinstance(bootstrap, Bootstrap) else {}
+
+
+def client_security(settings: Settings) -> dict[str, Any]:
+    """`kafka_security.*` as librdkafka settings; files and secrets are checked here, naming the setting."""
+    k = settings.kafka_security
+    config: dict[str, Any] = {"security.protocol": k.protocol.upper()}
+    if k.protocol in ("ssl", "sasl_ssl"):
+        for name, option in (("ca_file", "ssl.ca.location"), ("cert_file", "ssl.certificate.location"),
+                             ("key_file", "ssl.key.location")):
+            path = getattr(k, name)
+            if path:
+                tls.read_file(f"kafka_security.{name}", path, pem=True)
+                config[option] = str(Path(path).expanduser())
+        if k.insecure_skip_verify:
+            tls.warn_insecure("kafka_security.insecure_skip_verify", "broker")
+            config["enable.ssl.certificate.verification"] = False
+            config["ssl.endpoint.identification.algorithm"] = "none"
+        else:
+            config["ssl.endpoint.identification.algorithm"] = "https"
+    if k.protocol in ("sasl_plaintext", "sasl_ssl"):
+        config["sasl.mechanism"] = k.sasl_mechanism.upper()
+        config["sasl.username"] = k.sasl_username
+        config["sasl.password"] = sasl_password(settings)
+        if k.protocol == "sasl_plaintext" and k.sasl_mechanism == "plain":
+            tls.warn_once("kafka_security.sasl_mechanism", "kafka_security: SASL PLAIN over sasl_plaintext sends "
+                          "the password unencrypted; use protocol sasl_ssl or a SCRAM mechanism")
+    return config
+
+
+def sasl_password(settings: Settings) -> str:
+    """The SASL password, from kafka_security.sasl_password or the file sasl_password_file names."""
+    k = settings.kafka_security
+    return tls.read_secret("kafka_security.sasl_password", k.sasl_password, "kafka_security.sasl_password_file",
+                           k.sasl_password_file)
+
+
+def bootstrap_servers(settings: Settings) -> Bootstrap:
+    """The configured cluster, or the local broker(s) Maple runs itself, with how to connect to it."""
     if settings.kafka.bootstrap:
-        return settings.kafka.bootstrap
-    return ",".join(f"127.0.0.1:{settings.kafka.port + i}" for i in range(settings.kafka.brokers))
+        servers = settings.kafka.bootstrap
+    else:
+        servers = ",".join(f"127.0.0.1:{settings.kafka.port + i}" for i in range(settings.kafka.brokers))
+    return Bootstrap(servers, client_security(settings))
+
+
+def faust_credentials(settings: Settings) -> CredentialsT | None:
+    """`kafka_security.*` for Faust's aiokafka clients (the app's broker_credentials); None for plaintext."""
+    import faust
+
+    k = settings.kafka_security
+    context = None
+    if k.protocol in ("ssl", "sasl_ssl"):
+        context = tls.client_context("kafka_security", ca_file=k.ca_file, cert_file=k.cert_file,
+                                     key_file=k.key_file, insecure_skip_verify=k.insecure_skip_verify)
+    if k.protocol in ("sasl_plaintext", "sasl_ssl"):
+        return faust.SASLCredentials(username=k.sasl_username, password=sasl_password(settings),
+                                     mechanism=k.sasl_mechanism.upper(), ssl_context=context)
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
@@ -36,7 +120,8 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     go through Maple's logging (polled by whoever polls the producer for its delivery reports)."""
     config: dict[str, Any] = {
         **client_logging("producer"),
-        "bootstrap.servers": bootstrap,
+        **security_config(bootstrap),
+        "bootstrap.servers": str(bootstrap),
         "enable.idempotence": True,
         "acks": "all",
         "compression.type": "zstd",
@@ -52,7 +137,8 @@ def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, A
     go through Maple's logging, handed over by consume()/poll()."""
     config: dict[str, Any] = {
         **client_logging("consumer"),
-        "bootstrap.servers": bootstrap,
+        **security_config(bootstrap),
+        "bootstrap.servers": str(bootstrap),
         "group.id": group,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -63,6 +149,10 @@ def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, A
     return config
 
 
+def admin_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+    return {**security_config(bootstrap), "bootstrap.servers": str(bootstrap), **overrides}
+
+
 def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
     """An Admin API client for short-lived use (start-up, commands). A long-running process reads group
     commits through the consumer path instead (maple/consumer.py: librdkafka aborts the process when an Admin
@@ -70,8 +160,7 @@ def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
     letting it go."""
     # librdkafka's own lines (e.g. "Purging N unserved events" when a short-lived client is destroyed) go
     # through Maple's logging, never raw onto stderr (maple/log.py); callers may name their own kind.
-    config: dict[str, Any] = {"bootstrap.servers": bootstrap, **client_logging("admin"), **overrides}
-    return AdminClient(config)
+    return AdminClient(admin_config(bootstrap, **{**client_logging("admin"), **overrides}))
 
 
 def settle(futures: Iterable[concurrent.futures.Future[Any]], timeout: float) -> None:
@@ -131,8 +220,7 @@ def start_group_at_end(bootstrap: str, group: str, topics: Iterable[str], timeou
     """Commit the current end offsets of `topics` for `group`, so that it reads only what comes next.
 
     For a group that has no running members (a fresh one, or one that is stopped)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
-                         **client_logging("commit")})
+    consumer = Consumer(consumer_config(bootstrap, group, **client_logging("commit")))
     try:
         offsets = []
         for topic in topics:
@@ -194,8 +282,8 @@ def probe(bootstrap: str, timeout: float = 10.0, replication_factor: int | None 
     if not delivered:
         raise RuntimeError(f"Kafka at {bootstrap} did not acknowledge a probe record: "
                            f"{'; '.join(errors) or 'timed out'}")
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"maple-probe-{marker.decode()}",
-                         "enable.auto.commit": False, **client_logging("probe"), **quiet})
+    consumer = Consumer(consumer_config(bootstrap, f"maple-probe-{marker.decode()}",
+                                        **{**client_logging("probe"), **quiet}))
     try:
         consumer.assign(delivered)
         while time.monotonic() < deadline:

@@ -56,6 +56,11 @@ class KafkaSettings:
     replication_factor: int = setting(1, "Replication factor of the topics Maple creates.", minimum=1, maximum=7)
     start_timeout_s: float = setting(90.0, "How long `maple kafka start` waits for produce/consume to work.",
                                      minimum=1)
+    local_cert_file: str = setting("", "Certificate (PEM) the local broker's client port presents when "
+                                       "kafka_security.protocol is ssl or sasl_ssl.")
+    local_key_file: str = setting("", "Private key (PEM, PKCS#8, unencrypted) of local_cert_file.")
+    local_client_ca_file: str = setting("", "CA certificates (PEM) the local broker checks client certificates "
+                                            "against (ssl.client.auth=required). Empty: none asked for.")
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,65 @@ class SinkSettings:
                                       "with a warning).", minimum=0, maximum=65535)
 
 
+# TLS and authentication of every link (docs/security.md). Option names and meanings follow the OpenTelemetry
+# Collector's configtls where they overlap (cert_file, key_file, ca_file, client_ca_file, min_version,
+# insecure_skip_verify, server_name_override, reload_interval), so a Collector user recognises them.
+
+TLS_VERSIONS = ("1.2", "1.3")
+
+
+@dataclass(frozen=True)
+class ServerTLSSettings:
+    """A server's TLS: the OTLP ingest's gRPC and HTTP ports (section ingest_tls), the embedded ClickHouse host's
+    HTTP port (section clickhouse_host_tls), the query service's port (section api_tls)."""
+
+    cert_file: str = setting("", "Certificate (PEM, leaf first, then intermediates) the server presents; set with "
+                                 "key_file to serve TLS only. Empty: plaintext.")
+    key_file: str = setting("", "Private key (PEM, unencrypted) of cert_file. Only the path is a setting: the key "
+                                "is read from the file and never shown or logged.")
+    client_ca_file: str = setting("", "CA certificates (PEM) client certificates must chain to. Set: mutual TLS, a "
+                                      "client without a valid certificate from these CAs is refused at the handshake.")
+    min_version: str = setting("1.2", "Lowest TLS version accepted.", choices=TLS_VERSIONS)
+    reload_interval_s: float = setting(0.0, "How often cert_file, key_file and client_ca_file are checked for "
+                                       "changes; changed files are served to new connections, open ones stay. "
+                                       "0: only on SIGHUP (which always reloads).", minimum=0)
+
+
+@dataclass(frozen=True)
+class KafkaSecuritySettings:
+    """How every Kafka client Maple runs (confluent-kafka and Faust's aiokafka) connects and authenticates."""
+
+    protocol: str = setting("plaintext", "Kafka security protocol of every client (security.protocol).",
+                            choices=("plaintext", "ssl", "sasl_plaintext", "sasl_ssl"))
+    ca_file: str = setting("", "CA certificates (PEM) the brokers' certificates must chain to (ssl.ca.location). "
+                               "Empty: the system's trust store.")
+    cert_file: str = setting("", "Client certificate (PEM) for brokers that ask for one (ssl.certificate.location).")
+    key_file: str = setting("", "Private key (PEM, unencrypted) of cert_file (ssl.key.location).")
+    insecure_skip_verify: bool = setting(False, "Accept any broker certificate and host name. Only for a test "
+                                                "setup: anyone on the path can read and change the traffic.")
+    sasl_mechanism: str = setting("scram-sha-512", "SASL mechanism with protocol sasl_plaintext or sasl_ssl.",
+                                  choices=("plain", "scram-sha-256", "scram-sha-512"))
+    sasl_username: str = setting("", "SASL user name.")
+    sasl_password: str = setting("", "SASL password (prefer the environment variable or sasl_password_file to a "
+                                     "config file).", secret=True)
+    sasl_password_file: str = setting("", "File holding the SASL password (a mounted secret); trailing newlines "
+                                          "are ignored. Instead of sasl_password.")
+
+
+@dataclass(frozen=True)
+class ClientTLSSettings:
+    """A client's TLS towards ClickHouse, used with https:// URLs (section clickhouse_tls)."""
+
+    ca_file: str = setting("", "CA certificates (PEM) the server's certificate must chain to. Empty: the system's "
+                               "trust store.")
+    cert_file: str = setting("", "Client certificate (PEM) for servers that ask for one.")
+    key_file: str = setting("", "Private key (PEM, unencrypted) of cert_file.")
+    server_name_override: str = setting("", "Host name the server's certificate is checked against, when it is "
+                                            "not the URL's host (e.g. a URL with an IP address).")
+    insecure_skip_verify: bool = setting(False, "Accept any server certificate and host name. Only for a test "
+                                                "setup: anyone on the path can read and change the traffic.")
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     host: str = setting("127.0.0.1", "Address the query service (`maple api`) listens on (0.0.0.0 to accept other "
@@ -212,6 +276,11 @@ class Settings:
     traces: TracesSettings = field(default_factory=TracesSettings)
     sink: SinkSettings = field(default_factory=SinkSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    ingest_tls: ServerTLSSettings = field(default_factory=ServerTLSSettings)
+    kafka_security: KafkaSecuritySettings = field(default_factory=KafkaSecuritySettings)
+    clickhouse_tls: ClientTLSSettings = field(default_factory=ClientTLSSettings)
+    clickhouse_host_tls: ServerTLSSettings = field(default_factory=ServerTLSSettings)
+    api_tls: ServerTLSSettings = field(default_factory=ServerTLSSettings)
 
     @property
     def data_path(self) -> Path:
@@ -395,6 +464,7 @@ def load_settings(config: str | Path | None = None, environ: Mapping[str, str] |
     _check_cluster(settings)
     _check_embedded_bind(settings)
     _check_api_keys(settings)
+    _check_tls(settings)
     unknown = set(settings.worker.signals) - {"logs", "metrics", "traces"}
     if unknown:
         raise SettingsError(f"invalid value for worker.signals (MAPLE_WORKER_SIGNALS): {sorted(unknown)}; "
@@ -437,6 +507,52 @@ def _check_api_keys(settings: Settings) -> None:
                                 "key=tenant; expected entries like 's3cr3t=team-a'")
 
 
+def _check_tls(settings: Settings) -> None:
+    """Settings that contradict each other stop start-up; whether the files exist is checked where they are read
+    (maple/tls.py), so a process that does not serve or reach a link need not have that link's files."""
+
+    def fail(key: str, message: str) -> typing.NoReturn:
+        raise SettingsError(f"invalid value for {key} ({_env_name(*key.split('.'))}): {message}")
+
+    for section in ("ingest_tls", "clickhouse_host_tls", "api_tls"):
+        server = getattr(settings, section)
+        if bool(server.cert_file) != bool(server.key_file):
+            missing = f"{section}.key_file" if server.cert_file else f"{section}.cert_file"
+            fail(missing, "cert_file and key_file go together; set both to serve TLS, or neither")
+        if server.client_ca_file and not server.cert_file:
+            fail(f"{section}.client_ca_file", f"mutual TLS needs TLS: set {section}.cert_file and key_file too")
+
+    kafka = settings.kafka_security
+    uses_tls = kafka.protocol in ("ssl", "sasl_ssl")
+    uses_sasl = kafka.protocol in ("sasl_plaintext", "sasl_ssl")
+    for name in ("ca_file", "cert_file", "key_file", "insecure_skip_verify"):
+        if getattr(kafka, name) and not uses_tls:
+            fail(f"kafka_security.{name}", f"set, but kafka_security.protocol is {kafka.protocol}; TLS settings "
+                                           "need protocol ssl or sasl_ssl")
+    if bool(kafka.cert_file) != bool(kafka.key_file):
+        missing = "kafka_security.key_file" if kafka.cert_file else "kafka_security.cert_file"
+        fail(missing, "cert_file and key_file go together")
+    for name in ("sasl_username", "sasl_password", "sasl_password_file"):
+        if getattr(kafka, name) and not uses_sasl:
+            fail(f"kafka_security.{name}", f"set, but kafka_security.protocol is {kafka.protocol}; SASL settings "
+                                           "need protocol sasl_plaintext or sasl_ssl")
+    if uses_sasl:
+        if not kafka.sasl_username:
+            fail("kafka_security.sasl_username", f"protocol {kafka.protocol} needs a user name")
+        if bool(kafka.sasl_password) == bool(kafka.sasl_password_file):
+            fail("kafka_security.sasl_password", f"protocol {kafka.protocol} needs exactly one of sasl_password "
+                                                 "and sasl_password_file")
+
+    client = settings.clickhouse_tls
+    if bool(client.cert_file) != bool(client.key_file):
+        missing = "clickhouse_tls.key_file" if client.cert_file else "clickhouse_tls.cert_file"
+        fail(missing, "cert_file and key_file go together")
+    plain = [url for url in settings.clickhouse.url if urlsplit(url).scheme == "http"]
+    used = [f.name for f in dataclasses.fields(client) if getattr(client, f.name)]
+    if plain and used:
+        fail(f"clickhouse_tls.{used[0]}", f"set, but {mask_url(plain[0])} is not an https:// URL")
+
+
 def api_key_tenants(settings: Settings) -> dict[str, str]:
     """API key -> tenant name, from the key=tenant entries."""
     return {key.strip(): tenant.strip() for key, _, tenant in (e.partition("=") for e in settings.ingest.api_keys)}
@@ -465,11 +581,17 @@ def mask_url(url: str) -> str:
 
 
 def _masked(value: Any) -> Any:
+    """A secret as shown: URLs keep all but their password, key=tenant entries their tenant; anything else
+    (a password, which may well contain '=' or '://') is hidden whole."""
     if isinstance(value, tuple):
-        return [_masked(v) for v in value]
-    if isinstance(value, str) and re.match(r"^[a-z][a-z0-9+.-]*://", value):
+        return [_masked_item(v) for v in value]
+    return "****" if value else value
+
+
+def _masked_item(value: str) -> str:
+    if re.match(r"^[a-z][a-z0-9+.-]*://", value):
         return mask_url(value)
-    if isinstance(value, str) and "=" in value:  # key=tenant: the tenant is not secret
+    if "=" in value:  # key=tenant: the tenant is not secret
         return "****=" + value.partition("=")[2]
     return "****" if value else value
 

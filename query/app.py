@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from maple import __version__
 from maple.settings import Settings
+from maple.tls import ServerTLS
 from query.context import Context
 from query.errors import ApiError
 from query.health import HealthMonitor
@@ -81,6 +84,33 @@ class ServerTiming:
             QUERY_TIMES.reset(token)
 
 
+class SecureCookies:
+    """Marks every cookie `Secure` when the request came over TLS (api_tls.*), so a browser never sends it back
+    over plaintext; over plain HTTP cookies are left as they are (a browser would drop Secure ones there)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("scheme") != "https":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_secure(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(name, _secure(value) if name.lower() == b"set-cookie" else value)
+                           for name, value in message.get("headers", [])]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_secure)
+
+
+def _secure(cookie: bytes) -> bytes:
+    attributes = {part.strip().split(b"=", 1)[0].lower() for part in cookie.split(b";")[1:]}
+    return cookie if b"secure" in attributes else cookie + b"; Secure"
+
+
 def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse(ApiError(status, code, message, field=field).body(), status_code=status)
 
@@ -140,6 +170,7 @@ def create_app(settings: Settings, *, reader: Reader | None = None, store: Store
         return _error(500, "internal", f"internal error: {type(exc).__name__}")
 
     app.add_middleware(ServerTiming)
+    app.add_middleware(SecureCookies)
     for module in (logs, traces, metrics, sql, sources, health):
         app.include_router(module.router, prefix=API_PREFIX)
 
@@ -160,15 +191,33 @@ def create_app(settings: Settings, *, reader: Reader | None = None, store: Store
 
 
 def run(settings: Settings) -> None:
-    """Serve the app with uvicorn on api.host:api.port until SIGINT/SIGTERM."""
+    """Serve the app with uvicorn on api.host:api.port until SIGINT/SIGTERM; over TLS with api_tls.*."""
     import uvicorn
 
+    # TLS: bad certificate files stop start-up here, naming the setting.
+    server_tls = ServerTLS(settings.api_tls, "api_tls") if settings.api_tls.cert_file else None
     store = open_store(settings)  # a bad api.metadata_url or a failed migration stops here, with its reason
     app = create_app(settings, store=store)
+    tls_options: dict[str, Any] = {}
+    stop_reloads = threading.Event()
+    if server_tls is not None:
+        # Handshakes switch to the newest loaded certificates (maple/tls.py): SIGHUP, or every reload_interval_s.
+        tls_options["ssl_context_factory"] = lambda _config, _default: server_tls.http_context()
+        signal.signal(signal.SIGHUP, lambda *_: server_tls.reload())
+        interval = settings.api_tls.reload_interval_s
+
+        def reload_every() -> None:
+            while not stop_reloads.wait(interval):
+                server_tls.reload()
+
+        if interval:
+            threading.Thread(target=reload_every, name="api-tls-reload", daemon=True).start()
     config = uvicorn.Config(app, host=settings.api.host, port=settings.api.port, log_config=None,
-                            access_log=False, lifespan="on", timeout_graceful_shutdown=10)
-    log.info("query API on http://%s:%d (OpenAPI /api/openapi.json)", settings.api.host, settings.api.port)
+                            access_log=False, lifespan="on", timeout_graceful_shutdown=10, **tls_options)
+    log.info("query API on %s://%s:%d (OpenAPI /api/openapi.json)", "https" if server_tls else "http",
+             settings.api.host, settings.api.port)
     try:
         uvicorn.Server(config).run()
     finally:
+        stop_reloads.set()
         store.close()

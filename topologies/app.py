@@ -88,6 +88,7 @@ def build_app(settings: Settings) -> faust.App:
     app = faust.App(
         cfg.group,
         broker=[f"kafka://{server}" for server in bootstrap.split(",")],
+        broker_credentials=kafka_clients.faust_credentials(settings),
         value_serializer="raw", key_serializer="raw",
         topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.kafka.replication_factor,

@@ -2,18 +2,25 @@
 
 Reports requests/s, spans/s, MB/s, latency percentiles and the ingest's CPU seconds per million spans
 (from /proc, so the ingest must run on this machine). Without --url it starts its own `maple ingest`
-against the configured Kafka and stops it afterwards.
+against the configured Kafka and stops it afterwards. With --tls it starts its own ingest plaintext, with TLS
+and with mutual TLS in turn (throwaway certificates) and reports each one's CPU per span against plaintext's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import ssl
 import statistics
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -69,10 +76,10 @@ class Result:
 
 
 async def _drive(url: str, bodies: list[bytes], concurrency: int, duration: float,
-                 warmup: float) -> tuple[Result, float]:
+                 warmup: float, context: ssl.SSLContext | None = None) -> tuple[Result, float]:
     result = Result()
     headers = {"Content-Type": "application/x-protobuf"}
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=context if context is not None else True)
     started = time.perf_counter()
     measure_from = started + warmup
     stop_at = measure_from + duration
@@ -106,31 +113,30 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(*, url: str | None, pid: int | None, spans: int, concurrency: int, duration: float,
-        warmup: float, say: Any = print) -> dict[str, Any]:
-    own = None
-    if url is None:
-        port, grpc_port = free_port(), free_port()
-        env = dict(os.environ, MAPLE_INGEST_HTTP_PORT=str(port), MAPLE_INGEST_GRPC_PORT=str(grpc_port))
-        own = subprocess.Popen(maple_command("ingest"), env=env)
-        url = f"http://127.0.0.1:{port}"
-        pid = own.pid
+@contextlib.contextmanager
+def _own_ingest(env: dict[str, str], context: ssl.SSLContext | None) -> Iterator[tuple[str, int]]:
+    """A `maple ingest` of the benchmark's own (the configured Kafka, free ports): (base URL, pid)."""
+    port, grpc_port = free_port(), free_port()
+    env = dict(os.environ, **env, MAPLE_INGEST_HTTP_PORT=str(port), MAPLE_INGEST_GRPC_PORT=str(grpc_port))
+    own = subprocess.Popen(maple_command("ingest"), env=env)
+    url = f"{'https' if context else 'http'}://127.0.0.1:{port}"
+    try:
         deadline = time.monotonic() + 60
-        while not http_ok(f"{url}/readyz"):
+        while not http_ok(f"{url}/readyz", context=context):
             if own.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the benchmark's own `maple ingest` did not become ready")
             time.sleep(0.2)
-    try:
-        bodies = [make_request(spans, seed) for seed in range(32)]
-        say(f"driving {url}/v1/traces: {spans} spans/request ({statistics.mean(map(len, bodies)) / 1024:.0f} KiB), "
-            f"concurrency {concurrency}, {warmup:.0f}s warm-up + {duration:.0f}s measured")
-        cpu_before = _cpu_seconds(pid) if pid else None
-        result, measured = asyncio.run(_drive(f"{url}/v1/traces", bodies, concurrency, duration, warmup))
-        cpu_after = _cpu_seconds(pid) if pid else None
+        yield url, own.pid
     finally:
-        if own is not None:
-            own.terminate()
-            own.wait(60)
+        own.terminate()
+        own.wait(60)
+
+
+def _measure(url: str, pid: int | None, bodies: list[bytes], spans: int, concurrency: int, duration: float,
+             warmup: float, context: ssl.SSLContext | None) -> dict[str, Any]:
+    cpu_before = _cpu_seconds(pid) if pid else None
+    result, measured = asyncio.run(_drive(f"{url}/v1/traces", bodies, concurrency, duration, warmup, context))
+    cpu_after = _cpu_seconds(pid) if pid else None
     ok = result.requests - sum(result.errors.values())
     report: dict[str, Any] = {
         "spans_per_request": spans, "concurrency": concurrency, "seconds": measured,
@@ -146,3 +152,65 @@ def run(*, url: str | None, pid: int | None, spans: int, concurrency: int, durat
         report["ingest_cpu_s_per_million_spans"] = (cpu_after - cpu_before) / (result.all_ok * spans) * 1e6
         report["ingest_cpu_cores"] = (cpu_after - cpu_before) / (duration + warmup)
     return report
+
+
+def run(*, url: str | None, pid: int | None, spans: int, concurrency: int, duration: float,
+        warmup: float, say: Any = print) -> dict[str, Any]:
+    bodies = [make_request(spans, seed) for seed in range(32)]
+    say(f"{spans} spans/request ({statistics.mean(map(len, bodies)) / 1024:.0f} KiB), concurrency {concurrency}, "
+        f"{warmup:.0f}s warm-up + {duration:.0f}s measured")
+    if url is not None:
+        return _measure(url, pid, bodies, spans, concurrency, duration, warmup, None)
+    with _own_ingest({}, None) as (own_url, own_pid):
+        say(f"driving {own_url}/v1/traces")
+        return _measure(own_url, own_pid, bodies, spans, concurrency, duration, warmup, None)
+
+
+TLS_MODES = ("plaintext", "tls", "mtls")
+
+
+def make_test_certificates(directory: Path) -> Path:
+    """A throwaway CA, server and client certificate (apps/resources/test-certs.sh, the recipe the docs give)."""
+    script = resources.files("apps").joinpath("resources/test-certs.sh")
+    with resources.as_file(script) as path:
+        result = subprocess.run(["bash", str(path), str(directory)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"making test certificates failed (needs openssl): {result.stderr.strip()}")
+    return directory
+
+
+def run_tls(*, spans: int, concurrency: int, duration: float, warmup: float, rounds: int,
+            say: Any = print) -> dict[str, Any]:
+    """The same load against ingests started plaintext, with TLS and with mutual TLS, `rounds` times in turn
+    (plaintext, tls, mtls, plaintext, ...); per mode the median round, and its CPU per span over plaintext's.
+
+    Clients keep their connections (as the SDK exporters do), so this is the cost of encrypting the stream,
+    not of handshakes."""
+    bodies = [make_request(spans, seed) for seed in range(32)]
+    say(f"{spans} spans/request ({statistics.mean(map(len, bodies)) / 1024:.0f} KiB), concurrency {concurrency}, "
+        f"{warmup:.0f}s warm-up + {duration:.0f}s measured per mode, {rounds} round(s) of {', '.join(TLS_MODES)}")
+    with tempfile.TemporaryDirectory(prefix="maple-bench-tls-") as tmp:
+        certs = make_test_certificates(Path(tmp))
+        server = {"MAPLE_INGEST_TLS_CERT_FILE": str(certs / "server.pem"),
+                  "MAPLE_INGEST_TLS_KEY_FILE": str(certs / "server-key.pem")}
+        client = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        mutual = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        mutual.load_cert_chain(str(certs / "client.pem"), str(certs / "client-key.pem"))
+        setups: dict[str, tuple[dict[str, str], ssl.SSLContext | None]] = {
+            "plaintext": ({}, None), "tls": (server, client),
+            "mtls": ({**server, "MAPLE_INGEST_TLS_CLIENT_CA_FILE": str(certs / "ca.pem")}, mutual)}
+        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in TLS_MODES}
+        for round_no in range(rounds):
+            for mode in TLS_MODES:
+                env, context = setups[mode]
+                with _own_ingest(env, context) as (url, pid):
+                    report = _measure(url, pid, bodies, spans, concurrency, duration, warmup, context)
+                runs[mode].append(report)
+                say(f"round {round_no + 1} {mode:<9} {report.get('ingest_cpu_s_per_million_spans', 0):.2f} CPU s "
+                    f"per million spans, {report['spans_per_s']:.0f} spans/s")
+    medians = {mode: sorted(reports, key=lambda r: r.get("ingest_cpu_s_per_million_spans", 0))[len(reports) // 2]
+               for mode, reports in runs.items()}
+    base = medians["plaintext"].get("ingest_cpu_s_per_million_spans")
+    return {"modes": medians, "rounds": rounds,
+            "cpu_ratio": {mode: (r.get("ingest_cpu_s_per_million_spans") or 0) / base if base else None
+                          for mode, r in medians.items()}}

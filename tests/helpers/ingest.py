@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -15,17 +16,22 @@ from tests.helpers.stages import Stage
 
 
 class IngestProcess(Stage):
-    """`maple ingest` on free ports, started and waited for until /readyz answers."""
+    """`maple ingest` on free ports, started and waited for until /readyz answers.
 
-    def __init__(self, bootstrap: str, env: dict[str, str]) -> None:
+    With TLS on the ingest (MAPLE_INGEST_TLS_* in `env`), `ssl_context` is the client context /readyz is
+    asked with (it must trust the server, and hold a client certificate for mutual TLS)."""
+
+    def __init__(self, bootstrap: str, env: dict[str, str], ssl_context: ssl.SSLContext | None = None) -> None:
         self.bootstrap = bootstrap
+        self.ssl_context = ssl_context
         self.http_port, self.grpc_port = free_port(), free_port()
         super().__init__(["ingest"], {"MAPLE_KAFKA_BOOTSTRAP": bootstrap, "MAPLE_INGEST_HTTP_PORT": str(self.http_port),
                                       "MAPLE_INGEST_GRPC_PORT": str(self.grpc_port), **env})
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def grpc(self) -> str:
@@ -34,7 +40,7 @@ class IngestProcess(Stage):
     def start(self) -> IngestProcess:
         super().start()
         deadline = time.monotonic() + 60
-        while status(f"{self.http}/readyz") != 200:
+        while status(f"{self.http}/readyz", self.ssl_context) != 200:
             if not self.alive:
                 raise AssertionError("maple ingest exited:\n" + self.output())
             assert time.monotonic() < deadline, "maple ingest never became ready:\n" + self.output()
@@ -42,9 +48,9 @@ class IngestProcess(Stage):
         return self
 
 
-def status(url: str) -> int:
+def status(url: str, context: ssl.SSLContext | None = None) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=5, context=context) as response:
             return response.status
     except urllib.error.HTTPError as exc:
         return exc.code
@@ -65,7 +71,8 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = Consumer(kafka.consumer_config(bootstrap, "offsets-probe"))
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+        # A topic the ingest has just created may still be electing its partition leaders: wait them out.
+        return {p: kafka._end_offset(consumer, TopicPartition(topic, p), 10)[1] for p in partitions}
     finally:
         consumer.close()
 
