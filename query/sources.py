@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from maple.schema import TENANT_COLUMN
+
 from query.errors import ApiError
 from query.models import SourceSpec
 from query.reader import Reader, quote_identifier
@@ -85,7 +87,10 @@ def _coarse(columns: dict[str, str], sorting_key: str) -> tuple[str | None, str]
     for five minutes of ten million rows)."""
     if "TimestampTime" in columns:
         return "TimestampTime", "toDateTime"
-    if sorting_key.replace(" ", "").startswith(FIVE_MINUTE_KEY):
+    key = sorting_key.replace(" ", "")
+    if key.startswith(f"{TENANT_COLUMN},"):  # the tenant comes first (migration 4); every query bounds it
+        key = key[len(TENANT_COLUMN) + 1:]
+    if key.startswith(FIVE_MINUTE_KEY):
         return FIVE_MINUTE_KEY, "toStartOfFiveMinutes"
     return None, "toDateTime"
 

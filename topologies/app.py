@@ -40,6 +40,7 @@ from maple.producer import AsyncProducer, Record
 from maple.settings import Settings
 from maple.topics import (
     HEADER_ROWS,
+    HEADER_TENANT,
     LOGS,
     METRICS,
     RAW_LOGS,
@@ -141,8 +142,9 @@ def build_app(settings: Settings) -> faust.App:
             metrics.dead_letters.labels("spans").inc()
             log.warning("%s[%d]@%d is not a span batch, dead-lettered: %s", message.topic, message.partition,
                         message.offset, error)
+            tenant = next((bytes(v) for k, v in (message.headers or []) if k == HEADER_TENANT and v is not None), None)
             return worker_letter(message.value or b"", SourcePosition(message.topic, message.partition,
-                                                                       message.offset), error, cfg.group)
+                                                                       message.offset), error, cfg.group, tenant)
 
         sampler.add_sampler_agent(app, settings, sampling, producer, cluster, metrics.registry,
                                   partitions[RAW_TRACES.name],
@@ -174,7 +176,7 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
                                     raw.topic, raw.partition, raw.offset, exc)
                         dead_counter.inc()
                         records = [worker_letter(raw.value, SourcePosition(raw.topic, raw.partition, raw.offset),
-                                                 exc, app.conf.id)]
+                                                 exc, app.conf.id, raw.headers.get(HEADER_TENANT))]
                 records_counter.inc()
                 rows_counter.inc(sum(int(dict(r.headers).get(HEADER_ROWS) or 0) for r in records))
                 await acks.put(producer.produce_all(records), partial(stream.ack, event),
