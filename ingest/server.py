@@ -15,6 +15,7 @@ from ingest.metrics import IngestMetrics
 from ingest.otlp import SIGNALS
 from ingest.service import IngestService
 from maple import kafka as kafka_clients
+from maple.apikeys import IngestKeys
 from maple.exits import stop_for_safety
 from maple.producer import AsyncProducer
 from maple.settings import Settings, api_key_tenants
@@ -48,9 +49,12 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
     max_value = await loop.run_in_executor(None, writer.max_value_bytes, topics)
     if cfg.max_record_bytes:
         max_value = min(max_value, cfg.max_record_bytes)
+    stored_keys = IngestKeys(settings, cfg.keys_refresh_s)
+    await loop.run_in_executor(None, stored_keys.start)
     service = IngestService(writer, metrics, max_request_bytes=cfg.max_request_bytes,
                             max_inflight_bytes=cfg.max_inflight_bytes, max_value_bytes=max_value,
-                            api_keys=api_key_tenants(settings), api_key_header=cfg.api_key_header)
+                            api_keys=api_key_tenants(settings), api_key_header=cfg.api_key_header,
+                            stored_keys=stored_keys, require_key=cfg.require_key)
 
     runner = web.AppRunner(http_receiver.build_app(service, cfg.retry_after_s), access_log=None,
                            auto_decompress=False, shutdown_timeout=cfg.kafka_timeout_s + 5)
@@ -63,10 +67,11 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
     except (OSError, RuntimeError) as exc:
         await runner.cleanup()
         writer.close(0)
+        stored_keys.stop()
         raise IngestStartupError(f"cannot listen on {cfg.host}:{cfg.http_port}/{cfg.grpc_port}: {exc}") from exc
     log.info("OTLP ingest: gRPC %s:%d, HTTP %s:%d -> Kafka %s (records up to %d bytes, auth %s)",
              cfg.host, cfg.grpc_port, cfg.host, cfg.http_port, bootstrap, max_value,
-             "on" if service.api_keys else "off")
+             "on" if service.key_required() else "off (no key exists yet: data goes to tenant 'default')")
 
     done = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
@@ -85,6 +90,7 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
     if unacked:
         log.warning("%d record(s) were still unacknowledged by Kafka at shutdown; their clients were told 503",
                     unacked)
+    stored_keys.stop()
     log.info("OTLP ingest stopped")
 
 

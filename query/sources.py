@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from maple.schema import TENANT_COLUMN
-
 from query.errors import ApiError
 from query.models import SourceSpec
 from query.reader import Reader, quote_identifier

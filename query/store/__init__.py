@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from maple.apikeys import metadata_url
 from maple.settings import Settings, SettingsError, mask_url
 from query.store.tables import SourceRow
 
@@ -37,11 +38,7 @@ class Conflict(ValueError):
 
 
 def store_url(settings: Settings) -> str:
-    if settings.api.metadata_url:
-        return settings.api.metadata_url
-    path = settings.data_path / "api" / "metadata.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return metadata_url(settings)
 
 
 def _alembic_config(engine: Engine) -> Config:
