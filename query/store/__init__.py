@@ -1,4 +1,4 @@
-"""The query service's metadata store: operator-added sources now, teams and saved searches later (issue 16).
+"""The query service's metadata store: teams, users, API keys, sources, alerts, saved searches, dashboards.
 
 SQLAlchemy over a SQLite file under the data dir by default (``<data_dir>/api/metadata.db``), or the
 database ``api.metadata_url`` names (PostgreSQL). The schema is Alembic migrations in
@@ -85,24 +85,25 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    # -- sources ---------------------------------------------------------------------------------------
+    # -- sources (per team: `team_id` is the team's id in the teams table) --------------------------------
 
-    def list_sources(self) -> list[dict[str, Any]]:
+    def list_sources(self, team_id: int) -> list[dict[str, Any]]:
         with self.session() as session:
-            return [json.loads(row.spec) for row in session.scalars(select(SourceRow).order_by(SourceRow.name))]
+            rows = session.scalars(select(SourceRow).where(SourceRow.team_id == team_id).order_by(SourceRow.name))
+            return [json.loads(row.spec) for row in rows]
 
-    def add_source(self, name: str, kind: str, spec: dict[str, Any]) -> None:
+    def add_source(self, team_id: int, name: str, kind: str, spec: dict[str, Any]) -> None:
         now = datetime.now(UTC)
         try:
             with self.session() as session:
-                session.add(SourceRow(name=name, kind=kind, spec=json.dumps(spec, sort_keys=True), created_at=now,
-                                      updated_at=now))
+                session.add(SourceRow(team_id=team_id, name=name, kind=kind, spec=json.dumps(spec, sort_keys=True),
+                                      created_at=now, updated_at=now))
         except IntegrityError as exc:
             raise Conflict(f"a source named {name!r} exists already") from exc
 
-    def delete_source(self, name: str) -> bool:
+    def delete_source(self, team_id: int, name: str) -> bool:
         with self.session() as session:
-            row = session.scalar(select(SourceRow).where(SourceRow.name == name))
+            row = session.scalar(select(SourceRow).where(SourceRow.team_id == team_id, SourceRow.name == name))
             if row is None:
                 return False
             session.delete(row)
