@@ -23,7 +23,7 @@ from query.errors import ApiError
 from query.health import HealthMonitor
 from query.models import ReadyResponse
 from query.reader import QUERY_TIMES, Reader
-from query.routes import access, health, logs, metrics, sources, sql, traces
+from query.routes import access, alerts, health, logs, metrics, saved, sources, sql, traces
 from query.sources import Sources
 from query.store import Store, open_store
 from query.teams import TeamsError
@@ -88,7 +88,7 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
 
 
 def create_app(settings: Settings, *, reader: Reader | None = None, store: Store | None = None,
-               health_monitor: bool = True, context: Context | None = None) -> FastAPI:
+               health_monitor: bool = True, context: Context | None = None, alerts_evaluator: bool = True) -> FastAPI:
     """The app; the reader, the metadata store (migrated) and the health monitor open in its lifespan.
 
     A caller that manages them itself (tests driving the app without a lifespan) passes `context`."""
@@ -101,11 +101,21 @@ def create_app(settings: Settings, *, reader: Reader | None = None, store: Store
         the_reader = reader or Reader(settings)
         the_store = store or open_store(settings)
         monitor = HealthMonitor(settings, the_reader) if health_monitor else None
-        app.state.context = Context(settings, the_reader, Sources(the_reader, the_store), the_store, monitor,
-                                    auth=Auth(settings, the_store))
+        base = Context(settings, the_reader, Sources(the_reader, the_store), the_store, monitor,
+                       auth=Auth(settings, the_store))
+        app.state.context = base
+        evaluator = None
+        if settings.api.alerts and alerts_evaluator:
+            from query.alerts.engine import Evaluator
+
+            evaluator = Evaluator(base)
+            evaluator.start()
+        app.state.evaluator = evaluator
         try:
             yield
         finally:
+            if evaluator is not None:
+                evaluator.stop()
             if monitor is not None:
                 monitor.stop()
             if reader is None:
@@ -151,7 +161,7 @@ def create_app(settings: Settings, *, reader: Reader | None = None, store: Store
         return _error(500, "internal", f"internal error: {type(exc).__name__}")
 
     app.add_middleware(ServerTiming)
-    for module in (access, logs, traces, metrics, sql, sources, health):
+    for module in (access, logs, traces, metrics, sql, sources, health, alerts, saved):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/readyz", response_model=ReadyResponse, tags=["health"], summary="200 once ClickHouse answers",

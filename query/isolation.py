@@ -118,11 +118,12 @@ class Scope:
     existing: frozenset[str] = frozenset()
 
     def allowed(self, name: str) -> bool:
-        if name in ALWAYS_ALLOWED_TABLES or name in self.source_tables:
-            return True
         database, dot, table = name.rpartition(".")
         if not dot:
             database, table = self.database, name
+        qualified = f"{database}.{table}"
+        if qualified in ALWAYS_ALLOWED_TABLES or qualified in self.source_tables:
+            return True
         return database == self.database and table.removesuffix(LOCAL_SUFFIX) in TENANT_TABLES
 
 

@@ -254,10 +254,17 @@ class Reader:
     def _check(self, sql: str) -> None:
         """Refuse (403) a user's statement that would read beyond the team's tables, as ClickHouse parses it."""
         isolation.check_tokens(sql)
-        dump = self._run(isolation.EXPLAIN_AST + sql, None, None, True)
+        client = self._connect()
+        settings = {**self.limits.settings(), "additional_table_filters": self._filters}
+        try:  # raw: clickhouse-connect would take a statement ending in LIMIT 0 for a metadata probe
+            dump = client.raw_query(isolation.EXPLAIN_AST + sql, settings=settings, fmt="TabSeparatedRaw")
+        except OperationalError as exc:
+            self._drop(client)
+            raise ApiError(503, "unavailable", f"ClickHouse is not reachable: {_clean_message(exc)}") from exc
+        except ClickHouseError as exc:
+            raise self._translate(exc, sql, True) from exc
         scope = isolation.Scope(self.database, frozenset(self._source_tables), self._existing_tables())
-        isolation.check_tree(isolation.parse_ast("\n".join(str(row[0]) for row in dump.rows)), scope,
-                             isolation.cte_names(sql))
+        isolation.check_tree(isolation.parse_ast(dump.decode(errors="replace")), scope, isolation.cte_names(sql))
 
     def _existing_tables(self) -> frozenset[str]:
         shared = self._shared

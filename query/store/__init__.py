@@ -110,6 +110,11 @@ class Store:
             return True
 
 
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE matched (a CursorResult's rowcount, which the generic Result type lacks)."""
+    return int(getattr(result, "rowcount", 0))
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")   # readers do not block the writer
