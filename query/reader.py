@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
@@ -158,7 +158,7 @@ class Reader:
         self._source_tables: dict[str, bool] = {}  # a team's source tables (db.table) -> has a Tenant column
         self._filters = isolation.table_filters(self.database, None)
 
-    def scoped(self, tenant: str, source_tables: Mapping[str, bool] | None = None) -> Reader:
+    def scoped(self, tenant: str, source_tables: Mapping[str, bool] | None = None) -> Self:
         """This reader restricted to `tenant`'s rows, sharing the client and caches. `source_tables`: the
         team's source tables (`db.table`), True for those with a Tenant column (filtered like Maple's)."""
         view = copy.copy(self)

@@ -54,7 +54,7 @@ def receiver(statuses: list[int] | None = None, delay_s: float = 0.0) -> Iterato
     state = Receiver("", statuses=list(statuses or []), delay_s=delay_s)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             with state.lock:
                 state.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
