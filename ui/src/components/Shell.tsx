@@ -42,7 +42,8 @@ function Account() {
           {m.teams.map((t) => <option key={t.slug} value={t.slug}>{t.name || t.slug}</option>)}
         </select>
       ) : <span className="px-2 text-xs font-medium" data-testid="team-name" title="Your team">{m.team}</span>}
-      <span className="truncate px-2 text-xs text-muted max-md:hidden" title={`${m.email ?? m.key} · ${m.role}`}>{m.email ?? m.key} · {m.role}</span>
+      <span className="px-2 text-xs text-muted max-md:hidden" data-testid="role">{m.role}{m.superuser ? " · superuser" : ""}</span>
+      <span className="truncate px-2 text-xs text-muted max-md:hidden" title={m.email ?? m.key ?? ""}>{m.email ?? `${m.key}…`}</span>
       {can(m.role, "admin") && <>
         <Link to="/settings/users" className="rounded-md px-2 py-1 text-xs text-muted hover:bg-black/5 hover:text-fg" activeProps={{ className: "!text-accent" }}>Users</Link>
         <Link to="/settings/keys" className="rounded-md px-2 py-1 text-xs text-muted hover:bg-black/5 hover:text-fg" activeProps={{ className: "!text-accent" }}>API keys</Link>

@@ -62,11 +62,11 @@ export function AlertPage() {
             </Card>
           )}
           <div className="grid grid-cols-2 gap-2 md:grid-cols-4">
-            <Stat label="Condition" value={<span className="text-sm font-normal">{describeCondition(r.condition)}</span>} />
-            <Stat label="Schedule" value={<span className="text-sm font-normal">every {r.interval_s} s{r.for_s ? `, fires after ${r.for_s} s` : ""}</span>} />
-            <Stat label="Last evaluated" value={<span className="text-sm font-normal">{formatUnix(r.last_eval_at)}</span>}
+            <Stat label="Condition" value={<span className="block text-sm leading-snug font-normal">{describeCondition(r.condition)}</span>} />
+            <Stat label="Schedule" value={<span className="block text-sm leading-snug font-normal">every {r.interval_s} s{r.for_s ? `, fires after ${r.for_s} s` : ""}</span>} />
+            <Stat label="Last evaluated" value={<span className="block text-sm leading-snug font-normal">{formatUnix(r.last_eval_at)}</span>}
               hint={r.last_error ? undefined : `next ${formatUnix(r.next_eval_at)}`} tone={r.last_error ? "err" : undefined} />
-            <Stat label="Notifies" value={<span className="text-sm font-normal">{r.webhooks.length ? `${r.webhooks.length} webhook${r.webhooks.length === 1 ? "" : "s"}` : "no webhook"}</span>} />
+            <Stat label="Notifies" value={<span className="block text-sm leading-snug font-normal">{r.webhooks.length ? `${r.webhooks.length} webhook${r.webhooks.length === 1 ? "" : "s"}` : "no webhook"}</span>} />
           </div>
           {r.last_error && <ErrorState title="The last evaluation failed" error={new Error(r.last_error)} />}
           <Card>
