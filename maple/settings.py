@@ -125,6 +125,9 @@ class WorkerSettings:
     json_max_depth: int = setting(4, "Nesting levels of a JSON log body flattened into LogAttributes.",
                                   minimum=1, maximum=32)
     json_max_body_bytes: int = setting(65536, "Log bodies longer than this are not parsed as JSON.", minimum=0)
+    severity_from_body: bool = setting(False, "Prefer the level field of a JSON body (level, severity, log.level, "
+                                       "...) over the severity the sender set. Off: a sender's severity is kept, "
+                                       "and inference runs only for records without one.")
 
 
 @dataclass(frozen=True)
@@ -134,9 +137,10 @@ class TracesSettings:
                                    "traces of 1 s or more, and 10% of the rest, decided after 10 s (seed 004).")
     red_dimensions: tuple[str, ...] = setting((), "Extra RED series dimensions: span (else resource) attribute "
                                               "keys; key=default fills in a missing value.")
-    red_buckets_ms: tuple[str, ...] = setting(("2", "4", "6", "8", "10", "50", "100", "200", "400", "800", "1000",
-                                               "1400", "2000", "5000", "10000", "15000"),
-                                              "Bucket bounds of traces.span.metrics.duration, in milliseconds.")
+    red_buckets_ms: tuple[float, ...] = setting((2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0,
+                                                 1400.0, 2000.0, 5000.0, 10000.0, 15000.0),
+                                                "Bucket bounds of traces.span.metrics.duration, in milliseconds, "
+                                                "strictly increasing.")
     tick_interval_s: float = setting(1.0, "How often an idle span partition with undecided traces gets a tick "
                                      "record, so its stream clock (and decisions) move on.", minimum=0.05)
 
@@ -257,6 +261,12 @@ def _env_name(section: str | None, name: str) -> str:
     return (ENV_PREFIX + (f"{section}_" if section else "") + name).upper()
 
 
+def env_var(key: str) -> str:
+    """The environment variable of a setting key: `ingest.http_port` -> `MAPLE_INGEST_HTTP_PORT`."""
+    section, _, name = key.rpartition(".")
+    return _env_name(section or None, name)
+
+
 def _key(section: str | None, name: str) -> str:
     return f"{section}.{name}" if section else name
 
@@ -300,13 +310,16 @@ def _coerce(key: str, env: str, raw: Any, hint: Any, meta: Mapping[str, Any]) ->
             fail("a string")
         value = str(raw).strip()
     elif typing.get_origin(hint) is tuple:
+        # tuple[X, ...]: a YAML list or a comma-separated string, each item checked as an X.
+        item_hint = typing.get_args(hint)[0]
         if isinstance(raw, str):
-            items = [part.strip() for part in raw.split(",")]
+            items: list[Any] = raw.split(",")
         elif isinstance(raw, (list, tuple)):
-            items = [str(part).strip() for part in raw]
+            items = list(raw)
         else:
             fail("a list or a comma-separated string")
-        value = tuple(item for item in items if item)
+        items = [item for item in items if item is not None and not (isinstance(item, str) and not item.strip())]
+        value = tuple(_coerce(key, env, item, item_hint, {}) for item in items)
     else:  # pragma: no cover - a programming error, not user input
         raise TypeError(f"unsupported settings type {hint!r} for {key}")
 
@@ -486,8 +499,35 @@ def _masked(value: Any) -> Any:
     return "****" if value else value
 
 
-def describe(settings: Settings, environ: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every setting as key, env var, effective value (secrets masked), default and documentation."""
+SOURCES = ("default", "file", "environment")
+
+
+def setting_sources(config: str | Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where each setting's effective value came from: "environment", "file" (the YAML) or "default".
+
+    Same precedence as `load_settings`; call it with the same arguments (after `load_settings` accepted them)."""
+    environ = os.environ if environ is None else environ
+    config = config or environ.get(CONFIG_ENV) or None
+    file_values = _read_yaml(Path(config)) if config else {}
+    sections = _sections()
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(Settings):
+        names = [(f.name, sub.name) for sub in dataclasses.fields(sections[f.name])] if f.name in sections \
+            else [(None, f.name)]
+        for section, name in names:
+            in_file = file_values.get(section, {}) if section else file_values
+            source = "environment" if _env_name(section, name) in environ else \
+                "file" if isinstance(in_file, dict) and in_file.get(name) is not None else "default"
+            out[_key(section, name)] = source
+    return out
+
+
+def describe(settings: Settings, environ: Mapping[str, str] | None = None,
+             sources: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every setting as key, env var, effective value (secrets masked), its source and documentation.
+
+    `sources` comes from `setting_sources`; without it a value is "environment" when its variable is set,
+    else "default"."""
     environ = os.environ if environ is None else environ
     rows: list[dict[str, Any]] = []
     sections = _sections()
@@ -495,21 +535,22 @@ def describe(settings: Settings, environ: Mapping[str, str] | None = None) -> li
         if f.name in sections:
             section_value = getattr(settings, f.name)
             for sub in dataclasses.fields(section_value):
-                rows.append(_row(f.name, sub, getattr(section_value, sub.name), environ))
+                rows.append(_row(f.name, sub, getattr(section_value, sub.name), environ, sources))
         else:
-            rows.append(_row(None, f, getattr(settings, f.name), environ))
+            rows.append(_row(None, f, getattr(settings, f.name), environ, sources))
     return rows
 
 
-def _row(section: str | None, f: dataclasses.Field[Any], value: Any, environ: Mapping[str, str]) -> dict[str, Any]:
-    env = _env_name(section, f.name)
+def _row(section: str | None, f: dataclasses.Field[Any], value: Any, environ: Mapping[str, str],
+         sources: Mapping[str, str] | None) -> dict[str, Any]:
+    env, key = _env_name(section, f.name), _key(section, f.name)
     shown = _masked(value) if f.metadata.get("secret") else value
     if isinstance(shown, Path):
         shown = str(shown)
     if isinstance(shown, tuple):
         shown = list(shown)
-    return {"key": _key(section, f.name), "env": env, "value": shown, "from_env": env in environ,
-            "doc": f.metadata.get("doc", "")}
+    source = sources[key] if sources is not None else ("environment" if env in environ else "default")
+    return {"key": key, "env": env, "value": shown, "source": source, "doc": f.metadata.get("doc", "")}
 
 
 def as_yaml(settings: Settings, environ: Mapping[str, str] | None = None) -> str:

@@ -34,7 +34,7 @@ from query.store import Store
 from tests.helpers import browser as browser_helpers
 from tests.helpers.access import PASSWORD, bearer, query_key, user
 from tests.helpers.ingest import IngestProcess, status
-from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
+from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env, start_groups_at_end
 from tests.helpers.shop import SERVICES, SPAN_TREE, Shop, depth_of, send_shop
 from tests.helpers.stages import Stage
 from tests.helpers.webhooks import Receiver, receiver
@@ -77,6 +77,7 @@ def maple(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory:
     env.update({"MAPLE_TRACES_SAMPLING_CONFIG": str(sampling), "MAPLE_TRACES_TICK_INTERVAL_S": "0.5",
                 "MAPLE_DATA_DIR": env.get("MAPLE_DATA_DIR", str(tmp / "data"))})
     apply_schema(env)
+    start_groups_at_end(kafka_bootstrap, env)  # the pages count whole tables
     ingest = IngestProcess(kafka_bootstrap, env).start()
     worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
     port = free_port()
