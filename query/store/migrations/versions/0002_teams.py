@@ -1,5 +1,7 @@
-"""teams and access: teams (tenants), users, memberships with roles, sessions, API keys, audit records,
-login failures (rate limiting), leases (one alert evaluator per deployment); sources belong to a team
+"""teams and access
+
+Teams (tenants), users, memberships with roles, sessions, API keys, audit records, login failures (rate
+limiting), leases (one alert evaluator per deployment); sources belong to a team.
 
 Revision ID: 0002
 Revises: 0001

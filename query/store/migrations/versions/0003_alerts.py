@@ -1,5 +1,7 @@
-"""alerts (rules, their states and history, webhooks, deliveries with every attempt, silences), saved searches
-and dashboards, all per team
+"""alerts, saved searches and dashboards
+
+Alert rules, their states and history, webhooks, deliveries with every attempt, silences; saved searches and
+dashboards; all per team.
 
 Revision ID: 0003
 Revises: 0002
