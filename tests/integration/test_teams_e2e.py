@@ -27,7 +27,7 @@ from query.alerts.notify import signature
 from query.store import Store
 from tests.helpers.access import bearer, ingest_key, query_key
 from tests.helpers.ingest import IngestProcess, post, status
-from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
+from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env, start_groups_at_end
 from tests.helpers.stages import Stage
 from tests.helpers.webhooks import Receiver, receiver
 
@@ -135,6 +135,7 @@ def deployment(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_fac
                 "MAPLE_INGEST_API_KEYS": f"{STATIC_KEY}=team-c", "MAPLE_TRACES_SAMPLING_CONFIG": str(sampling),
                 "MAPLE_TRACES_TICK_INTERVAL_S": "0.5"})
     apply_schema(env)
+    start_groups_at_end(kafka_bootstrap, env)  # the test counts whole tables
     ingest = IngestProcess(kafka_bootstrap, env).start()
     worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
     port = free_port()

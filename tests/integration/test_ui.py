@@ -591,3 +591,19 @@ def test_keys_users_and_what_a_viewer_sees(chromium: Browser, page: Page, maple:
         shot(viewer, "keys-viewer")
     finally:
         context.close()
+
+
+def test_a_dashboard_shows_its_panels(page: Page, maple: Maple) -> None:
+    made = page.request.post("/api/v1/dashboards", data={"name": "shop", "range": "now-1h", "panels": [
+        {"title": "declined cards", "kind": "search", "signal": "logs", "q": '"card declined"', "chart": "number"},
+        {"title": "log volume", "kind": "search", "signal": "logs", "q": "-service:loadgen", "chart": "line"},
+        {"title": "calls per service", "kind": "metric", "chart": "line",
+         "query": "sum by (service_name) (rate(traces_span_metrics_calls[5m]))"}]})
+    assert made.ok, made.text()
+    page.goto("/dashboards")
+    page.get_by_role("link", name="shop").click()
+    expect(page.get_by_test_id("panel")).to_have_count(3)
+    expect(page.get_by_test_id("panel-number")).to_have_text(f"{len(maple.shop.failed):,}")
+    expect(page.get_by_test_id("panel").nth(1).locator("canvas").first).to_be_visible()
+    expect(page.get_by_test_id("panel").nth(2).locator("canvas").first).to_be_visible()
+    shot(page, "dashboard")
