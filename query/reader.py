@@ -175,7 +175,9 @@ class Reader:
         with shared.lock:
             if shared.client is None:
                 try:
-                    shared.client = clickhouse.connect(self.settings, database=self.database, in_process=False)
+                    client = clickhouse.connect(self.settings, database=self.database, in_process=False)
+                    _check_filters(client)
+                    shared.client = client
                 except clickhouse.ClickHouseUnavailable as exc:
                     raise ApiError(503, "unavailable", f"ClickHouse is not reachable: {exc}") from exc
                 except (OperationalError, DatabaseError) as exc:
@@ -314,6 +316,21 @@ class Reader:
     def forget_schema(self) -> None:
         self._shared.schemas.clear()
         self._shared.tables = None
+
+
+def _check_filters(client: Client) -> None:
+    """Refuse a connection that would not apply the per-team filter: a client library or server that drops
+    `additional_table_filters` (a read-only setting for the server's user, say) would otherwise leave every
+    team's rows readable without a word."""
+    probe = "{'maple_probe.filter': '0'}"
+    seen = client.query("SELECT toString(getSetting('additional_table_filters'))",
+                        settings={"readonly": 2, "additional_table_filters": probe}).result_rows[0][0]
+    if "maple_probe.filter" not in str(seen):
+        client.close()
+        log.error("ClickHouse did not apply additional_table_filters (it answered %r); the query service refuses "
+                  "to read without the per-team filter", seen)
+        raise ApiError(503, "unavailable", "ClickHouse does not apply the per-team filter (additional_table_filters) "
+                                           "for the query service's user: allow it to change that setting")
 
 
 def quote_identifier(name: str) -> str:

@@ -89,3 +89,24 @@ def test_tokens_refuse_control_characters_and_all_but_the_plain_show_forms() -> 
 def test_cte_names() -> None:
     assert isolation.cte_names("WITH a AS (SELECT 1), `b c` AS (SELECT 2) SELECT * FROM a, `b c`") == {"a", "b c"}
     assert isolation.cte_names("WITH 1 AS x SELECT x AS (y)") == set()
+
+
+def test_a_connection_that_drops_the_filter_is_refused() -> None:
+    """A server (or client library) that drops additional_table_filters, which no server here does: stood in
+    for by an object answering what such a server would."""
+    from query.reader import _check_filters
+
+    class Dropping:
+        closed = False
+
+        def query(self, _sql: str, settings: dict[str, object]) -> object:
+            assert "maple_probe.filter" in str(settings["additional_table_filters"])
+            return type("Result", (), {"result_rows": [["{}"]]})()
+
+        def close(self) -> None:
+            self.closed = True
+
+    client = Dropping()
+    with pytest.raises(ApiError) as refused:
+        _check_filters(client)  # type: ignore[arg-type]
+    assert refused.value.status == 503 and "per-team filter" in refused.value.message and client.closed
