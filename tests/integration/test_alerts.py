@@ -251,3 +251,19 @@ def test_roles_decide_who_changes_what_and_targets_are_checked(env: Env) -> None
         assert {d.action for d in denied} == {"alerts.create", "webhooks.create"}
     preview = env.editor.post("/api/v1/alerts/preview", json=spec)
     assert preview.status_code == 200 and preview.json()["holding"] == []
+
+
+def test_a_metric_rule_fires_per_series_of_its_own_team(env: Env) -> None:
+    for team, service, value in (("team-a", "cart", 5.0), ("team-a", "shop", 0.5), ("team-b", "other", 50.0)):
+        env.admin.command(f"INSERT INTO `{env.database}`.otel_metrics_gauge (ServiceName, MetricName, Attributes, "
+                          f"TimeUnix, Value, Tenant) VALUES ('{service}', 'queue.depth', map(), now64(9) - INTERVAL 5 "
+                          f"SECOND, {value}, '{team}')")
+    rule_id = _rule(env, [], name="queue", condition={"kind": "metric", "query": "max by (service_name) (queue_depth)",
+                                                      "op": ">", "threshold": 1})
+    evaluator = env.evaluator("one")
+    _settle(evaluator, 1)
+    rule = env.viewer.get(f"/api/v1/alerts/{rule_id}").json()
+    assert rule["last_error"] == ""
+    assert {(g["group"], g["state"], g["value"]) for g in rule["groups"]} == {
+        ("service_name=cart", "firing", 5.0), ("service_name=shop", "ok", 0.5)}
+    evaluator.stop()

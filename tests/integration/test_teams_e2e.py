@@ -140,7 +140,8 @@ def deployment(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_fac
     worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
     port = free_port()
     api = Stage(["api"], {**env, "MAPLE_API_PORT": str(port), "MAPLE_API_ALERT_TICK_S": "1",
-                          "MAPLE_API_WEBHOOK_PRIVATE_TARGETS": "true", "MAPLE_API_HEALTH_INTERVAL_S": "2"}).start()
+                          "MAPLE_API_WEBHOOK_PRIVATE_TARGETS": "true", "MAPLE_API_HEALTH_INTERVAL_S": "2",
+                          "MAPLE_API_INGEST_METRICS_URLS": f"{ingest.http}/metrics"}).start()
     url = f"http://127.0.0.1:{port}"
     pipeline = Pipeline(kafka_bootstrap, env, database, ingest, worker, sink, clickhouse_settings)
     with receiver() as hook:
@@ -160,11 +161,34 @@ def deployment(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_fac
 def test_two_teams_each_see_their_own_rows_and_one_alert_fires_once_and_resolves(deployment: Deployment) -> None:
     d, a, b = deployment, deployment.a, deployment.b
     ingest = d.pipeline.ingest
+    # A pipeline rule on refused ingest requests, evaluated once before any is refused.
+    refusals = httpx.post(f"{d.url}/api/v1/alerts", headers=a.headers(), timeout=30, json={
+        "name": "refusals", "interval_s": 1,
+        "condition": {"kind": "pipeline", "measure": "ingest_refusals", "window_s": 300, "op": ">", "threshold": 0}})
+    assert refusals.status_code == 201, refusals.text
+    deadline = time.monotonic() + 60
+    while d.get(a, f"/api/v1/alerts/{refusals.json()['id']}").json()["last_eval_at"] is None:
+        assert time.monotonic() < deadline, "the pipeline rule was never evaluated:\n" + d.api.output()
+        time.sleep(0.5)
     # Keys: none, a revoked one, a query key and a made-up one are all refused by the ingest.
     for key in ("", d.revoked, a.query, "mpl_ingest_made-up"):
         code, _, _ = post(f"{ingest.http}/v1/logs", _logs("nobody", 1, 0),
                           {"content-type": "application/x-protobuf", **({"authorization": f"Bearer {key}"} if key else {})})
         assert code == 401, key[:14]
+    deadline = time.monotonic() + 60
+    while True:
+        rule = d.get(a, f"/api/v1/alerts/{refusals.json()['id']}").json()
+        if rule["state"] == "firing":
+            break
+        assert time.monotonic() < deadline, f"refused requests never fired the pipeline rule: {rule}"
+        time.sleep(0.5)
+    assert rule["groups"] == [{"group": "", "state": "firing", "since": rule["groups"][0]["since"], "value": 4.0}]
+    # The lag of each consumer group, as a pipeline rule sees it.
+    lag = httpx.post(f"{d.url}/api/v1/alerts/preview", headers=a.headers(), timeout=30, json={
+        "name": "lag", "condition": {"kind": "pipeline", "measure": "lag_seconds", "op": ">", "threshold": 60}})
+    assert lag.status_code == 200 and not lag.json()["error"], lag.text
+    assert {f"group={d.pipeline.env['MAPLE_WORKER_GROUP']}", f"group={d.pipeline.env['MAPLE_SINK_GROUP']}"} <= \
+        set(lag.json()["values"]) and lag.json()["holding"] == []
     # An ingest key does not read the API.
     refused = httpx.get(f"{d.url}/api/v1/logs/search", headers=bearer(a.ingest), timeout=30)
     assert refused.status_code == 401 and "ingest key" in refused.json()["error"]["message"]
