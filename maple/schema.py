@@ -88,6 +88,8 @@ class Table:
     shard_by: tuple[tuple[str, str], ...]  # (column, type) the sharding key reads: the sink routes by them
     sharding_key: str                      # the Distributed sharding key over those columns
     indexes: tuple[Index, ...] = ()        # indexes whose type depends on the server version
+    ttl_seconds: str = ""                  # the retention's end as a DateTime expression with {seconds}, instead
+                                           # of ttl_from + toIntervalDay (migration 4's, which never wraps around)
 
     def body(self, target: Target) -> str:
         if "{indexes}" not in self.columns:
@@ -95,7 +97,11 @@ class Table:
         return self.columns.replace("{indexes}", ",\n    ".join(i.render(target) for i in self.indexes))
 
     def ttl(self, days: int) -> str:
-        return f"\nTTL {self.ttl_from} + toIntervalDay({days})" if days else ""
+        if not days:
+            return ""
+        if self.ttl_seconds:
+            return f"\nTTL {self.ttl_seconds.format(seconds=days * 86400)}"
+        return f"\nTTL {self.ttl_from} + toIntervalDay({days})"
 
 
 @dataclass(frozen=True)
@@ -213,10 +219,36 @@ class ViewUpgrade:
 
 
 @dataclass(frozen=True)
+class TtlChange:
+    """A new retention expression for a table that exists (ALTER TABLE ... MODIFY TTL), with the target's
+    ttl_days. Nothing for ttl_days 0 (no retention, no TTL to change). Parts already written keep the TTL
+    they were written with (materialize_ttl_after_modify = 0: no mutation rewrites a large table); new
+    parts and merged parts get the new one."""
+
+    table: str
+    expression: str  # a DateTime expression with {seconds} for the retention in seconds
+
+    def statements(self, target: Target) -> list[str]:
+        if not target.ttl_days:
+            return []
+        ttl = self.expression.format(seconds=target.ttl_days * 86400)
+        return [f"ALTER TABLE `{target.database}`.{target.storage_name(self.table)}{target.on_cluster} "
+                f"MODIFY TTL {ttl} SETTINGS materialize_ttl_after_modify = 0"]
+
+
+def saturating_ttl(dt64_column: str) -> str:
+    """`dt64_column` (a DateTime64) plus the retention, computed in 64-bit seconds and capped at DateTime's
+    last second (2106-02-07 06:28:15 UTC): `toDateTime(column) + toIntervalDay(n)` wraps around to 1970
+    for rows past that, which makes their part expire at once."""
+    return (f"toDateTime(least(greatest(intDiv(toUnixTimestamp64Milli({dt64_column}), 1000), 0) + {{seconds}}, "
+            "4294967295))")
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    objects: tuple[Table | View | Upgrade | ViewUpgrade, ...]
+    objects: tuple[Table | View | Upgrade | ViewUpgrade | TtlChange, ...]
 
 
 def statements(migration: Migration, target: Target) -> list[str]:
@@ -232,6 +264,8 @@ def statements(migration: Migration, target: Target) -> list[str]:
             out.extend(item.renames(target) + item.replace(target) if item.rebuild else item.alter(target))
         elif isinstance(item, ViewUpgrade):
             out.extend(item.rebuild(target))
+        elif isinstance(item, TtlChange):
+            out.extend(item.statements(target))
         else:
             out.append(item.create(target))
     return out
@@ -488,7 +522,22 @@ EXPORTER_GENERATION = Migration(3, "the exporter's current generation: otel_logs
     Upgrade(TRACES_TABLE_V3, (_SAMPLE_RATE,), rebuild=False),
 ))
 
-# -- migration 4: the tenant ---------------------------------------------------------------------------
+# -- migration 4: retention that never wraps around ------------------------------------------------------
+
+# Rows stamped past 2106-02-07 (DateTime's end) were dropped as expired the moment their part was written,
+# leaving no trace (issue 12): the exporter's `toDateTime(ts) + toIntervalDay(n)` wraps around to 1970. The
+# workers refuse such times now (processors/values.py); this keeps rows any other writer puts in from
+# vanishing the same way. Self-contained: it only changes TTL expressions, whatever migration 3 did.
+TTL_WITHOUT_WRAPAROUND = Migration(4, "retention that never wraps around past 2106", (
+    TtlChange("otel_logs", saturating_ttl("Timestamp")),
+    *(TtlChange(name, saturating_ttl("TimeUnix")) for name in (
+        "otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram", "otel_metrics_exponential_histogram",
+        "otel_metrics_summary")),
+    TtlChange("otel_traces", saturating_ttl("Timestamp")),
+    TtlChange("otel_traces_trace_id_ts", "toDateTime(least(toUInt64(toUnixTimestamp(Start)) + {seconds}, 4294967295))"),
+))
+
+# -- migration 5: the tenant ---------------------------------------------------------------------------
 
 # Every row carries the team (tenant) whose ingest key sent it: the sink appends the column to each row batch
 # from the batch's maple.tenant header (sinks/batch.py), never from the sender's data. LowCardinality: a
@@ -503,8 +552,13 @@ TENANT_COLUMN = "Tenant"
 _TENANT = f"{TENANT_COLUMN} LowCardinality(String) DEFAULT '{DEFAULT_TENANT}' CODEC(ZSTD(1))"
 
 
+# The retention of the tables migration 5 re-creates: migration 4's, which never wraps around.
+_RETENTION = {item.table: item.expression for item in TTL_WITHOUT_WRAPAROUND.objects if isinstance(item, TtlChange)}
+
+
 def _with_tenant(table: Table) -> Table:
-    """`table` with the tenant column (before its indexes) and the tenant first in its sort key."""
+    """`table` with the tenant column (before its indexes), the tenant first in its sort key, and migration 4's
+    retention."""
     columns = table.columns
     at = min((i for i in (columns.find("\n    INDEX "), columns.find("\n    {indexes}")) if i >= 0), default=-1)
     if at < 0:
@@ -513,7 +567,7 @@ def _with_tenant(table: Table) -> Table:
         columns = f"{columns[:at]}\n    {_TENANT},{columns[at:]}"
     keys = table.keys.replace("PRIMARY KEY (", f"PRIMARY KEY ({TENANT_COLUMN}, ").replace(
         "ORDER BY (", f"ORDER BY ({TENANT_COLUMN}, ")
-    return dataclasses.replace(table, columns=columns, keys=keys)
+    return dataclasses.replace(table, columns=columns, keys=keys, ttl_seconds=_RETENTION[table.name])
 
 
 def _tenant_upgrade(table: Table) -> Upgrade:
@@ -528,14 +582,14 @@ FROM {{source}}
 WHERE TraceId != ''
 GROUP BY {TENANT_COLUMN}, TraceId""")
 
-TENANTS = Migration(4, "the tenant: a Tenant column in every table, first in the sort key of tables without rows", (
+TENANTS = Migration(5, "the tenant: a Tenant column in every table, first in the sort key of tables without rows", (
     _tenant_upgrade(LOGS_TABLE_V3),
     *(_tenant_upgrade(table) for table in _METRIC_TABLES_V1),
     # The trace-id lookup is keyed by (tenant, trace id): two teams' traces with one id stay apart.
     ViewUpgrade((_tenant_upgrade(TRACES_TABLE_V3), _tenant_upgrade(TRACE_ID_TS_TABLE)), TRACE_ID_TS_VIEW_V4),
 ))
 
-MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES, EXPORTER_GENERATION, TENANTS)
+MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES, EXPORTER_GENERATION, TTL_WITHOUT_WRAPAROUND, TENANTS)
 # The newest definition of each table (a later migration's Upgrade supersedes the table it replaces).
 TABLES: dict[str, Table] = {}
 for _migration in MIGRATIONS:
@@ -662,6 +716,10 @@ def apply(client: Client, database: str | Target, ttl_days: int = 30, migrations
                 continue
             if isinstance(item, ViewUpgrade):
                 upgrade_with_view(client, item, target, say)
+                continue
+            if isinstance(item, TtlChange):
+                for statement in item.statements(target):
+                    client.command(statement)
                 continue
             for statement in create_table(item, target) if isinstance(item, Table) else [item.create(target)]:
                 client.command(statement)

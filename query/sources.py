@@ -87,7 +87,7 @@ def _coarse(columns: dict[str, str], sorting_key: str) -> tuple[str | None, str]
     if "TimestampTime" in columns:
         return "TimestampTime", "toDateTime"
     key = sorting_key.replace(" ", "")
-    if key.startswith(f"{TENANT_COLUMN},"):  # the tenant comes first (migration 4); every query bounds it
+    if key.startswith(f"{TENANT_COLUMN},"):  # the tenant comes first (migration 5); every query bounds it
         key = key[len(TENANT_COLUMN) + 1:]
     if key.startswith(FIVE_MINUTE_KEY):
         return FIVE_MINUTE_KEY, "toStartOfFiveMinutes"

@@ -5,18 +5,26 @@ partitions), so every batch derived from one source partition lands, in order, i
 the sink relies on that to drop batches a restarted worker emits a second time (docs/exactly-once.md).
 Spans are the exception: they go to the partition of their trace id, so one sampler sees a whole trace;
 the sampler drops copies the same way, per span partition (docs/traces.md).
+
+One bad item never takes its request down. A request is converted whole; if that fails (an item's
+conversion raises, e.g. a timestamp past 2106, or an item's row is too big to travel through Kafka), it is
+converted again item by item (processors/requests.py): every item that converts is kept, in order, as
+the whole request would have had it, and each one that does not is refused, as a one-item OTLP request
+with the reason, for the worker to dead-letter. Deterministic: the same record always takes the same path.
 """
 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from maple.jsoncolumns import encode
+from maple.jsoncolumns import MAX_ROW_BYTES, Columns, RowTooLarge, dumps, encode
 from maple.producer import Headers, Record
 from maple.topics import (
     HEADER_RECEIVED_NS,
@@ -30,6 +38,7 @@ from maple.topics import (
     SourcePosition,
 )
 from processors import logs, metrics, red, traces
+from processors.requests import single_items
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,58 @@ class RawRecord:
     def received_ns(self) -> int:
         raw = self.headers.get(HEADER_RECEIVED_NS)
         return int(raw) if raw else self.timestamp_ms * 1_000_000
+
+
+@dataclass(frozen=True)
+class RefusedItem:
+    """One item the worker could not turn into a row: a one-item OTLP request of the record's kind, and why."""
+
+    value: bytes
+    reason: str
+
+
+@dataclass(frozen=True)
+class Output:
+    """What one raw record becomes: row-batch records in order, and the items refused (normally none)."""
+
+    records: list[Record]
+    refused: list[RefusedItem] = field(default_factory=list)
+
+
+Tables = dict[str, Columns]
+Outputs = list[tuple[str, int, str, Columns]]  # (topic, partition, table, columns)
+
+
+def _process(raw: RawRecord, request: Any, convert: Callable[[Any], Tables],
+             outputs: Callable[[Tables], Outputs]) -> Output:
+    """The record's batches: whole if every item converts, else item by item (see the module doc)."""
+    try:
+        return Output(_batches(raw, outputs(convert(request))))
+    except Exception:
+        tables, refused = _item_by_item(request, convert)
+        return Output(_batches(raw, outputs(tables)), refused)
+
+
+def _item_by_item(request: Any, convert: Callable[[Any], Tables]) -> tuple[Tables, list[RefusedItem]]:
+    tables: Tables = {}
+    refused: list[RefusedItem] = []
+    for item in single_items(request):
+        try:
+            converted = convert(item)
+            for table, columns in converted.items():
+                if _nonempty(columns):
+                    size = len(dumps(columns))
+                    if size > MAX_ROW_BYTES:
+                        raise RowTooLarge(f"its {table} row of {size} bytes exceeds the {MAX_ROW_BYTES}-byte limit "
+                                          "of a row in Kafka")
+        except Exception as exc:
+            refused.append(RefusedItem(item.SerializeToString(), f"{type(exc).__name__}: {exc}"))
+            continue
+        for table, columns in converted.items():
+            into = tables.setdefault(table, {name: [] for name in columns})
+            for name, values in columns.items():
+                into[name].extend(values)
+    return tables, refused
 
 
 def _batches(raw: RawRecord, outputs: list[tuple[str, int, str, dict[str, list]]], first_part: int = 0
@@ -66,16 +127,26 @@ def _batches(raw: RawRecord, outputs: list[tuple[str, int, str, dict[str, list]]
     return out
 
 
-def log_batches(raw: RawRecord, partitions: int, options: logs.LogOptions) -> list[Record]:
-    columns = logs.to_columns(ExportLogsServiceRequest.FromString(raw.value), raw.received_ns, options)
-    if not columns["Timestamp"]:
-        return []
-    return _batches(raw, [(LOGS.name, raw.partition % partitions, logs.TABLE, columns)])
+def _nonempty(columns: Columns | None) -> bool:
+    """Whether `columns` holds any row."""
+    return bool(columns) and bool(next(iter(columns.values()), None))  # type: ignore[union-attr]
 
 
-def metric_batches(raw: RawRecord, partitions: int) -> list[Record]:
-    tables = metrics.to_tables(ExportMetricsServiceRequest.FromString(raw.value))
-    return _batches(raw, [(METRICS.name, raw.partition % partitions, table, tables[table]) for table in sorted(tables)])
+def log_batches(raw: RawRecord, partitions: int, options: logs.LogOptions) -> Output:
+    def outputs(tables: Tables) -> Outputs:
+        columns = tables.get(logs.TABLE)
+        return [(LOGS.name, raw.partition % partitions, logs.TABLE, columns)] if columns and _nonempty(columns) else []
+
+    return _process(raw, ExportLogsServiceRequest.FromString(raw.value),
+                    lambda request: {logs.TABLE: logs.to_columns(request, raw.received_ns, options)}, outputs)
+
+
+def metric_batches(raw: RawRecord, partitions: int) -> Output:
+    def outputs(tables: Tables) -> Outputs:
+        return [(METRICS.name, raw.partition % partitions, table, tables[table]) for table in sorted(tables)
+                if _nonempty(tables[table])]
+
+    return _process(raw, ExportMetricsServiceRequest.FromString(raw.value), metrics.to_tables, outputs)
 
 
 def span_partition(trace_id: str, partitions: int) -> int:
@@ -84,22 +155,28 @@ def span_partition(trace_id: str, partitions: int) -> int:
 
 
 def trace_batches(raw: RawRecord, span_partitions: int, metric_partitions: int,
-                  red_options: red.RedOptions | None = None) -> list[Record]:
+                  red_options: red.RedOptions | None = None) -> Output:
     """Spans re-keyed by TraceId, one batch per span partition, plus the request's RED delta points.
 
-    RED counts every span here, before sampling; its points go to the metrics topic like any metrics."""
-    red_options = red_options or red.RedOptions()
-    columns = traces.to_columns(ExportTraceServiceRequest.FromString(raw.value))
-    trace_ids = columns["TraceId"]
-    if not trace_ids:
-        return []
-    rows_by_partition: dict[int, list[int]] = {}
-    for row, trace_id in enumerate(trace_ids):
-        rows_by_partition.setdefault(span_partition(trace_id, span_partitions), []).append(row)
-    names = (*traces.COLUMNS, traces.START_NS)
-    outputs = [(SPANS.name, partition, traces.TABLE,
-                columns if len(rows) == len(trace_ids) else traces.take(columns, rows, names))
-               for partition, rows in sorted(rows_by_partition.items())]
-    tables = red.to_tables(columns, raw.received_ns, red_options)
-    outputs += [(METRICS.name, raw.partition % metric_partitions, table, tables[table]) for table in sorted(tables)]
-    return _batches(raw, outputs)
+    RED counts every span here (every span that became a row), before sampling; its points go to the
+    metrics topic like any metrics."""
+    options = red_options or red.RedOptions()
+
+    def outputs(tables: Tables) -> Outputs:
+        columns: dict[str, list[Any]] | None = tables.get(traces.TABLE)
+        if not columns or not columns["TraceId"]:
+            return []
+        trace_ids = columns["TraceId"]
+        rows_by_partition: dict[int, list[int]] = {}
+        for row, trace_id in enumerate(trace_ids):
+            rows_by_partition.setdefault(span_partition(trace_id, span_partitions), []).append(row)
+        names = (*traces.COLUMNS, traces.START_NS)
+        out: Outputs = [(SPANS.name, partition, traces.TABLE,
+                         columns if len(rows) == len(trace_ids) else traces.take(columns, rows, names))
+                        for partition, rows in sorted(rows_by_partition.items())]
+        red_tables = red.to_tables(columns, raw.received_ns, options)
+        return out + [(METRICS.name, raw.partition % metric_partitions, table, red_tables[table])
+                      for table in sorted(red_tables)]
+
+    return _process(raw, ExportTraceServiceRequest.FromString(raw.value),
+                    lambda request: {traces.TABLE: traces.to_columns(request)}, outputs)

@@ -21,6 +21,9 @@ def test_cluster_ddl_engines_paths_and_sharding_keys() -> None:
     # A table a later migration replaces is created twice; the last CREATE is the one in force.
     creates = {m.group(1): s for s in ddl
                if (m := re.match(r"CREATE (?:MATERIALIZED VIEW|TABLE|DATABASE) IF NOT EXISTS `otel`(?:\.(\w+))?", s))}
+    # The retention changes go to the shard-local tables, which hold the rows (and the TTL).
+    ttl = [s for s in ddl if " MODIFY TTL " in s]
+    assert len(ttl) == 8 and all(re.match(r"ALTER TABLE `otel`\.\w+_local ON CLUSTER `maple` MODIFY TTL ", s) for s in ttl)
     for name, table in schema.TABLES.items():
         local = creates[f"{name}_local"]
         engine = "ReplicatedAggregatingMergeTree" if name == "otel_traces_trace_id_ts" else "ReplicatedMergeTree"
@@ -91,6 +94,11 @@ def test_migration_4_puts_the_tenant_first_in_every_key_and_keeps_the_view_conne
         assert f"Distributed('maple', 'otel', '{name}_local'" in creates[name]  # sharding keys unchanged
     assert "PRIMARY KEY (Tenant, ServiceName, SpanName, toDateTime(Timestamp))" in creates["otel_traces_local"]
     assert "ORDER BY (Tenant, TraceId)" in creates["otel_traces_trace_id_ts_local"]
+    # Re-created tables keep migration 4's retention, which never wraps around past 2106.
+    assert "TTL toDateTime(least(greatest(intDiv(toUnixTimestamp64Milli(Timestamp), 1000), 0) + 2592000, 4294967295))" \
+        in creates["otel_logs_local"]
+    assert "TTL toDateTime(least(toUInt64(toUnixTimestamp(Start)) + 2592000, 4294967295))" in \
+        creates["otel_traces_trace_id_ts_local"]
     assert set(schema.TENANT_TABLES) == set(schema.TABLES) and len(schema.TENANT_TABLES) == 8
     # The view is dropped before its tables are renamed aside, and created again after them.
     view_at = [i for i, s in enumerate(ddl) if "otel_traces_trace_id_ts_mv" in s]
