@@ -99,7 +99,24 @@ def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
+    _await_metadata(admin, [t.topic for t in wanted], timeout)
     return created
+
+
+def _await_metadata(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Return once every topic in `names` shows its partitions in the cluster's metadata: a topic is created
+    before every broker knows it, and a client asking right after would be told it does not exist."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=max(0.1, deadline - time.monotonic())).topics
+        missing = [n for n in names if n not in topics or topics[n].error is not None or not topics[n].partitions]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART,
+                                            f"topics created but not in the metadata after {timeout:.0f}s: "
+                                            f"{', '.join(missing)}"))
+        time.sleep(0.2)
 
 
 def create_topics(settings: Settings, timeout: float = 30.0) -> list[str]:

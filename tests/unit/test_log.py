@@ -47,7 +47,7 @@ def test_librdkafka_lines_are_rate_limited_and_say_how_many_were_dropped(stderr:
     setup_logging("sink", "info")
     now = [1000.0]
     monkeypatch.setattr("maple.log.time.monotonic", lambda: now[0])
-    logger = kafka_client_logger("consumer")
+    logger = kafka_client_logger("ratelimit-test")  # a kind of its own: the filter keeps state per logger
     for _ in range(25):  # as confluent-kafka calls it: logger.log(level, "%s [%s] %s", facility, name, message)
         logger.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", "Connect to 127.0.0.1:1 failed")
     logger.log(logging.INFO, "%s [%s] %s", "BGQUEUE", "rdkafka#consumer-1", "Purging 1 unserved events")
@@ -55,6 +55,6 @@ def test_librdkafka_lines_are_rate_limited_and_say_how_many_were_dropped(stderr:
     logger.log(logging.ERROR, "%s [%s] %s", "FAIL", "rdkafka#consumer-1", "Connect to 127.0.0.1:1 failed")
     lines = stderr.getvalue().splitlines()
     # The INFO notice is below the libraries' level at Maple's info; errors come through, rate-limited.
-    assert len(lines) == 6 and all("ERROR   [sink] maple.kafka.consumer: FAIL [rdkafka#consumer-1]" in line
+    assert len(lines) == 6 and all("ERROR   [sink] maple.kafka.ratelimit-test: FAIL [rdkafka#consumer-1]" in line
                                    for line in lines)
     assert lines[-1].endswith("(20 similar lines suppressed in the last 10s)")
