@@ -159,3 +159,18 @@ def test_cookie_flags_and_cross_site_requests(tmp_path: Path) -> None:
     assert plain.post("/api/v1/keys", json={"kind": "ingest"}, headers={"origin": "http://testserver"}).status_code == 201
     api.store.close()
     insecure.store.close()
+
+
+def test_a_member_of_two_teams_switches_between_them(api: Api) -> None:
+    user(api.store, "vic@example.com", "team-b", "admin")  # vic: viewer of team-a, admin of team-b
+    vic = api.client()
+    assert _login(vic, "vic@example.com") == 200
+    me = vic.get("/api/v1/auth/me").json()
+    assert (me["team"], me["role"]) == ("team-a", "viewer")
+    assert [(t["slug"], t["role"]) for t in me["teams"]] == [("team-a", "viewer"), ("team-b", "admin")]
+    assert vic.get("/api/v1/keys").status_code == 403
+    switched = vic.put("/api/v1/auth/team", json={"team": "team-b"})
+    assert switched.status_code == 200 and (switched.json()["team"], switched.json()["role"]) == ("team-b", "admin")
+    assert vic.get("/api/v1/keys").status_code == 200
+    assert vic.put("/api/v1/auth/team", json={"team": "team-c"}).status_code == 403  # not a member
+    assert vic.get("/api/v1/auth/me").json()["team"] == "team-b"
