@@ -255,6 +255,30 @@ def cmd_bench_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_alerts(args: argparse.Namespace) -> int:
+    from apps.bench import alerts as bench_alerts
+
+    settings = _settings(args, api_alert_workers=args.workers)
+    report = bench_alerts.run(settings, rules=args.rules, rounds=args.rounds, logs=args.logs, spans=args.spans,
+                              database=args.database, reuse=args.reuse,
+                              say=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _say(f"{report['rules']} rules, {report['workers']} evaluator threads, on {report['data']['logs']:,} log rows and "
+         f"{report['data']['spans']:,} spans (the last hour) in `{report['data']['database']}`")
+    _say(f"{'round':>5} {'rules':>6} {'seconds':>8} {'rules/s':>8} {'CPU ms/rule: evaluator':>23} {'ClickHouse':>11}")
+    for row in report["rounds"]:
+        _say(f"{row['round']:>5} {row['rules']:>6} {row['seconds']:>8.2f} {row['rules_per_s']:>8.1f} "
+             f"{row['evaluator_cpu_ms_per_rule']:>23.2f} {row['clickhouse_cpu_ms_per_rule']:>11.2f}")
+    _say(f"median: {report['median_rules_per_s']:.1f} rules/s")
+    _say("one rule at a time, per kind:")
+    for label, row in report["per_kind"].items():
+        _say(f"  {label:<22} {row['rules']:>4} rules  p50 {row['p50_ms']:>7.1f} ms  p95 {row['p95_ms']:>7.1f} ms")
+    _say("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in report["load_average"]))
+    return 0
+
+
 def cmd_bench_rekey(args: argparse.Namespace) -> int:
     from apps.bench import rekey
 
@@ -613,6 +637,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench_q.add_argument("--reuse", action="store_true", help="keep an existing data set of the same size")
     bench_q.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    bench_a = add("alerts", "measure alert evaluation: rules evaluated per second with 100 rules (embedded engine)",
+                  cmd_bench_alerts,
+                  "Generates a data set in ClickHouse (as `maple bench query` does, over the last hour), creates "
+                  "--rules rules (log searches, span searches, PromQL metric rules, 5-minute windows) in a private "
+                  "metadata store, and runs the API's alert evaluator: all rules due at once, --rounds times, "
+                  "reporting rules/s and CPU ms per rule of the evaluator and of the embedded ClickHouse host; then "
+                  "each rule alone for p50/p95 per kind. Starts the embedded engine if no host runs.",
+                  into=bench_sub)
+    bench_a.add_argument("--rules", type=int, default=100, help="rules (default 100)")
+    bench_a.add_argument("--rounds", type=int, default=5, help="measured rounds (default 5)")
+    bench_a.add_argument("--workers", type=int, help="evaluator threads (default: api.alert_workers, 4)")
+    bench_a.add_argument("--logs", type=int, default=2_000_000, help="log rows (default 2,000,000)")
+    bench_a.add_argument("--spans", type=int, default=400_000, help="spans (default 400,000)")
+    bench_a.add_argument("--database", default="bench_alerts", help="database of the data set (default bench_alerts)")
+    bench_a.add_argument("--reuse", action="store_true", help="keep an existing data set of the same size")
+    bench_a.add_argument("--json", action="store_true", help="print the report as JSON")
+
     worker = add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,
         "A Faust app (consumer group worker.group) with one agent per signal in worker.signals: logs (JSON "
         "bodies parsed, severity inferred), metrics (one row per data point, by type) and traces (spans "
@@ -636,6 +677,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ops.commands import register as register_ops  # replay, lag, dlq: docs/operations.md
 
     register_ops(add, sub, common, _settings)
+    from apps.access import register as register_access  # teams, users, keys: docs/teams.md
+
+    register_access(add, sub, common, _settings)
     return parser
 
 

@@ -295,6 +295,34 @@ class Supervisor:
             time.sleep(0.2)
         return f"{scheme}://{cfg.host}:{cfg.port}/ (API /api/v1, OpenAPI /api/openapi.json)"
 
+    def _login_lines(self) -> list[str]:
+        """How to log in: on a first start, how to create the first admin."""
+        from query.store import open_store
+        from query.teams import count_users, list_keys
+
+        cfg = self.settings.api
+        url = f"http://{'127.0.0.1' if cfg.host in ('0.0.0.0', '::') else cfg.host}:{cfg.port}/"
+        try:
+            store = open_store(self.settings)
+            try:
+                users = count_users(store)
+                ingest_keys = [k for k in list_keys(store) if k["kind"] == "ingest"]
+            finally:
+                store.close()
+        except Exception as exc:  # the API opened the store; say why this could not, and go on
+            return [f"  log in      {url} (could not read the metadata store: {exc})"]
+        if users:
+            lines = [f"  log in      {url} (accounts: maple users list|create|passwd)"]
+        else:
+            lines = ["  log in      no account yet: create the first admin (of team 'default', which holds data sent",
+                     "              without a key) and log in with it:",
+                     "                maple users create you@example.com --generate-password",
+                     f"              then open {url}"]
+        if not ingest_keys and not self.settings.ingest.api_keys:
+            lines.append("  ingest      takes data without a key (team 'default') until the first ingest key: "
+                         "maple keys create --kind ingest --team <team>")
+        return lines
+
     # -- running -----------------------------------------------------------------------------------
 
     def reload_certificates(self) -> None:
@@ -336,6 +364,7 @@ class Supervisor:
         lines.append(f"  api         ready    {api_line}")
         if traces_line:
             lines.append(traces_line)
+        lines += self._login_lines()
         lines.append(f"  query it:   maple query \"SELECT version()\"   (data dir {self.settings.data_path})")
         lines.append("  send some:  maple send-test-data   (logs, traces and metrics)")
         lines.append("Ctrl-C stops everything.")

@@ -16,6 +16,7 @@ from ingest.metrics import IngestMetrics
 from ingest.otlp import SIGNALS
 from ingest.service import IngestService
 from maple import kafka as kafka_clients
+from maple.apikeys import IngestKeys
 from maple.exits import stop_for_safety
 from maple.producer import AsyncProducer
 from maple.settings import Settings, api_key_tenants
@@ -53,9 +54,11 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
     decoder = Decoder(max_value, processes=cfg.parse_processes, memory_bytes=cfg.parse_memory_bytes,
                       inline_bytes=cfg.parse_inline_bytes)
     decoder.start()
+    stored_keys = IngestKeys(settings, cfg.keys_refresh_s)
+    await loop.run_in_executor(None, stored_keys.start)
     service = IngestService(writer, metrics, decoder, max_request_bytes=cfg.max_request_bytes,
                             max_inflight_bytes=cfg.max_inflight_bytes, api_keys=api_key_tenants(settings),
-                            api_key_header=cfg.api_key_header)
+                            api_key_header=cfg.api_key_header, stored_keys=stored_keys, require_key=cfg.require_key)
 
     # TLS on both ports, or neither (ingest_tls.*); bad files stop start-up here, naming the setting.
     server_tls = ServerTLS(settings.ingest_tls) if settings.ingest_tls.cert_file else None
@@ -76,11 +79,12 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
         await runner.cleanup()
         decoder.stop()
         writer.close(0)
+        stored_keys.stop()
         raise IngestStartupError(f"cannot listen on {cfg.host}:{cfg.http_port}/{cfg.grpc_port}: {exc}") from exc
     transport = "plaintext" if server_tls is None else "mutual TLS" if server_tls.mutual else "TLS"
     log.info("OTLP ingest: gRPC %s:%d, HTTP %s:%d (%s) -> Kafka %s (records up to %d bytes, auth %s)",
              cfg.host, cfg.grpc_port, cfg.host, cfg.http_port, transport, bootstrap, max_value,
-             "on" if service.api_keys else "off")
+             "on" if service.key_required() else "off (no key exists yet: data goes to tenant 'default')")
 
     done = asyncio.Event()
     if threading.current_thread() is threading.main_thread():
@@ -107,6 +111,7 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
     if unacked:
         log.warning("%d record(s) were still unacknowledged by Kafka at shutdown; their clients were told 503",
                     unacked)
+    stored_keys.stop()
     log.info("OTLP ingest stopped")
 
 

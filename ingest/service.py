@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from ingest.decoding import Decoder, TooCostly
 from ingest.metrics import IngestMetrics
 from ingest.otlp import InvalidRequest, Signal
+from maple.apikeys import IngestKeys
 from maple.producer import AsyncProducer, Headers, KafkaBacklogFull, KafkaUnavailable, Record
-from maple.topics import HEADER_ENCODING, HEADER_RECEIVED_NS, HEADER_TENANT
+from maple.topics import DEFAULT_TENANT, HEADER_ENCODING, HEADER_RECEIVED_NS, HEADER_TENANT
 
 __all__ = [
     "IngestService",
@@ -64,7 +65,8 @@ class InflightBudget:
 
 class IngestService:
     def __init__(self, writer: AsyncProducer, metrics: IngestMetrics, decoder: Decoder, *, max_request_bytes: int,
-                 max_inflight_bytes: int, api_keys: dict[str, str], api_key_header: str) -> None:
+                 max_inflight_bytes: int, api_keys: dict[str, str], api_key_header: str,
+                 stored_keys: IngestKeys | None = None, require_key: bool = False) -> None:
         self.writer = writer
         self.metrics = metrics
         self.decoder = decoder
@@ -73,16 +75,28 @@ class IngestService:
         self.budget = InflightBudget(max_inflight_bytes, metrics)
         self.api_keys = api_keys
         self.api_key_header = api_key_header.lower()
+        self.stored_keys = stored_keys
+        self.require_key = require_key
+
+    def key_required(self) -> bool:
+        """A key is required once any exists (ingest.api_keys, or one a team created in the metadata store,
+        even revoked), or when ingest.require_key says so; while the store was never read, too."""
+        if self.api_keys or self.require_key:
+            return True
+        return self.stored_keys is not None and self.stored_keys.required is not False
 
     def tenant(self, credential: str | None) -> str:
-        """The tenant for the API key header's value; 'default' when no keys are configured."""
-        if not self.api_keys:
-            return "default"
+        """The tenant for the API key header's value; DEFAULT_TENANT when no key is required."""
+        if not self.key_required():
+            return DEFAULT_TENANT
         if credential and self.api_key_header == "authorization":
             scheme, _, credential = credential.partition(" ")
             if scheme.lower() != "bearer":
                 credential = ""
-        tenant = self.api_keys.get((credential or "").strip())
+        credential = (credential or "").strip()
+        tenant = self.api_keys.get(credential) if credential else None
+        if tenant is None and credential and self.stored_keys is not None:
+            tenant = self.stored_keys.tenant(credential)
         if tenant is None:
             raise Unauthenticated(f"a valid API key is required in the {self.api_key_header} header")
         return tenant

@@ -17,6 +17,7 @@ from maple.topics import (
     HEADER_SOURCE_RANGE,
     HEADER_STAGE,
     HEADER_TABLE,
+    HEADER_TENANT,
     HEADER_TOKEN,
     SourcePosition,
 )
@@ -29,10 +30,15 @@ def _error(error: BaseException | str) -> bytes:
     return text.encode(errors="replace")[:MAX_ERROR_BYTES]
 
 
-def worker_letter(value: bytes, source: SourcePosition, error: BaseException | str, group: str) -> Record:
-    """A record a worker could not process, as it came, and which group gave up on it (for redrives)."""
-    return Record(DEAD_LETTER.name, value, [(HEADER_STAGE, b"worker"), (HEADER_ERROR, _error(error)),
-                                            (HEADER_SOURCE, source.header()), (HEADER_GROUP, group.encode())])
+def worker_letter(value: bytes, source: SourcePosition, error: BaseException | str, group: str,
+                  tenant: bytes | None = None) -> Record:
+    """A record a worker could not process, as it came, which group gave up on it, and its tenant (a redrive
+    produces it back with that tenant, so its rows land with the team that sent them)."""
+    headers: Headers = [(HEADER_STAGE, b"worker"), (HEADER_ERROR, _error(error)), (HEADER_SOURCE, source.header()),
+                        (HEADER_GROUP, group.encode())]
+    if tenant is not None:
+        headers.append((HEADER_TENANT, tenant))
+    return Record(DEAD_LETTER.name, value, headers)
 
 
 def sink_letter(block: bytes, table: str, error: str, code: int | None, token: str, source_range: str) -> Record:

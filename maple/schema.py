@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
+from maple.topics import DEFAULT_TENANT
+
 VERSIONS_TABLE = "maple_schema_versions"
 
 
@@ -86,6 +88,8 @@ class Table:
     shard_by: tuple[tuple[str, str], ...]  # (column, type) the sharding key reads: the sink routes by them
     sharding_key: str                      # the Distributed sharding key over those columns
     indexes: tuple[Index, ...] = ()        # indexes whose type depends on the server version
+    ttl_seconds: str = ""                  # the retention's end as a DateTime expression with {seconds}, instead
+                                           # of ttl_from + toIntervalDay (migration 4's, which never wraps around)
 
     def body(self, target: Target) -> str:
         if "{indexes}" not in self.columns:
@@ -93,7 +97,11 @@ class Table:
         return self.columns.replace("{indexes}", ",\n    ".join(i.render(target) for i in self.indexes))
 
     def ttl(self, days: int) -> str:
-        return f"\nTTL {self.ttl_from} + toIntervalDay({days})" if days else ""
+        if not days:
+            return ""
+        if self.ttl_seconds:
+            return f"\nTTL {self.ttl_seconds.format(seconds=days * 86400)}"
+        return f"\nTTL {self.ttl_from} + toIntervalDay({days})"
 
 
 @dataclass(frozen=True)
@@ -181,6 +189,36 @@ class Upgrade:
 
 
 @dataclass(frozen=True)
+class ViewUpgrade:
+    """Tables a materialized view connects, upgraded together with the view's query.
+
+    Empty tables (a fresh install) are rebuilt like any `Upgrade`, with the view dropped first and created
+    again after them: a view must not follow a table renamed aside. Tables with rows gain their columns in
+    place and the view gets its new query with ``ALTER TABLE ... MODIFY QUERY``, which is atomic: no insert
+    into the source table passes while the view is missing."""
+
+    upgrades: tuple[Upgrade, ...]
+    view: View
+
+    def drop(self, target: Target) -> str:
+        return f"DROP VIEW IF EXISTS `{target.database}`.{self.view.name}{target.on_cluster} SYNC"
+
+    def modify(self, target: Target) -> str:
+        db = target.database
+        select = self.view.select.replace("{source}", f"`{db}`.{target.storage_name(self.view.source)}")
+        return f"ALTER TABLE `{db}`.{self.view.name}{target.on_cluster} MODIFY QUERY {select}"
+
+    def rebuild(self, target: Target) -> list[str]:
+        out = [self.drop(target)]
+        for item in self.upgrades:
+            out.extend(item.renames(target) + item.replace(target))
+        return out + [self.view.create(target)]
+
+    def alter(self, target: Target) -> list[str]:
+        return [s for item in self.upgrades for s in item.alter(target)] + [self.modify(target)]
+
+
+@dataclass(frozen=True)
 class TtlChange:
     """A new retention expression for a table that exists (ALTER TABLE ... MODIFY TTL), with the target's
     ttl_days. Nothing for ttl_days 0 (no retention, no TTL to change). Parts already written keep the TTL
@@ -210,20 +248,22 @@ def saturating_ttl(dt64_column: str) -> str:
 class Migration:
     version: int
     name: str
-    objects: tuple[Table | View | Upgrade | TtlChange, ...]
+    objects: tuple[Table | View | Upgrade | ViewUpgrade | TtlChange, ...]
 
 
 def statements(migration: Migration, target: Target) -> list[str]:
     """Every statement of `migration` for `target`, in order (tables before the views that join them).
 
-    An `Upgrade` renders as on a fresh install (its table is empty): renamed aside, dropped, re-created.
-    `apply` takes the in-place path instead when the table holds rows."""
+    An `Upgrade` (and a `ViewUpgrade`) renders as on a fresh install (its table is empty): renamed aside,
+    dropped, re-created. `apply` takes the in-place path instead when the table holds rows."""
     out: list[str] = []
     for item in migration.objects:
         if isinstance(item, Table):
             out.extend(create_table(item, target))
         elif isinstance(item, Upgrade):
             out.extend(item.renames(target) + item.replace(target) if item.rebuild else item.alter(target))
+        elif isinstance(item, ViewUpgrade):
+            out.extend(item.rebuild(target))
         elif isinstance(item, TtlChange):
             out.extend(item.statements(target))
         else:
@@ -497,14 +537,69 @@ TTL_WITHOUT_WRAPAROUND = Migration(4, "retention that never wraps around past 21
     TtlChange("otel_traces_trace_id_ts", "toDateTime(least(toUInt64(toUnixTimestamp(Start)) + {seconds}, 4294967295))"),
 ))
 
-MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES, EXPORTER_GENERATION, TTL_WITHOUT_WRAPAROUND)
+# -- migration 5: the tenant ---------------------------------------------------------------------------
+
+# Every row carries the team (tenant) whose ingest key sent it: the sink appends the column to each row batch
+# from the batch's maple.tenant header (sinks/batch.py), never from the sender's data. LowCardinality: a
+# deployment has a handful to a few thousand tenants, and with the column first in the sort key a part holds
+# long runs of one value, so its dictionary stays small and a tenant filter compares dictionary positions.
+# First in the key, so that the primary index narrows every query (the query service restricts each one to
+# the caller's team, docs/teams.md) to that team's granules before anything else; a single-tenant install
+# pays nothing (one value). Last in the column list: readers that name their columns (the exporter, Grafana,
+# HyperDX) never see it, and `SELECT *` shows it at the end. Rows written before the column existed read as
+# the default tenant, which is what the ingest gave them without keys.
+TENANT_COLUMN = "Tenant"
+_TENANT = f"{TENANT_COLUMN} LowCardinality(String) DEFAULT '{DEFAULT_TENANT}' CODEC(ZSTD(1))"
+
+
+# The retention of the tables migration 5 re-creates: migration 4's, which never wraps around.
+_RETENTION = {item.table: item.expression for item in TTL_WITHOUT_WRAPAROUND.objects if isinstance(item, TtlChange)}
+
+
+def _with_tenant(table: Table) -> Table:
+    """`table` with the tenant column (before its indexes), the tenant first in its sort key, and migration 4's
+    retention."""
+    columns = table.columns
+    at = min((i for i in (columns.find("\n    INDEX "), columns.find("\n    {indexes}")) if i >= 0), default=-1)
+    if at < 0:
+        columns = f"{columns},\n    {_TENANT}"
+    else:
+        columns = f"{columns[:at]}\n    {_TENANT},{columns[at:]}"
+    keys = table.keys.replace("PRIMARY KEY (", f"PRIMARY KEY ({TENANT_COLUMN}, ").replace(
+        "ORDER BY (", f"ORDER BY ({TENANT_COLUMN}, ")
+    return dataclasses.replace(table, columns=columns, keys=keys, ttl_seconds=_RETENTION[table.name])
+
+
+def _tenant_upgrade(table: Table) -> Upgrade:
+    return Upgrade(_with_tenant(table), (_TENANT,))
+
+
+_METRIC_TABLES_V1 = tuple(item for item in LOGS_AND_METRICS.objects
+                          if isinstance(item, Table) and item.name.startswith("otel_metrics_"))
+TRACE_ID_TS_VIEW_V4 = View("otel_traces_trace_id_ts_mv", "otel_traces", "otel_traces_trace_id_ts", f"""\
+SELECT {TENANT_COLUMN}, TraceId, min(toDateTime(Timestamp)) AS Start, max(toDateTime(Timestamp)) AS End
+FROM {{source}}
+WHERE TraceId != ''
+GROUP BY {TENANT_COLUMN}, TraceId""")
+
+TENANTS = Migration(5, "the tenant: a Tenant column in every table, first in the sort key of tables without rows", (
+    _tenant_upgrade(LOGS_TABLE_V3),
+    *(_tenant_upgrade(table) for table in _METRIC_TABLES_V1),
+    # The trace-id lookup is keyed by (tenant, trace id): two teams' traces with one id stay apart.
+    ViewUpgrade((_tenant_upgrade(TRACES_TABLE_V3), _tenant_upgrade(TRACE_ID_TS_TABLE)), TRACE_ID_TS_VIEW_V4),
+))
+
+MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES, EXPORTER_GENERATION, TTL_WITHOUT_WRAPAROUND, TENANTS)
 # The newest definition of each table (a later migration's Upgrade supersedes the table it replaces).
 TABLES: dict[str, Table] = {}
 for _migration in MIGRATIONS:
     for _item in _migration.objects:
-        if isinstance(_item, (Table, Upgrade)):
-            _table = _item.table if isinstance(_item, Upgrade) else _item
-            TABLES[_table.name] = _table
+        for _one in (_item.upgrades if isinstance(_item, ViewUpgrade) else (_item,)):
+            if isinstance(_one, (Table, Upgrade)):
+                _table = _one.table if isinstance(_one, Upgrade) else _one
+                TABLES[_table.name] = _table
+# The tables whose rows carry TENANT_COLUMN (every table Maple writes).
+TENANT_TABLES: tuple[str, ...] = tuple(sorted(TABLES))
 
 
 # -- applying ----------------------------------------------------------------------------------------
@@ -578,6 +673,23 @@ def upgrade(client: Client, item: Upgrade, target: Target, say: Callable[[str], 
     return how
 
 
+def upgrade_with_view(client: Client, item: ViewUpgrade, target: Target, say: Callable[[str], None]) -> str:
+    """Run one `ViewUpgrade`; returns how ("replaced" or "altered in place")."""
+    if all(not _count(client, target.database, u.table.name) for u in item.upgrades):
+        client.command(item.drop(target))
+        for one in item.upgrades:
+            upgrade(client, one, target, say)
+        client.command(item.view.create(target))
+        return "replaced"
+    for one in item.upgrades:
+        for statement in one.alter(target):
+            client.command(statement)
+    client.command(item.modify(target))
+    say(f"  {', '.join(u.table.name for u in item.upgrades)} hold rows: they keep their sort keys and gain the new "
+        "columns (docs/schema.md)")
+    return "altered in place"
+
+
 def apply(client: Client, database: str | Target, ttl_days: int = 30, migrations: tuple[Migration, ...] = MIGRATIONS,
           say: Callable[[str], None] = print) -> list[Migration]:
     """Bring the database up to the newest migration; returns the migrations that ran.
@@ -601,6 +713,9 @@ def apply(client: Client, database: str | Target, ttl_days: int = 30, migrations
         for item in migration.objects:
             if isinstance(item, Upgrade):
                 upgrade(client, item, target, say)
+                continue
+            if isinstance(item, ViewUpgrade):
+                upgrade_with_view(client, item, target, say)
                 continue
             if isinstance(item, TtlChange):
                 for statement in item.statements(target):

@@ -119,6 +119,12 @@ class IngestSettings:
                                         secret=True)
     api_key_header: str = setting("authorization", "Header (gRPC metadata key) carrying the API key; for "
                                   "'authorization' the value is 'Bearer <key>'.")
+    require_key: bool = setting(False, "Refuse requests without a valid key even before any key exists. Without "
+                                       "it, the ingest takes data without a key (tenant 'default') until the first "
+                                       "key is configured (api_keys) or created (`maple keys create`, the API).")
+    keys_refresh_s: float = setting(5.0, "How often the ingest re-reads the ingest keys teams created in the "
+                                         "metadata store (api.metadata_url): a new or revoked key takes effect "
+                                         "within this time.", minimum=0.5)
 
 
 @dataclass(frozen=True)
@@ -235,9 +241,11 @@ class ApiSettings:
                                      "hosts).")
     port: int = setting(8080, "HTTP port of the query service: the API under /api/v1, OpenAPI at /api/openapi.json, "
                               "the web UI at /.", minimum=1, maximum=65535)
-    metadata_url: str = setting("", "SQLAlchemy URL of the metadata store (operator-added sources; later teams, "
-                                    "saved searches), e.g. postgresql+psycopg://user:pass@db/maple. Empty: a SQLite "
-                                    "file at <data_dir>/api/metadata.db. Migrations run at start.", secret=True)
+    metadata_url: str = setting("", "SQLAlchemy URL of the metadata store (teams, users, API keys, sources, alerts, "
+                                    "saved searches, dashboards), e.g. postgresql+psycopg://user:pass@db/maple; "
+                                    "several `maple api` replicas need a shared one. Empty: a SQLite file at "
+                                    "<data_dir>/api/metadata.db. Migrations run at start. The ingest reads the "
+                                    "ingest keys from it too.", secret=True)
     ui_dir: str = setting("", "Directory of the built web UI served at /. Empty: ui/dist next to the query package, "
                               "when it exists.")
     max_execution_time_s: int = setting(30, "ClickHouse max_execution_time for every query the API runs: a slower "
@@ -261,6 +269,29 @@ class ApiSettings:
     health_interval_s: float = setting(10.0, "How often the health monitor measures Kafka, ClickHouse, lag and dead "
                                              "letters; /api/v1/health answers from its last measurement.",
                                        minimum=1)
+    secure_cookies: bool = setting(False, "Mark the login cookie Secure (sent over HTTPS only). Set it when the API "
+                                          "is served over TLS, directly or behind a proxy.")
+    session_ttl_s: int = setting(7 * 86400, "A login session ends after this long without a request.", minimum=60)
+    login_attempts: int = setting(5, "Failed logins allowed per account and source address in login_window_s; then "
+                                     "429 until the window passes (four times as many per account from any "
+                                     "source, ten times as many per source for any account).", minimum=1)
+    login_window_s: int = setting(900, "The window of login_attempts, in seconds.", minimum=1)
+    alerts: bool = setting(True, "Evaluate alert rules in this process (one `maple api` of a deployment does at a "
+                                 "time: a lease in the metadata store elects it).")
+    alert_tick_s: float = setting(5.0, "How often the alert evaluator looks for rules that are due.", minimum=0.1)
+    alert_lease_s: float = setting(30.0, "How long the evaluator's lease lasts without renewal: after a leader "
+                                         "dies, another replica takes over within this time.", minimum=2)
+    alert_workers: int = setting(4, "Rules evaluated at once (a slow query delays only its own rule).", minimum=1,
+                                 maximum=64)
+    webhook_timeout_s: float = setting(5.0, "Timeout of one webhook attempt.", minimum=0.1)
+    webhook_retries: int = setting(6, "Attempts of a webhook delivery before it is given up (backoff doubles from "
+                                      "2 s).", minimum=1, maximum=30)
+    webhook_private_targets: bool = setting(False, "Allow webhook URLs on loopback, private and link-local "
+                                                   "addresses. Off: a team cannot make the API call services "
+                                                   "inside its network (ClickHouse, the metadata database).")
+    ingest_metrics_urls: tuple[str, ...] = setting((), "The ingest's Prometheus /metrics URLs, for pipeline alerts "
+                                                       "on refused requests. Empty: the local ingest "
+                                                       "(http://<ingest.host>:<ingest.http_port>/metrics).")
 
 
 @dataclass(frozen=True)
@@ -500,11 +531,18 @@ def _check_embedded_bind(settings: Settings) -> None:
 
 
 def _check_api_keys(settings: Settings) -> None:
+    from maple.tenants import TenantError, check
+
     for entry in settings.ingest.api_keys:
         key, sep, tenant = entry.partition("=")
         if not sep or not key.strip() or not tenant.strip():
             raise SettingsError("invalid value for ingest.api_keys (MAPLE_INGEST_API_KEYS): an entry is not "
                                 "key=tenant; expected entries like 's3cr3t=team-a'")
+        try:
+            check(tenant.strip())
+        except TenantError as exc:
+            raise SettingsError(f"invalid value for ingest.api_keys (MAPLE_INGEST_API_KEYS): the tenant of an entry: "
+                                f"{exc}") from None
 
 
 def _check_tls(settings: Settings) -> None:

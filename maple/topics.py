@@ -43,7 +43,8 @@ STAGE_TOPICS: dict[str, tuple[Topic, ...]] = {
 }
 
 # Record headers on raw topics.
-HEADER_TENANT = "maple.tenant"          # tenant name from the API key, "default" without keys
+HEADER_TENANT = "maple.tenant"          # tenant name from the API key, DEFAULT_TENANT without keys
+DEFAULT_TENANT = "default"              # the tenant of data sent without a key (and of rows older than tenants)
 HEADER_ENCODING = "maple.encoding"      # the client's original encoding: "protobuf" or "json"
 HEADER_RECEIVED_NS = "maple.received"   # ingest receive time, Unix nanoseconds as decimal ASCII
 
@@ -52,7 +53,8 @@ HEADER_RECEIVED_NS = "maple.received"   # ingest receive time, Unix nanoseconds 
 HEADER_TABLE = "maple.table"            # target table name, e.g. otel_logs
 HEADER_ROWS = "maple.rows"              # row count, decimal ASCII
 HEADER_SOURCE = "maple.source"          # "<topic>/<partition>/<offset>/<part>" of the record it came from
-# HEADER_TENANT and HEADER_RECEIVED_NS are carried over from the raw record.
+# HEADER_TENANT and HEADER_RECEIVED_NS are carried over from the raw record (the sampler's output batches
+# hold one tenant each and carry it too); the sink writes HEADER_TENANT into every row's Tenant column.
 HEADER_TICK = "maple.tick"              # on otel.spans: no rows, only moves the sampler's stream clock
 HEADER_READ = "maple.read"              # on a tick: the next offset its sampler was to read (its progress);
                                         # the tick's HEADER_GROUP names the sampler's (worker) group
@@ -67,6 +69,7 @@ HEADER_TOKEN = "maple.token"            # the insert deduplication token the row
 HEADER_SOURCE_RANGE = "maple.source_range"  # "<topic>/<partition>/<first>-<last>" of the sink batch
 HEADER_GROUP = "maple.group"            # the worker group of a dead letter (`maple dlq redrive`) or of a tick
 HEADER_REDRIVEN = "maple.redriven"      # on a record `maple dlq redrive` produced: "maple.dlq/<partition>/<offset>"
+# A worker's dead letter keeps the raw record's HEADER_TENANT, and a redrive puts it back on the raw record.
 
 
 @dataclass(frozen=True, order=True)

@@ -44,6 +44,7 @@ from maple.topics import (
     HEADER_SOURCE_RANGE,
     HEADER_STAGE,
     HEADER_TABLE,
+    HEADER_TENANT,
     HEADER_TOKEN,
     SourcePosition,
 )
@@ -269,9 +270,10 @@ def redrive(settings: Settings, *, timeout_s: float = 300.0, say: Callable[[str]
                     result.letters += 1
                 elif letter.stage == "worker" and letter.source:
                     source = SourcePosition.parse(letter.source.encode())
-                    producer.produce(source.topic, value=letter.value, on_delivery=delivered,
-                                     headers=[(HEADER_REDRIVEN, f"{DEAD_LETTER.name}/{letter.id.replace(':', '/')}"
-                                               .encode())])
+                    headers: list[tuple[str, str | bytes | None]] = [
+                        (HEADER_REDRIVEN, f"{DEAD_LETTER.name}/{letter.id.replace(':', '/')}".encode())]
+                    headers += [(k, v) for k, v in letter.headers if k == HEADER_TENANT]  # the team that sent it
+                    producer.produce(source.topic, value=letter.value, on_delivery=delivered, headers=headers)
                     settle(f"dead letter {letter.id}: producing it back to {source.topic}")
                     result.raw_records_produced += 1
                     result.letters += 1

@@ -22,6 +22,9 @@ across kills and rebalances (docs/traces.md):
 * **Positions.** The rows emitted at the message at offset `o` are grouped by the offset where their
   trace was first seen, and each group is stamped (`o`, group): a restarted sampler re-creates every
   group after its restart point identically, so the sink recognises copies by position.
+* **Tenants.** A trace is a tenant's trace id: spans of two tenants that share an id are two traces,
+  decided apart, and a group is split by tenant (in name order), so every emitted batch belongs to one
+  tenant and carries it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from maple.topics import DEFAULT_TENANT
 from processors.sampling import SamplingConfig, Trace, build_policies, decide_weight
 from processors.traces import COLUMNS, SAMPLE_RATE
 
@@ -47,6 +51,7 @@ class SpanBatch:
     source_position: tuple[int, int] | None = None  # (raw offset, part)
     raw_partition: int | None = None
     progress: dict[int, int] | None = None  # a tick: how far each raw partition has arrived (ms)
+    tenant: str = DEFAULT_TENANT           # whose spans these are (the batch's maple.tenant header)
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Emission:
 
     first_offset: int
     columns: dict[str, list[Any]]
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass
@@ -87,7 +93,9 @@ class _Decided:
 
 
 # Sampled spans by the offset of their trace's first span: (span batch columns, row, the span's weight).
-Groups = dict[int, list[tuple[dict[str, list[Any]], int, float]]]
+# A trace: (tenant, trace id). Emissions: (first offset, tenant) -> the spans to write with their weights.
+TraceKey = tuple[str, str]
+Groups = dict[tuple[int, str], list[tuple[dict[str, list[Any]], int, float]]]
 
 
 @dataclass
@@ -101,13 +109,13 @@ class PartitionSampler:
     def __post_init__(self) -> None:
         self._policies = build_policies(self.config, self.rate_share)  # its own: policies keep rate budgets
         self._progress: dict[int, int] = {}      # raw partition -> latest ingest time arrived (ms)
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()       # in first-seen order
-        self._due: list[tuple[int, int, str]] = []  # heap of (due time, arrival number, trace id)
+        self._pending: OrderedDict[TraceKey, _Pending] = OrderedDict()       # in first-seen order
+        self._due: list[tuple[int, int, TraceKey]] = []  # heap of (due time, arrival number, trace)
         self._arrivals = 0
         self._ticks: list[int] = []              # tick offsets at or after the safe offset, increasing
         self._blocked: set[int] = set()          # ticks a restart must not begin at: a trace straddles them
-        self._sampled: OrderedDict[str, _Decided] = OrderedDict()       # in decision order
-        self._not_sampled: OrderedDict[str, _Decided] = OrderedDict()
+        self._sampled: OrderedDict[TraceKey, _Decided] = OrderedDict()       # in decision order
+        self._not_sampled: OrderedDict[TraceKey, _Decided] = OrderedDict()
         self._alive: dict[int, int] = {}         # first offset -> traces pending or cached
         self._alive_order: deque[int] = deque()  # the first offsets in _alive, increasing
         self._watermarks: dict[str, tuple[tuple[int, int], int]] = {}  # source -> (position, offset seen)
@@ -152,7 +160,7 @@ class PartitionSampler:
         while len(self._pending) > self.config.num_traces:
             self.counts.forced_out += 1
             self._decide(*self._pending.popitem(last=False), groups)
-        return [Emission(first, _gather(spans)) for first, spans in sorted(groups.items())]
+        return [Emission(first, _gather(spans), tenant) for (first, tenant), spans in sorted(groups.items())]
 
     def _is_copy(self, batch: SpanBatch) -> bool:
         if batch.source_key is None or batch.source_position is None:
@@ -172,30 +180,32 @@ class PartitionSampler:
         assert cols is not None
         offset, due = batch.offset, batch.timestamp_ms + self.config.decision_wait_ms
         pending, sampled, not_sampled = self._pending, self._sampled, self._not_sampled
+        tenant = batch.tenant
         for row, trace_id in enumerate(cols["TraceId"]):
-            entry = pending.get(trace_id)
+            key = (tenant, trace_id)
+            entry = pending.get(key)
             if entry is not None:
                 entry.trace.spans.append((cols, row))
                 entry.last_offset = offset
                 continue
             if not trace_id:  # no trace to wait for: keep the span as it is
-                groups.setdefault(offset, []).append((cols, row, 1.0))
+                groups.setdefault((offset, tenant), []).append((cols, row, 1.0))
                 self.counts.spans_sampled += 1
                 continue
-            decided = sampled.get(trace_id)
+            decided = sampled.get(key)
             if decided is not None:
                 decided.last_offset = offset
-                groups.setdefault(decided.first_offset, []).append((cols, row, decided.weight))
+                groups.setdefault((decided.first_offset, tenant), []).append((cols, row, decided.weight))
                 self.counts.late_spans_sampled += 1
                 continue
-            decided = not_sampled.get(trace_id)
+            decided = not_sampled.get(key)
             if decided is not None:
                 decided.last_offset = offset
                 self.counts.late_spans_dropped += 1
                 continue
-            pending[trace_id] = _Pending(Trace(trace_id, [(cols, row)]), offset, due, offset)
+            pending[key] = _Pending(Trace(trace_id, [(cols, row)]), offset, due, offset)
             self._arrivals += 1
-            heapq.heappush(self._due, (due, self._arrivals, trace_id))
+            heapq.heappush(self._due, (due, self._arrivals, key))
             self._pin(offset)
         if len(self._due) > 2 * len(pending) + 1024:  # entries of traces forced out early: drop them
             self._due = [entry for entry in self._due if entry[2] in pending and pending[entry[2]].due_ms == entry[0]]
@@ -206,31 +216,31 @@ class PartitionSampler:
     def _decide_due(self, groups: Groups) -> None:
         clock, pending, heap = self.clock_ms, self._pending, self._due
         while heap and heap[0][0] <= clock:
-            due, _, trace_id = heapq.heappop(heap)
-            entry = pending.get(trace_id)
+            due, _, key = heapq.heappop(heap)
+            entry = pending.get(key)
             if entry is None or entry.due_ms != due:  # decided already (forced out)
                 continue
-            del pending[trace_id]
-            self._decide(trace_id, entry, groups)
+            del pending[key]
+            self._decide(key, entry, groups)
 
-    def _decide(self, trace_id: str, entry: _Pending,
+    def _decide(self, key: TraceKey, entry: _Pending,
                 groups: Groups) -> None:
         trace = entry.trace
         record = _Decided(entry.first_offset, entry.last_offset, self.clock_ms)
         weight = decide_weight(self._policies, trace, self.clock_ms // 1000)
         if weight is not None:
             record.weight = weight
-            groups.setdefault(entry.first_offset, []).extend((cols, row, weight) for cols, row in trace.spans)
+            groups.setdefault((entry.first_offset, key[0]), []).extend((cols, row, weight) for cols, row in trace.spans)
             self.counts.traces_sampled += 1
             self.counts.spans_sampled += trace.span_count
-            self._remember(self._sampled, trace_id, record, self.config.sampled_cache_size)
+            self._remember(self._sampled, key, record, self.config.sampled_cache_size)
         else:
             self.counts.traces_not_sampled += 1
             self.counts.spans_not_sampled += trace.span_count
-            self._remember(self._not_sampled, trace_id, record, self.config.non_sampled_cache_size)
+            self._remember(self._not_sampled, key, record, self.config.non_sampled_cache_size)
 
-    def _remember(self, cache: OrderedDict[str, _Decided], trace_id: str, record: _Decided, size: int) -> None:
-        cache[trace_id] = record
+    def _remember(self, cache: OrderedDict[TraceKey, _Decided], key: TraceKey, record: _Decided, size: int) -> None:
+        cache[key] = record
         while len(cache) > size:
             self.counts.cache_evictions += 1
             self._forget(cache.popitem(last=False)[1])

@@ -20,14 +20,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from maple import __version__
 from maple.settings import Settings
 from maple.tls import ServerTLS
+from query.auth import Auth
 from query.context import Context
 from query.errors import ApiError
 from query.health import HealthMonitor
 from query.models import ReadyResponse
 from query.reader import QUERY_TIMES, Reader
-from query.routes import health, logs, metrics, sources, sql, traces
+from query.routes import access, alerts, health, logs, metrics, saved, sources, sql, traces
 from query.sources import Sources
 from query.store import Store, open_store
+from query.teams import TeamsError
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,7 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
 
 
 def create_app(settings: Settings, *, reader: Reader | None = None, store: Store | None = None,
-               health_monitor: bool = True, context: Context | None = None) -> FastAPI:
+               health_monitor: bool = True, context: Context | None = None, alerts_evaluator: bool = True) -> FastAPI:
     """The app; the reader, the metadata store (migrated) and the health monitor open in its lifespan.
 
     A caller that manages them itself (tests driving the app without a lifespan) passes `context`."""
@@ -129,10 +131,21 @@ def create_app(settings: Settings, *, reader: Reader | None = None, store: Store
         the_reader = reader or Reader(settings)
         the_store = store or open_store(settings)
         monitor = HealthMonitor(settings, the_reader) if health_monitor else None
-        app.state.context = Context(settings, the_reader, Sources(the_reader, the_store), the_store, monitor)
+        base = Context(settings, the_reader, Sources(the_reader, the_store), the_store, monitor,
+                       auth=Auth(settings, the_store))
+        app.state.context = base
+        evaluator = None
+        if settings.api.alerts and alerts_evaluator:
+            from query.alerts.engine import Evaluator
+
+            evaluator = Evaluator(base)
+            evaluator.start()
+        app.state.evaluator = evaluator
         try:
             yield
         finally:
+            if evaluator is not None:
+                evaluator.stop()
             if monitor is not None:
                 monitor.stop()
             if reader is None:
@@ -148,6 +161,14 @@ def create_app(settings: Settings, *, reader: Reader | None = None, store: Store
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(TeamsError)
+    async def teams_error(_: Request, exc: TeamsError) -> JSONResponse:
+        response = _error(exc.status, exc.code, str(exc), exc.field)
+        if exc.status == 429:
+            digits = "".join(c for c in str(exc).rsplit(" in ", 1)[-1] if c.isdigit())
+            response.headers["Retry-After"] = digits or "60"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -171,7 +192,7 @@ def create_app(settings: Settings, *, reader: Reader | None = None, store: Store
 
     app.add_middleware(ServerTiming)
     app.add_middleware(SecureCookies)
-    for module in (logs, traces, metrics, sql, sources, health):
+    for module in (access, logs, traces, metrics, sql, sources, health, alerts, saved):
         app.include_router(module.router, prefix=API_PREFIX)
 
     @app.get("/readyz", response_model=ReadyResponse, tags=["health"], summary="200 once ClickHouse answers",

@@ -375,3 +375,114 @@ class HealthResponse(Model):
 class ReadyResponse(Model):
     ready: bool
     detail: str
+
+
+# -- teams and access (docs/teams.md) ----------------------------------------------------------------------
+
+Role = Literal["viewer", "editor", "admin"]
+
+
+class LoginRequest(Model):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1024)
+    team: str | None = Field(None, max_length=64, description="the team to work in (default: your first)")
+
+
+class TeamInfo(Model):
+    slug: str = Field(description="the team's tenant name: the Tenant column of its rows")
+    name: str = ""
+    role: Role | None = None
+
+
+class MeResponse(Model):
+    email: str | None = Field(description="the user; null for an API key")
+    superuser: bool
+    team: str = Field(description="the team every query is restricted to")
+    role: Role
+    teams: list[TeamInfo] = Field(description="the teams you may switch to")
+    key: str | None = Field(None, description="the API key's prefix, when called with one")
+
+
+class TeamSwitch(Model):
+    team: str = Field(max_length=64)
+
+
+class TeamCreate(Model):
+    slug: str = Field(max_length=64, description="letters, digits, _ . -; the Tenant value of the team's rows")
+    name: str = Field("", max_length=200)
+
+
+class TeamsResponse(Model):
+    teams: list[TeamInfo]
+
+
+class UserInfo(Model):
+    id: int
+    email: str
+    name: str
+    role: Role
+    superuser: bool
+    disabled: bool
+
+
+class UsersResponse(Model):
+    users: list[UserInfo]
+
+
+class UserCreate(Model):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1024, description="at least 12 characters (ignored for an existing user, "
+                                                       "who is added to the team)")
+    role: Role = "viewer"
+    name: str = Field("", max_length=200)
+
+
+class RoleChange(Model):
+    role: Role
+
+
+class PasswordChange(Model):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+
+
+class KeyInfo(Model):
+    id: int
+    team: str
+    kind: Literal["ingest", "query"]
+    role: Role | None = Field(description="what a query key may do; null for an ingest key")
+    name: str
+    prefix: str = Field(description="the key's first characters, to tell it apart")
+    created_at: float = Field(description="Unix seconds")
+    created_by: str
+    last_used_at: float | None
+    revoked_at: float | None
+
+
+class KeysResponse(Model):
+    keys: list[KeyInfo]
+
+
+class KeyCreate(Model):
+    kind: Literal["ingest", "query"]
+    name: str = Field("", max_length=200)
+    role: Role | None = Field(None, description="query keys: viewer (default), editor or admin")
+
+
+class KeyCreated(Model):
+    key: KeyInfo
+    secret: str = Field(description="the key itself: shown this once, stored only as a hash")
+
+
+class AuditRecord(Model):
+    at: float
+    actor: str
+    action: str
+    target: str
+    outcome: Literal["ok", "denied"]
+    detail: dict[str, Any]
+    source: str
+
+
+class AuditResponse(Model):
+    records: list[AuditRecord]

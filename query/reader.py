@@ -10,26 +10,31 @@ Every query of every endpoint goes through `Reader.select`, which
 * turns ClickHouse errors into `ApiError`s: limits -> 422, ClickHouse unreachable -> 503, errors of a
   user's own SQL (the SQL endpoint) -> 400, anything else -> 500 (a bug in the SQL the API built).
 
+* restricts every query to one team (`Reader.scoped`): ClickHouse's ``additional_table_filters`` on every
+  table with a Tenant column, and for SQL a user wrote (``user_sql``) a check with ClickHouse's own parser
+  that it reads nothing else (query/isolation.py). A reader without a team reads no tenant rows at all.
+
 Nothing else in ``query/`` imports clickhouse-connect or ``maple.clickhouse`` (a unit test checks it), so
-the per-team restriction (issue 16) has one place to go: `Reader.select` (for instance ClickHouse's
-``additional_table_filters`` setting keyed by table, or a predicate the builders must take from here).
+the per-team restriction cannot be bypassed by a new endpoint: it has only this way to ClickHouse.
 """
 
 from __future__ import annotations
 
 import contextvars
+import copy
 import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
 from maple import clickhouse
 from maple.settings import Settings
+from query import isolation
 from query.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -128,8 +133,19 @@ def _clean_message(exc: BaseException) -> str:
     return text.strip()[:1000]
 
 
+class _Connection:
+    """What every scoped view of one Reader shares: the client, its lock, the schema cache."""
+
+    def __init__(self) -> None:
+        self.client: Client | None = None
+        self.lock = threading.Lock()
+        self.schemas: dict[tuple[str, str], _Schema] = {}
+        self.tables: tuple[float, frozenset[str]] | None = None
+
+
 class Reader:
-    """ClickHouse for the query service: one long-lived client, bound parameters, read-only, bounded."""
+    """ClickHouse for the query service: one long-lived client, bound parameters, read-only, bounded, and
+    restricted to one team (`scoped`)."""
 
     def __init__(self, settings: Settings, database: str | None = None) -> None:
         self.settings = settings
@@ -137,35 +153,51 @@ class Reader:
         api = settings.api
         self.limits = Limits(api.max_execution_time_s, api.max_result_rows, api.max_result_bytes,
                              api.max_memory_bytes)
-        self._client: Client | None = None
-        self._lock = threading.Lock()
-        self._schemas: dict[tuple[str, str], _Schema] = {}
+        self._shared = _Connection()
+        self.tenant: str | None = None
+        self._source_tables: dict[str, bool] = {}  # a team's source tables (db.table) -> has a Tenant column
+        self._filters = isolation.table_filters(self.database, None)
+
+    def scoped(self, tenant: str, source_tables: Mapping[str, bool] | None = None) -> Self:
+        """This reader restricted to `tenant`'s rows, sharing the client and caches. `source_tables`: the
+        team's source tables (`db.table`), True for those with a Tenant column (filtered like Maple's)."""
+        view = copy.copy(self)
+        view.tenant = tenant
+        view._source_tables = dict(source_tables or {})
+        view._filters = isolation.table_filters(self.database, tenant,
+                                                [name for name, tenanted in view._source_tables.items() if tenanted])
+        return view
 
     # -- the client ------------------------------------------------------------------------------------
 
     def _connect(self) -> Client:
-        with self._lock:
-            if self._client is None:
+        shared = self._shared
+        with shared.lock:
+            if shared.client is None:
                 try:
-                    self._client = clickhouse.connect(self.settings, database=self.database, in_process=False)
+                    client = clickhouse.connect(self.settings, database=self.database, in_process=False)
+                    _check_filters(client)
+                    shared.client = client
                 except clickhouse.ClickHouseUnavailable as exc:
                     raise ApiError(503, "unavailable", f"ClickHouse is not reachable: {exc}") from exc
                 except (OperationalError, DatabaseError) as exc:
                     raise ApiError(503, "unavailable", f"ClickHouse is not reachable: {_clean_message(exc)}") from exc
-            return self._client
+            return shared.client
 
     def _drop(self, client: Client) -> None:
-        with self._lock:
-            if self._client is client:
-                self._client = None
+        shared = self._shared
+        with shared.lock:
+            if shared.client is client:
+                shared.client = None
         try:
             client.close()
         except Exception:
             log.debug("closing a ClickHouse client failed", exc_info=True)
 
     def close(self) -> None:
-        with self._lock:
-            client, self._client = self._client, None
+        shared = self._shared
+        with shared.lock:
+            client, shared.client = shared.client, None
         if client is not None:
             client.close()
 
@@ -175,12 +207,19 @@ class Reader:
                user_sql: bool = False) -> Result:
         """Run one read query with bound `parameters` under `limits` (default: the api.* limits).
 
-        `user_sql` marks a statement a user wrote (the SQL endpoint): its errors are the user's (400)."""
+        `user_sql` marks a statement a user wrote (the SQL endpoint, a source's expressions): its errors are
+        the user's (400), and it must read nothing but the team's tables (403 otherwise)."""
+        if user_sql:
+            self._check(sql)
+        return self._run(sql, parameters, limits, user_sql)
+
+    def _run(self, sql: str, parameters: Mapping[str, Any] | None, limits: Limits | None, user_sql: bool) -> Result:
         client = self._connect()
         started = time.perf_counter()
+        settings = (limits or self.limits).settings()
+        settings["additional_table_filters"] = self._filters
         try:
-            result = client.query(sql, parameters=dict(parameters or {}),
-                                  settings=(limits or self.limits).settings())
+            result = client.query(sql, parameters=dict(parameters or {}), settings=settings)
         except OperationalError as exc:
             self._drop(client)
             raise ApiError(503, "unavailable", f"ClickHouse is not reachable: {_clean_message(exc)}") from exc
@@ -214,6 +253,32 @@ class Reader:
         log.error("query failed (code %s): %s\n%s", code, message, sql)
         return ApiError(500, "internal", f"ClickHouse rejected a query the API built (code {code}): {message}")
 
+    def _check(self, sql: str) -> None:
+        """Refuse (403) a user's statement that would read beyond the team's tables, as ClickHouse parses it."""
+        isolation.check_tokens(sql)
+        client = self._connect()
+        settings = {**self.limits.settings(), "additional_table_filters": self._filters}
+        try:  # raw: clickhouse-connect would take a statement ending in LIMIT 0 for a metadata probe
+            dump = client.raw_query(isolation.EXPLAIN_AST + sql, settings=settings, fmt="TabSeparatedRaw")
+        except OperationalError as exc:
+            self._drop(client)
+            raise ApiError(503, "unavailable", f"ClickHouse is not reachable: {_clean_message(exc)}") from exc
+        except ClickHouseError as exc:
+            raise self._translate(exc, sql, True) from exc
+        scope = isolation.Scope(self.database, frozenset(self._source_tables), self._existing_tables())
+        isolation.check_tree(isolation.parse_ast(dump.decode(errors="replace")), scope, isolation.cte_names(sql))
+
+    def _existing_tables(self) -> frozenset[str]:
+        shared = self._shared
+        cached = shared.tables
+        if cached is not None and time.monotonic() - cached[0] < SCHEMA_CACHE_S:
+            return cached[1]
+        rows = self._run("SELECT name FROM system.tables WHERE database = {db:String}", {"db": self.database},
+                         None, False).rows
+        names = frozenset(str(row[0]) for row in rows)
+        shared.tables = (time.monotonic(), names)
+        return names
+
     def ping(self) -> str:
         """ClickHouse's version; ApiError(503) when it does not answer."""
         return str(self.select("SELECT version()").scalar())
@@ -230,7 +295,7 @@ class Reader:
 
     def _schema(self, database: str, table: str) -> _Schema:
         key = (database, table)
-        cached = self._schemas.get(key)
+        cached = self._shared.schemas.get(key)
         if cached is not None and time.monotonic() - cached.at < SCHEMA_CACHE_S:
             return cached
         result = self.select("SELECT name, type, default_expression FROM system.columns "
@@ -241,7 +306,7 @@ class Reader:
         sorting = self.select("SELECT sorting_key FROM system.tables WHERE database = {db:String} "
                               "AND name = {table:String}", {"db": database, "table": table}).scalar() or ""
         schema = _Schema({r[0]: r[1] for r in result.rows}, {r[0]: r[2] for r in result.rows if r[2]}, str(sorting))
-        self._schemas[key] = schema
+        self._shared.schemas[key] = schema
         return schema
 
     def sorting_key(self, database: str, table: str) -> str:
@@ -249,7 +314,23 @@ class Reader:
         return self._schema(database, table).sorting_key
 
     def forget_schema(self) -> None:
-        self._schemas.clear()
+        self._shared.schemas.clear()
+        self._shared.tables = None
+
+
+def _check_filters(client: Client) -> None:
+    """Refuse a connection that would not apply the per-team filter: a client library or server that drops
+    `additional_table_filters` (a read-only setting for the server's user, say) would otherwise leave every
+    team's rows readable without a word."""
+    probe = "{'maple_probe.filter': '0'}"
+    seen = client.query("SELECT toString(getSetting('additional_table_filters'))",
+                        settings={"readonly": 2, "additional_table_filters": probe}).result_rows[0][0]
+    if "maple_probe.filter" not in str(seen):
+        client.close()
+        log.error("ClickHouse did not apply additional_table_filters (it answered %r); the query service refuses "
+                  "to read without the per-team filter", seen)
+        raise ApiError(503, "unavailable", "ClickHouse does not apply the per-team filter (additional_table_filters) "
+                                           "for the query service's user: allow it to change that setting")
 
 
 def quote_identifier(name: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from maple.schema import TENANT_COLUMN
 from query.errors import ApiError
 from query.models import SourceSpec
 from query.reader import Reader, quote_identifier
@@ -85,7 +86,10 @@ def _coarse(columns: dict[str, str], sorting_key: str) -> tuple[str | None, str]
     for five minutes of ten million rows)."""
     if "TimestampTime" in columns:
         return "TimestampTime", "toDateTime"
-    if sorting_key.replace(" ", "").startswith(FIVE_MINUTE_KEY):
+    key = sorting_key.replace(" ", "")
+    if key.startswith(f"{TENANT_COLUMN},"):  # the tenant comes first (migration 5); every query bounds it
+        key = key[len(TENANT_COLUMN) + 1:]
+    if key.startswith(FIVE_MINUTE_KEY):
         return FIVE_MINUTE_KEY, "toStartOfFiveMinutes"
     return None, "toDateTime"
 
@@ -116,14 +120,27 @@ def builtin_traces(database: str, columns: dict[str, str], expressions: dict[str
         materialized=_materialized(columns, expressions, "ResourceAttributes"))
 
 
-class Sources:
-    """The built-in sources and the operator's, by name; field resolvers with a cache of attribute keys."""
+class KeysCache:
+    """Attribute keys per team and source, shared by the per-request `Sources` of one process."""
 
-    def __init__(self, reader: Reader, store: Store | None) -> None:
+    def __init__(self) -> None:
+        self.keys: dict[str, tuple[float, frozenset[str]]] = {}
+        self.lock = threading.Lock()
+
+
+class Sources:
+    """The built-in sources and the team's own, by name; field resolvers with a cache of attribute keys.
+
+    `reader` is restricted to the team (query/reader.py), so every query a source runs reads only its
+    rows; `team_id` selects the team's stored sources. A team's admin may add a source only over a table
+    with a Tenant column (filtered like Maple's); a superuser (the instance's operator) over any table."""
+
+    def __init__(self, reader: Reader, store: Store | None, team_id: int | None = None,
+                 cache: KeysCache | None = None) -> None:
         self.reader = reader
         self.store = store
-        self._keys: dict[str, tuple[float, frozenset[str]]] = {}
-        self._lock = threading.Lock()
+        self.team_id = team_id
+        self._cache = cache or KeysCache()
 
     # -- lookup ----------------------------------------------------------------------------------------
 
@@ -144,10 +161,10 @@ class Sources:
         return Source(spec, True, columns)
 
     def _stored(self) -> dict[str, SourceSpec]:
-        if self.store is None:
+        if self.store is None or self.team_id is None:
             return {}
         specs = {}
-        for data in self.store.list_sources():
+        for data in self.store.list_sources(self.team_id):
             try:
                 spec = SourceSpec.model_validate(data)
             except ValidationError:
@@ -188,8 +205,22 @@ class Sources:
 
     # -- changes ---------------------------------------------------------------------------------------
 
-    def add(self, spec: SourceSpec) -> Source:
-        if self.store is None:
+    def tables(self) -> dict[str, bool]:
+        """The team's source tables (`db.table`), True for those with a Tenant column."""
+        out = {}
+        for spec in self._stored().values():
+            for table in (spec.table, spec.trace_id_ts_table):
+                if not table:
+                    continue
+                try:
+                    columns = self.reader.columns(spec.database, table)
+                except ApiError:
+                    continue
+                out[f"{spec.database}.{table}"] = TENANT_COLUMN in columns
+        return out
+
+    def add(self, spec: SourceSpec, superuser: bool = False) -> Source:
+        if self.store is None or self.team_id is None:
             raise ApiError(503, "unavailable", "the metadata store is not open")
         if spec.name in (BUILTIN_LOGS, BUILTIN_TRACES):
             raise ApiError(409, "conflict", f"{spec.name!r} is a built-in source", field="name")
@@ -200,11 +231,20 @@ class Sources:
                                                          "or client commands", field=name)
         source = Source(spec, False, {})
         columns = self.reader.columns(spec.database, spec.table)  # 404 naming the table when it is missing
-        self.check(source)
+        tenanted = TENANT_COLUMN in columns
+        if not tenanted and not superuser:
+            raise ApiError(403, "forbidden", f"table: {spec.database}.{spec.table} has no {TENANT_COLUMN} column, so "
+                                             "its rows cannot be kept to your team; only an instance operator "
+                                             "(superuser) may add a source over it", field="table")
+        tables = {**self.tables(), f"{spec.database}.{spec.table}": tenanted}
         if spec.trace_id_ts_table:
-            self.reader.columns(spec.database, spec.trace_id_ts_table)
+            lookup = self.reader.columns(spec.database, spec.trace_id_ts_table)
+            tables[f"{spec.database}.{spec.trace_id_ts_table}"] = TENANT_COLUMN in lookup
+        checker = Sources(self.reader.scoped(self.reader.tenant, tables) if self.reader.tenant else self.reader,
+                          None, self.team_id, self._cache)
+        checker.check(source)
         try:
-            self.store.add_source(spec.name, spec.kind, spec.model_dump())
+            self.store.add_source(self.team_id, spec.name, spec.kind, spec.model_dump())
         except Conflict as exc:
             raise ApiError(409, "conflict", str(exc), field="name") from exc
         return Source(spec, False, columns)
@@ -230,16 +270,16 @@ class Sources:
     def delete(self, name: str) -> None:
         if name in (BUILTIN_LOGS, BUILTIN_TRACES):
             raise ApiError(409, "conflict", f"{name!r} is a built-in source and cannot be deleted", field="name")
-        if self.store is None or not self.store.delete_source(name):
+        if self.store is None or self.team_id is None or not self.store.delete_source(self.team_id, name):
             raise ApiError(404, "not_found", f"no source named {name!r}", field="name")
 
     # -- fields ----------------------------------------------------------------------------------------
 
     def attribute_keys(self, source: Source) -> frozenset[str]:
         """Attribute and resource-attribute keys in the source's last day of data (cached for a minute)."""
-        cache_key = f"{source.name}/{source.spec.database}.{source.spec.table}"
-        with self._lock:
-            cached = self._keys.get(cache_key)
+        cache_key = f"{self.reader.tenant}/{source.name}/{source.spec.database}.{source.spec.table}"
+        with self._cache.lock:
+            cached = self._cache.keys.get(cache_key)
         if cached is not None and time.monotonic() - cached[0] < KEYS_CACHE_S:
             return cached[1]
         spec = source.spec
@@ -251,8 +291,8 @@ class Sources:
             f"mapKeys({spec.resource_attributes})) AS k FROM {source.table} WHERE {where} LIMIT {KEYS_SCAN_ROWS})",
             params)
         keys = frozenset(result.scalar() or ())
-        with self._lock:
-            self._keys[cache_key] = (time.monotonic(), keys)
+        with self._cache.lock:
+            self._cache.keys[cache_key] = (time.monotonic(), keys)
         return keys
 
     def resolver(self, source: Source, *, check_keys: bool = True) -> Resolver:

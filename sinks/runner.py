@@ -27,20 +27,23 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from maple import clickhouse, ready
+from maple import clickhouse, ready, tenants
 from maple import kafka as kafka_clients
 from maple import metrics as prom
 from maple.consumer import Commit, CommitRefused, commit_one, headers_of, member_commits
 from maple.deadletter import sink_letter
 from maple.jsoncolumns import cap_block
 from maple.lag import SinkLag
+from maple.schema import TENANT_COLUMN
 from maple.settings import Settings
 from maple.topics import (
+    DEFAULT_TENANT,
     HEADER_DECIDED_NS,
     HEADER_RECEIVED_NS,
     HEADER_ROWS,
     HEADER_SOURCE,
     HEADER_TABLE,
+    HEADER_TENANT,
     LOGS,
     METRICS,
     SPANS_SAMPLED,
@@ -89,8 +92,12 @@ def _row_batch(message: Any) -> RowBatch:
     try:
         source = headers.get(HEADER_SOURCE)
         received = headers.get(HEADER_DECIDED_NS) or headers.get(HEADER_RECEIVED_NS)
-        return RowBatch(offset=message.offset(), table=table, rows=int(headers.get(HEADER_ROWS, b"0")),
-                        value=message.value(), source=SourcePosition.parse(source) if source else None,
+        rows = int(headers.get(HEADER_ROWS, b"0"))
+        tenant = tenants.check(headers.get(HEADER_TENANT, DEFAULT_TENANT.encode()).decode())
+        # The tenant column comes from the batch's header (the ingest key's tenant), never from the rows.
+        value = tenants.stamp(message.value(), tenant, rows, TENANT_COLUMN)
+        return RowBatch(offset=message.offset(), table=table, rows=rows, value=value,
+                        source=SourcePosition.parse(source) if source else None,
                         received_ns=int(received) if received else None)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed row batch headers: {exc}") from exc

@@ -42,6 +42,7 @@ from maple.ready import clear, mark_ready
 from maple.settings import Settings
 from maple.topics import (
     HEADER_ROWS,
+    HEADER_TENANT,
     LOGS,
     METRICS,
     RAW_LOGS,
@@ -150,8 +151,9 @@ def build_app(settings: Settings) -> faust.App:
             metrics.dead_letters.labels("spans").inc()
             log.warning("%s[%d]@%d is not a span batch, dead-lettered: %s", message.topic, message.partition,
                         message.offset, error)
+            tenant = next((bytes(v) for k, v in (message.headers or []) if k == HEADER_TENANT and v is not None), None)
             return worker_letter(message.value or b"", SourcePosition(message.topic, message.partition,
-                                                                       message.offset), error, cfg.group)
+                                                                       message.offset), error, cfg.group, tenant)
 
         sampler.add_sampler_agent(app, settings, sampling, producer, cluster, metrics.registry,
                                   partitions[RAW_TRACES.name],
@@ -177,6 +179,7 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
                                 int((message.timestamp or 0) * 1000))
                 with seconds.time():
                     position = SourcePosition(raw.topic, raw.partition, raw.offset)
+                    tenant = raw.headers.get(HEADER_TENANT)  # dead letters keep it for a redrive
                     try:
                         output = transform(raw)
                         records = output.records
@@ -185,13 +188,13 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
                                         signal, raw.topic, raw.partition, raw.offset, len(output.refused),
                                         output.refused[0].reason)
                             dead_counter.inc(len(output.refused))
-                            records = records + [worker_letter(item.value, position, item.reason, app.conf.id)
+                            records = records + [worker_letter(item.value, position, item.reason, app.conf.id, tenant)
                                                  for item in output.refused]
                     except Exception as exc:  # not an OTLP request: keep it, with the reason, and go on
                         log.warning("%s record %s/%d@%d is not decodable, dead-lettered: %s", signal,
                                     raw.topic, raw.partition, raw.offset, exc)
                         dead_counter.inc()
-                        records = [worker_letter(raw.value, position, exc, app.conf.id)]
+                        records = [worker_letter(raw.value, position, exc, app.conf.id, tenant)]
                 records_counter.inc()
                 rows_counter.inc(sum(int(dict(r.headers).get(HEADER_ROWS) or 0) for r in records))
                 await acks.put(producer.produce_all(records), partial(stream.ack, event),

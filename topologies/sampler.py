@@ -32,17 +32,20 @@ import orjson
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from maple import tenants
 from maple.consumer import Cluster, KafkaOpError
 from maple.jsoncolumns import encode
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings, SettingsError
 from maple.topics import (
+    DEFAULT_TENANT,
     HEADER_DECIDED_NS,
     HEADER_GROUP,
     HEADER_READ,
     HEADER_ROWS,
     HEADER_SOURCE,
     HEADER_TABLE,
+    HEADER_TENANT,
     HEADER_TICK,
     RAW_TRACES,
     SPANS,
@@ -181,23 +184,31 @@ def _span_batch(message: Any, value: bytes | None) -> SpanBatch:
             raise ValueError(f"span batch column {name} is missing or has the wrong length")
     source = headers.get(HEADER_SOURCE)
     position = SourcePosition.parse(bytes(source)) if source else None
+    tenant = tenants.check(bytes(headers.get(HEADER_TENANT) or DEFAULT_TENANT.encode()).decode())
     return SpanBatch(message.offset, timestamp_ms, columns, position.key if position else None,
                      (position.offset, position.part) if position else None,
-                     position.partition if position and position.topic == RAW_TRACES.name else None)
+                     position.partition if position and position.topic == RAW_TRACES.name else None,
+                     tenant=tenant)
 
 
 def _sampled_records(emissions: list[Emission], partition: int, offset: int, out_partitions: int) -> list[Record]:
+    """The row batches of one message's emissions. A group's batches (one tenant's rows each, tenants in name
+    order) are numbered one after the other, so a group that holds one tenant is numbered as it always was."""
     records = []
     decided = str(time.time_ns()).encode()
+    pieces: dict[int, int] = {}
     for emission in emissions:
-        for piece, (rows, block) in enumerate(encode(emission.columns)):
+        for rows, block in encode(emission.columns):
+            piece = pieces.get(emission.first_offset, 0)
+            pieces[emission.first_offset] = piece + 1
             if piece >= GROUP_PIECES:
                 raise ValueError(f"a sampled group of {len(emission.columns['TraceId'])} spans needs more than "
                                  f"{GROUP_PIECES} batches")
             position = SourcePosition(SPANS.name, partition, offset, emission.first_offset * GROUP_PIECES + piece)
             records.append(Record(SPANS_SAMPLED.name, block, [
                 (HEADER_TABLE, traces.TABLE.encode()), (HEADER_ROWS, str(rows).encode()),
-                (HEADER_SOURCE, position.header()), (HEADER_DECIDED_NS, decided)],
+                (HEADER_SOURCE, position.header()), (HEADER_DECIDED_NS, decided),
+                (HEADER_TENANT, emission.tenant.encode())],
                 partition=partition % out_partitions))
     return records
 

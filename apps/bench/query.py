@@ -29,9 +29,12 @@ from apps import maple_command
 from maple import clickhouse, schema
 from maple.net import free_port, http_ok
 from maple.settings import Settings
+from maple.tenants import DEFAULT_TENANT
 from query.context import Context
 from query.reader import Limits, Reader, Result
 from query.sources import Sources
+from query.store import open_store
+from query.teams import create_key, revoke_key
 
 SERVICES = ("frontend", "checkout", "cart", "payment", "currency", "shipping", "email", "product-catalog",
             "recommendation", "ad", "search", "inventory", "gateway", "auth", "user", "billing",
@@ -206,10 +209,10 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def _get(conn: http.client.HTTPConnection, path: str) -> tuple[float, float, int, bytes]:
+def _get(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> tuple[float, float, int, bytes]:
     """Latency (ms), ClickHouse's share of it (ms, from Server-Timing), status, body."""
     began = time.perf_counter()
-    conn.request("GET", path)
+    conn.request("GET", path, headers=headers)
     response = conn.getresponse()
     body = response.read()
     elapsed = (time.perf_counter() - began) * 1000
@@ -249,6 +252,8 @@ def run(settings: Settings, *, database: str, logs: int, spans: int, hours: floa
                 raise RuntimeError("the embedded ClickHouse host did not start")
             time.sleep(0.2)
     api = None
+    store = open_store(settings)  # the API reads as the default team (the generated rows' tenant), with a query key
+    key, secret = create_key(store, DEFAULT_TENANT, "query", "maple bench query", "bench", role="viewer")
     try:
         data = generate(settings, database, logs, spans, hours, reuse, say)
         port = free_port()
@@ -261,7 +266,8 @@ def run(settings: Settings, *, database: str, logs: int, spans: int, hours: floa
                 raise RuntimeError("maple api did not become ready")
             time.sleep(0.2)
         host = clickhouse.running_host(settings)
-        report = _measure(settings, data, port, iterations, say, api.pid, int(host["pid"]) if host else None)
+        report = _measure(settings, data, port, iterations, say, api.pid, int(host["pid"]) if host else None,
+                          {"authorization": f"Bearer {secret}"})
         report["data"] = {"database": data.database, "logs": data.logs, "spans": data.spans,
                           "hours": hours, "generation_s": {k: round(v, 1) for k, v in data.generated_s.items()}}
         return report
@@ -272,14 +278,16 @@ def run(settings: Settings, *, database: str, logs: int, spans: int, hours: floa
         if own_host is not None:
             own_host.terminate()
             own_host.wait(60)
+        revoke_key(store, key["id"], "bench")
+        store.close()
 
 
 def _measure(settings: Settings, data: DataSet, port: int, iterations: int, say: Callable[[str], None],
-             api_pid: int | None, host_pid: int | None) -> dict[str, Any]:
+             api_pid: int | None, host_pid: int | None, headers: dict[str, str]) -> dict[str, Any]:
     """Latency per call, ClickHouse's share of it (Server-Timing), and the CPU time the call cost the API
     and the embedded ClickHouse host (from /proc): CPU time does not grow when other work shares the
     machine, latency does."""
-    reader = Reader(settings, data.database)
+    reader = Reader(settings, data.database).scoped(DEFAULT_TENANT)
     anchor = data.anchor_ns
     day = f"from={anchor - 86400 * NS}&to={anchor}"
     hour = f"from={anchor - 3600 * NS}&to={anchor}"
@@ -305,13 +313,13 @@ def _measure(settings: Settings, data: DataSet, port: int, iterations: int, say:
     results = []
     for name, path in cases:
         for i in range(3):  # warm-up: caches of the schema, the attribute keys, ClickHouse's marks
-            _, _, status, body = _get(conn, path(i))
+            _, _, status, body = _get(conn, path(i), headers)
             if status != 200:
                 raise RuntimeError(f"{name}: {status} {body[:300]!r}")
         times, in_clickhouse = [], []
         cpu_before = (_cpu_ms(api_pid), _cpu_ms(host_pid))
         for i in range(iterations):
-            ms, ch_ms, status, body = _get(conn, path(i + 3))
+            ms, ch_ms, status, body = _get(conn, path(i + 3), headers)
             if status != 200:
                 raise RuntimeError(f"{name}: {status} {body[:300]!r}")
             times.append(ms)
@@ -348,7 +356,7 @@ def _explains(settings: Settings, data: DataSet, trace_id: str) -> dict[str, str
     """EXPLAIN indexes = 1 of the SQL the API runs for the calls where an index matters."""
     from query import logs, traces
 
-    reader = CapturingReader(settings, data.database)
+    reader = CapturingReader(settings, data.database).scoped(DEFAULT_TENANT)
     ctx = Context(settings, reader, Sources(reader, None), None)
     anchor = data.anchor_ns
     from query.timerange import Range

@@ -1,4 +1,4 @@
-"""The query service's metadata store: operator-added sources now, teams and saved searches later (issue 16).
+"""The query service's metadata store: teams, users, API keys, sources, alerts, saved searches, dashboards.
 
 SQLAlchemy over a SQLite file under the data dir by default (``<data_dir>/api/metadata.db``), or the
 database ``api.metadata_url`` names (PostgreSQL). The schema is Alembic migrations in
@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from maple.apikeys import metadata_url
 from maple.settings import Settings, SettingsError, mask_url
 from query.store.tables import SourceRow
 
@@ -37,11 +38,7 @@ class Conflict(ValueError):
 
 
 def store_url(settings: Settings) -> str:
-    if settings.api.metadata_url:
-        return settings.api.metadata_url
-    path = settings.data_path / "api" / "metadata.db"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
+    return metadata_url(settings)
 
 
 def _alembic_config(engine: Engine) -> Config:
@@ -88,28 +85,34 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    # -- sources ---------------------------------------------------------------------------------------
+    # -- sources (per team: `team_id` is the team's id in the teams table) --------------------------------
 
-    def list_sources(self) -> list[dict[str, Any]]:
+    def list_sources(self, team_id: int) -> list[dict[str, Any]]:
         with self.session() as session:
-            return [json.loads(row.spec) for row in session.scalars(select(SourceRow).order_by(SourceRow.name))]
+            rows = session.scalars(select(SourceRow).where(SourceRow.team_id == team_id).order_by(SourceRow.name))
+            return [json.loads(row.spec) for row in rows]
 
-    def add_source(self, name: str, kind: str, spec: dict[str, Any]) -> None:
+    def add_source(self, team_id: int, name: str, kind: str, spec: dict[str, Any]) -> None:
         now = datetime.now(UTC)
         try:
             with self.session() as session:
-                session.add(SourceRow(name=name, kind=kind, spec=json.dumps(spec, sort_keys=True), created_at=now,
-                                      updated_at=now))
+                session.add(SourceRow(team_id=team_id, name=name, kind=kind, spec=json.dumps(spec, sort_keys=True),
+                                      created_at=now, updated_at=now))
         except IntegrityError as exc:
             raise Conflict(f"a source named {name!r} exists already") from exc
 
-    def delete_source(self, name: str) -> bool:
+    def delete_source(self, team_id: int, name: str) -> bool:
         with self.session() as session:
-            row = session.scalar(select(SourceRow).where(SourceRow.name == name))
+            row = session.scalar(select(SourceRow).where(SourceRow.team_id == team_id, SourceRow.name == name))
             if row is None:
                 return False
             session.delete(row)
             return True
+
+
+def rowcount(result: Any) -> int:
+    """Rows an UPDATE or DELETE matched (a CursorResult's rowcount, which the generic Result type lacks)."""
+    return int(getattr(result, "rowcount", 0))
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def test_query_and_schema_open_the_engine_in_process_when_no_host_runs(tmp_path:
                                      "otel_metrics_summary", "otel_traces", "otel_traces_trace_id_ts",
                                      "otel_traces_trace_id_ts_mv"]
     dry = maple("schema", "apply", "--dry-run", env=clean_environ(MAPLE_DATA_DIR=str(tmp_path / "untouched")))
-    assert dry.returncode == 0 and dry.stdout.count("CREATE TABLE IF NOT EXISTS") == 10  # otel_logs twice (3 replaces it)
+    # The versions table; otel_logs three times (3 and 4 replace it), the other seven tables twice (4 replaces them)
+    assert dry.returncode == 0 and dry.stdout.count("CREATE TABLE IF NOT EXISTS") == 18
     assert [line for line in dry.stdout.split(";\n") if line] == schema.all_statements(schema.Target("otel"))
     assert not (tmp_path / "untouched").exists()
     bad = maple("query", "SELECT * FROM nowhere", env=env)
@@ -231,7 +233,18 @@ def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(
         assert landed.stdout.strip() == "ERROR\thello from maple up ERROR"
         api = f"http://127.0.0.1:{env['MAPLE_API_PORT']}"
         assert f"api         ready    {api}/" in text
-        with urllib.request.urlopen(f"{api}/api/v1/logs/search?service=up-test&q=level:error", timeout=30) as found:
+        # A first start says how to make the first account; the API wants a session or a key.
+        assert "no account yet" in summary and "maple users create you@example.com --generate-password" in summary
+        search = f"{api}/api/v1/logs/search?service=up-test&q=level:error"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(search, timeout=30)
+        assert refused.value.code == 401
+        made = maple("keys", "create", "--kind", "query", "--team", "default", env=env)
+        assert made.returncode == 0, made.stderr
+        key = re.search(r"key \(shown once, stored only as a hash\): (mpl_query_\S+)", made.stdout)
+        assert key is not None and key.group(1) not in made.stderr, made.stdout
+        authorized = urllib.request.Request(search, headers={"Authorization": f"Bearer {key.group(1)}"})
+        with urllib.request.urlopen(authorized, timeout=30) as found:
             assert [row["body"] for row in json.load(found)["rows"]] == ["hello from maple up ERROR"]
 
         # The README's first step: test data in, and seen arriving, within a minute.

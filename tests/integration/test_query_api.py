@@ -22,6 +22,8 @@ import yaml
 
 from maple.net import free_port
 from maple.settings import Settings
+from query.store import Store
+from tests.helpers.access import bearer, query_key
 from tests.helpers.ingest import IngestProcess, status
 from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
 from tests.helpers.stages import Stage
@@ -33,9 +35,10 @@ class Stack:
     api: Stage
     url: str
     tag: str
+    headers: dict[str, str]  # a query key of the default team: data sent without a key lands there
 
     def get(self, path: str, **params: Any) -> dict[str, Any]:
-        response = httpx.get(f"{self.url}{path}", params=params, timeout=60)
+        response = httpx.get(f"{self.url}{path}", params=params, headers=self.headers, timeout=60)
         assert response.status_code == 200, (path, params, response.status_code, response.text)
         return response.json()
 
@@ -54,6 +57,10 @@ def stack(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory:
     ingest = IngestProcess(kafka_bootstrap, env).start()
     worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
     port = free_port()
+    store = Store(f"sqlite:///{tmp / 'meta.db'}")
+    store.migrate()
+    headers = bearer(query_key(store, "default", "viewer"))
+    store.close()
     api = Stage(["api"], {**env, "MAPLE_API_PORT": str(port), "MAPLE_API_METADATA_URL": f"sqlite:///{tmp / 'meta.db'}",
                           "MAPLE_API_HEALTH_INTERVAL_S": "2"}).start()
     url = f"http://127.0.0.1:{port}"
@@ -64,7 +71,7 @@ def stack(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory:
         time.sleep(0.2)
     pipeline = Pipeline(kafka_bootstrap, env, database, ingest, worker, sink, clickhouse_settings)
     try:
-        yield Stack(pipeline, api, url, tag)
+        yield Stack(pipeline, api, url, tag, headers)
     finally:
         for stage in (api, ingest, worker, sink):
             stage.stop()
@@ -154,7 +161,7 @@ def test_logs_search_aggregate_top_paging_and_tail(stack: Stack) -> None:
     opened = threading.Event()
 
     def listen() -> None:
-        with httpx.stream("GET", f"{stack.url}/api/v1/logs/tail", params={"service": service, "q": "tail",
+        with httpx.stream("GET", f"{stack.url}/api/v1/logs/tail", headers=stack.headers, params={"service": service, "q": "tail",
                                                                            "backfill": 0}, timeout=90) as response:
             opened.set()
             event = None
@@ -254,7 +261,7 @@ def test_traces_search_get_services_and_the_service_map(stack: Stack) -> None:
     assert [(e["name"], e["attributes"]) for e in leaf_span["events"]] == [("charge.attempt", {"attempt": "1"})]
     assert one["spans"][1]["links"][0]["span_id"] == one["spans"][0]["span_id"]
     assert (one["span_count"], one["error_count"], one["duration_ms"]) == (3, 1, 700.0)
-    missing = httpx.get(f"{stack.url}/api/v1/traces/{'0' * 32}", timeout=30)
+    missing = httpx.get(f"{stack.url}/api/v1/traces/{'0' * 32}", headers=stack.headers, timeout=30)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
     services = {s["service"]: s for s in stack.get("/api/v1/traces/services", **window)["services"]}
@@ -323,7 +330,7 @@ def test_sdk_counter_through_promql_sql_and_health(stack: Stack, tmp_path: Path)
     series = stack.get("/api/v1/metrics/series", metric="orders_total", from_="now-10m")
     assert {"region": "eu", "service.name": service} in series["series"]
 
-    sql = httpx.post(f"{stack.url}/api/v1/sql", json={"sql": "SELECT MetricName, max(Value) FROM otel_metrics_sum "
+    sql = httpx.post(f"{stack.url}/api/v1/sql", headers=stack.headers, json={"sql": "SELECT MetricName, max(Value) FROM otel_metrics_sum "
                                                              f"WHERE ServiceName = '{service}' GROUP BY 1"}, timeout=30)
     assert sql.status_code == 200 and sql.json()["rows"] == [["orders_total", 7.0]]
 

@@ -28,11 +28,13 @@ from apps.bench.query import logs_sql, red_sql, traces_sql
 from maple import clickhouse, schema
 from maple.settings import Settings
 from query.app import create_app
+from query.auth import Auth
 from query.context import Context
 from query.health import HealthMonitor
 from query.reader import Reader
 from query.sources import Sources
 from query.store import Store
+from tests.helpers.access import bearer, query_key
 
 NS = 1_000_000_000
 
@@ -54,12 +56,14 @@ def _settings(base: Settings, database: str, kafka: str, **api: Any) -> Settings
                                api=dataclasses.replace(base.api, **api))
 
 
-def _app(settings: Settings, store_url: str) -> tuple[FastAPI, Context]:
+def _app(settings: Settings, store_url: str) -> tuple[FastAPI, Context, dict[str, str]]:
+    """The app, its context, and the headers of an admin key of the default team (the tenant of the rows)."""
     reader = Reader(settings)
     store = Store(store_url)
     store.migrate()
-    context = Context(settings, reader, Sources(reader, store), store, HealthMonitor(settings, reader))
-    return create_app(settings, context=context), context
+    context = Context(settings, reader, Sources(reader, store), store, HealthMonitor(settings, reader),
+                      auth=Auth(settings, store))
+    return create_app(settings, context=context), context, bearer(query_key(store))
 
 
 def _close(context: Context) -> None:
@@ -82,9 +86,9 @@ def api(clickhouse_settings: Settings, kafka_bootstrap: str, tmp_path_factory: p
         admin.command(statement)
     store_url = f"sqlite:///{tmp_path_factory.mktemp('meta') / 'meta.db'}"
     settings = _settings(clickhouse_settings, database, kafka_bootstrap)
-    app, context = _app(settings, store_url)
+    app, context, headers = _app(settings, store_url)
     try:
-        with TestClient(app) as client:
+        with TestClient(app, headers=headers) as client:
             yield Api(app, client, settings, database, admin, anchor, store_url)
     finally:
         _close(context)
@@ -102,12 +106,14 @@ def _state(api: Api) -> list[tuple[str, int]]:
 # -- schemathesis ----------------------------------------------------------------------------------
 
 
-def test_no_generated_request_answers_5xx(api: Api) -> None:
-    """Every operation of the OpenAPI document, with requests generated from it (schemathesis + hypothesis).
+def test_no_generated_request_answers_5xx(api: Api, tmp_path: Path) -> None:
+    """Every operation of the OpenAPI document, with requests generated from it (schemathesis + hypothesis),
+    as an admin of the team (its own metadata store: generated requests revoke keys and remove users).
 
     Driven operation by operation here rather than with schemathesis' pytest fixture integration, which
     reaches into pytest internals that pytest 9 no longer has."""
-    generated = schemathesis.openapi.from_asgi("/api/openapi.json", api.app).exclude(path="/api/v1/logs/tail")
+    app, context, headers = _app(api.settings, f"sqlite:///{tmp_path / 'meta.db'}")
+    generated = schemathesis.openapi.from_asgi("/api/openapi.json", app).exclude(path="/api/v1/logs/tail")
     failures: list[str] = []
     operations = 0
     for result in generated.get_all_operations():
@@ -118,13 +124,14 @@ def test_no_generated_request_answers_5xx(api: Api) -> None:
         @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
                   database=None)
         def run(case: Any) -> None:
-            response = case.call()
+            response = case.call(headers=headers)
             if response.status_code >= 500 or (response.status_code >= 400 and "error" not in response.json()):
                 failures.append(f"{case.method} {case.formatted_path} query={case.query} body={case.body!r}: "
                                 f"{response.status_code} {response.text[:300]}")
 
         run()
-    assert operations >= 18
+    _close(context)
+    assert operations >= 30
     assert not failures, "\n".join(failures[:20])
 
 
@@ -227,9 +234,9 @@ def test_injection_through_every_parameter_answers_4xx_or_nothing_and_changes_no
 def test_clickhouse_limits_stop_slow_and_huge_queries(api: Api, tmp_path: Path) -> None:
     settings = _settings(api.settings, api.database, api.settings.kafka.bootstrap, max_execution_time_s=1,
                          sql_max_rows=5, sql_max_rows_to_read=1_000_000)
-    app, context = _app(settings, f"sqlite:///{tmp_path / 'meta.db'}")
+    app, context, headers = _app(settings, f"sqlite:///{tmp_path / 'meta.db'}")
     try:
-        client = TestClient(app)
+        client = TestClient(app, headers=headers)
         began = time.monotonic()
         # Seconds of CPU over 8e9 joined rows, reading 6,000 rows and holding almost no memory, so only
         # max_execution_time can stop it (an array-heavy query hit the memory limit first on some runs).
@@ -288,13 +295,17 @@ def test_bad_requests_name_the_problem(api: Api) -> None:
 # -- sources ---------------------------------------------------------------------------------------
 
 
-def test_an_operator_source_over_another_table(api: Api) -> None:
+def test_a_teams_source_over_another_table(api: Api) -> None:
     table = f"`{api.database}`.app_logs"
     api.admin.command(f"CREATE TABLE {table} (ts DateTime64(3), msg String, svc LowCardinality(String), "
-                      "lvl String, attrs Map(String, String)) ENGINE = MergeTree ORDER BY (svc, ts)")
-    api.admin.command(f"INSERT INTO {table} SELECT now64(3) - number, concat('job ', toString(number), "
-                      "if(number % 3 = 0, ' failed: disk full', ' done')), 'batch', if(number % 3 = 0, 'error', "
-                      "'info'), map('job.id', toString(number)) FROM numbers(30)")
+                      "lvl String, attrs Map(String, String), Tenant LowCardinality(String) DEFAULT 'default') "
+                      "ENGINE = MergeTree ORDER BY (Tenant, svc, ts)")
+    api.admin.command(f"INSERT INTO {table} (ts, msg, svc, lvl, attrs) SELECT now64(3) - number, concat('job ', "
+                      "toString(number), if(number % 3 = 0, ' failed: disk full', ' done')), 'batch', "
+                      "if(number % 3 = 0, 'error', 'info'), map('job.id', toString(number)) FROM numbers(30)")
+    # Another team's rows in the same table: never part of this team's answers.
+    api.admin.command(f"INSERT INTO {table} SELECT now64(3), 'job failed: disk full', 'batch', 'error', map(), 'other' "
+                      "FROM numbers(5)")
     spec = {"name": "applogs", "kind": "logs", "database": api.database, "table": "app_logs", "timestamp": "ts",
             "body": "msg", "service": "svc", "severity_text": "lvl", "attributes": "attrs"}
     created = api.client.post("/api/v1/sources", json=spec)
@@ -317,7 +328,7 @@ def test_an_operator_source_over_another_table(api: Api) -> None:
     absent = api.client.post("/api/v1/sources", json={**spec, "name": "absent", "table": "nope"})
     assert absent.status_code == 404
     assert api.client.post("/api/v1/sources", json={**spec, "name": "logs"}).status_code == 409
-    assert Store(api.store_url).list_sources()[0]["name"] == "applogs"  # persisted in the metadata store
+    assert Store(api.store_url).list_sources(1)[0]["name"] == "applogs"  # persisted in the metadata store
     assert api.client.delete("/api/v1/sources/logs").status_code == 409
     assert api.client.delete("/api/v1/sources/applogs").status_code == 204
     assert api.client.get("/api/v1/logs/search", params={"source": "applogs"}).status_code == 404
@@ -329,7 +340,7 @@ def test_the_web_ui_is_served_beside_the_api(api: Api, tmp_path: Path) -> None:
     (ui / "index.html").write_text("<!doctype html><title>Maple</title>")
     (ui / "assets" / "app.js").write_text("console.log('maple')")
     settings = dataclasses.replace(api.settings, api=dataclasses.replace(api.settings.api, ui_dir=str(ui)))
-    app, context = _app(settings, f"sqlite:///{tmp_path / 'meta.db'}")
+    app, context, _ = _app(settings, f"sqlite:///{tmp_path / 'meta.db'}")
     try:
         client = TestClient(app)
         assert "Maple" in client.get("/").text

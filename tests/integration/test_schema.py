@@ -80,7 +80,8 @@ def _key_and_columns(ch, table: str) -> tuple[str, dict[str, str]]:
 def test_a_fresh_install_gets_the_exporters_current_generation(ch) -> None:
     schema.apply(ch, Target(ch.database, 30), say=lambda _m: None)
     key, columns = _key_and_columns(ch, "otel_logs")
-    assert key == "toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp"
+    assert key == "Tenant, toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp"
+    assert columns["Tenant"] == "LowCardinality(String)"
     assert "TimestampTime" not in columns and columns["EventName"] == "String"
     assert sum(name.startswith("__otel_materialized_") for name in columns) == 8
     indexes = dict(ch.query("SELECT name, type FROM system.data_skipping_indices WHERE database = currentDatabase() "
@@ -88,6 +89,14 @@ def test_a_fresh_install_gets_the_exporters_current_generation(ch) -> None:
     assert indexes["idx_lower_body"] == indexes["idx_trace_id"] == "text"  # the embedded engine is 26.9
     assert _key_and_columns(ch, "otel_traces")[1]["SampleRate"] == "Float64"
     assert not ch.query("SHOW TABLES LIKE '%maple_upgrade%'").result_rows
+    for name in schema.TENANT_TABLES:
+        key, columns = _key_and_columns(ch, name)
+        assert key.startswith("Tenant, ") and columns["Tenant"] == "LowCardinality(String)", name
+    # The lookup view keys by tenant and trace id.
+    ch.command("INSERT INTO otel_traces (Timestamp, TraceId, ServiceName, Tenant) VALUES "
+               "(now64(9), 'ef', 's', 'team-a'), (now64(9), 'ef', 's', 'team-b')")
+    assert ch.query("SELECT Tenant FROM otel_traces_trace_id_ts WHERE TraceId = 'ef' ORDER BY Tenant").result_rows == \
+        [("team-a",), ("team-b",)]
 
 
 def test_an_install_with_rows_keeps_its_sort_key_and_its_rows(ch) -> None:
@@ -99,12 +108,19 @@ def test_an_install_with_rows_keeps_its_sort_key_and_its_rows(ch) -> None:
     ran = schema.apply(ch, Target(ch.database, 30), say=said.append)
     assert [m.version for m in ran] == [m.version for m in schema.MIGRATIONS if m.version >= 3]
     assert any("otel_logs holds rows" in line for line in said)
+    assert any("otel_traces, otel_traces_trace_id_ts hold rows" in line for line in said)
     key, columns = _key_and_columns(ch, "otel_logs")
     assert key == "ServiceName, TimestampTime, Timestamp"
     assert columns["EventName"] == "String" and "`__otel_materialized_k8s.pod.name`" not in columns
     assert sum(name.startswith("__otel_materialized_") for name in columns) == 8
-    assert ch.query("SELECT Body, EventName FROM otel_logs").result_rows == [("kept", "")]
-    assert ch.query("SELECT TraceId, SampleRate FROM otel_traces").result_rows == [("ab", 1.0)]
-    # The trace-id lookup view still fills from the altered traces table.
-    ch.command("INSERT INTO otel_traces (Timestamp, TraceId, ServiceName, SampleRate) VALUES (now64(9), 'cd', 's', 10)")
-    assert ch.query("SELECT count() FROM otel_traces_trace_id_ts WHERE TraceId = 'cd'").result_rows == [(1,)]
+    # Rows from before tenants read as the default tenant; the sort key stays (no rows are rewritten).
+    assert ch.query("SELECT Body, EventName, Tenant FROM otel_logs").result_rows == [("kept", "", "default")]
+    assert ch.query("SELECT TraceId, SampleRate, Tenant FROM otel_traces").result_rows == [("ab", 1.0, "default")]
+    assert _key_and_columns(ch, "otel_traces")[0] == "ServiceName, SpanName, toDateTime(Timestamp), Timestamp"
+    assert ch.query("SELECT Tenant FROM otel_traces_trace_id_ts WHERE TraceId = 'ab'").result_rows == [("default",)]
+    # The trace-id lookup view still fills from the altered traces table, now with the tenant.
+    ch.command("INSERT INTO otel_traces (Timestamp, TraceId, ServiceName, SampleRate, Tenant) "
+               "VALUES (now64(9), 'cd', 's', 10, 'team-a')")
+    assert ch.query("SELECT Tenant FROM otel_traces_trace_id_ts WHERE TraceId = 'cd'").result_rows == [("team-a",)]
+    for name in schema.TENANT_TABLES:
+        assert _key_and_columns(ch, name)[1]["Tenant"] == "LowCardinality(String)", name

@@ -83,3 +83,36 @@ def test_many_bad_rows_among_good_ones_are_isolated_one_by_one(ch, inserter: Ins
     assert ch.query("SELECT count(), countIf(Body LIKE 'bad-%') FROM t").result_rows == [(210, 0)]
     assert len(inserter.insert("t", blocks, "tok-many")) == 30  # a redo finds the same rows; nothing lands twice
     assert ch.query("SELECT count() FROM t").result_rows == [(210,)]
+
+
+def test_stamped_blocks_of_both_formats_land_with_their_tenant_and_dedup_as_before(ch, inserter: Inserter) -> None:
+    """The sink's tenant column on JSONColumns and on Native blocks (ClickHouse's own Native output, so the
+    stamp works on the bytes the real format has); a bad row of a stamped block still bisects alone."""
+    import time
+
+    from maple import schema, tenants
+
+    schema.apply(ch, schema.Target(ch.database, 30), say=lambda _m: None)
+    now = int(time.time())  # recent rows: older ones would expire at once (the tables' TTL)
+    json_block = orjson.dumps({"Timestamp": [f"{now}.000000001", f"{now}.000000002"], "ServiceName": ["a", "a"],
+                               "Body": ["j1", "j2"]})
+    native = ch.raw_query(f"SELECT toDateTime64({now} + number, 9) AS Timestamp, 'n' AS ServiceName, "
+                          "concat('n', toString(number)) AS Body FROM numbers(300) FORMAT Native")
+    blocks = [tenants.stamp(json_block, "team-a", 2, schema.TENANT_COLUMN),
+              tenants.stamp(orjson.dumps({"Timestamp": [f"{now}.3"], "ServiceName": ["b"], "Body": ["j3"]}),
+                            "team-b", 1, schema.TENANT_COLUMN)]
+    for _ in range(2):
+        assert inserter.insert("otel_logs", blocks, "g/otel.logs/0/0-1/otel_logs") == []
+        native_inserter = Inserter(lambda: ch, ch.database, backoff_max_s=0.01, sleep=lambda _s: None)
+        native_inserter._insert_once = lambda table, data, token: ch.raw_insert(  # type: ignore[method-assign]
+            f"`{ch.database}`.`{table}`", None, insert_block=data, fmt="Native",
+            settings={"insert_deduplication_token": token})
+        assert native_inserter.insert("otel_logs", [tenants.stamp(native, "team-c", 300, schema.TENANT_COLUMN,
+                                                                  "Native")], "g/otel.logs/0/2-2/otel_logs") == []
+    assert ch.query("SELECT Tenant, count() FROM otel_logs GROUP BY Tenant ORDER BY Tenant").result_rows == [
+        ("team-a", 2), ("team-b", 1), ("team-c", 300)]
+    bad = tenants.stamp(orjson.dumps({"Timestamp": [f"{now}.4", "99999999999999.0"], "ServiceName": ["d", "d"],
+                                      "Body": ["good", "bad"]}), "team-d", 2, schema.TENANT_COLUMN)
+    rejected = inserter.insert("otel_logs", [bad], "g/otel.logs/0/3-3/otel_logs")
+    assert [orjson.loads(r.block)["Tenant"] for r in rejected] == [["team-d"]]
+    assert ch.query("SELECT Body FROM otel_logs WHERE Tenant = 'team-d'").result_rows == [("good",)]

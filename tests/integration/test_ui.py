@@ -26,18 +26,24 @@ from typing import Any
 
 import pytest
 import yaml
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from maple.net import free_port
 from maple.settings import Settings
+from query.store import Store
 from tests.helpers import browser as browser_helpers
+from tests.helpers.access import PASSWORD, bearer, query_key, user
 from tests.helpers.ingest import IngestProcess, status
 from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env, start_groups_at_end
 from tests.helpers.shop import SERVICES, SPAN_TREE, Shop, depth_of, send_shop
 from tests.helpers.stages import Stage
+from tests.helpers.webhooks import Receiver, receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 BULK_LOGS = 10_000
+
+
+ADMIN, VIEWER = "admin@example.com", "viewer@example.com"
 
 
 @dataclass
@@ -46,9 +52,12 @@ class Maple:
     shop: Shop
     pipeline: Pipeline
     api: Stage
+    key: str  # a query key of the default team (the team of data sent without a key)
+    hook: Receiver
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=30) as response:
+        request = urllib.request.Request(self.url + path, headers=bearer(self.key))
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
 
@@ -72,7 +81,18 @@ def maple(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory:
     ingest = IngestProcess(kafka_bootstrap, env).start()
     worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
     port = free_port()
-    api = Stage(["api"], {**env, "MAPLE_API_PORT": str(port), "MAPLE_API_HEALTH_INTERVAL_S": "2"}).start()
+    metadata = f"sqlite:///{tmp / 'metadata.db'}"
+    store = Store(metadata)
+    store.migrate()
+    user(store, ADMIN, "default", "admin")
+    user(store, VIEWER, "default", "viewer")
+    key = query_key(store, "default", "viewer")
+    store.close()
+    hooks = receiver()
+    hook = hooks.__enter__()
+    api = Stage(["api"], {**env, "MAPLE_API_PORT": str(port), "MAPLE_API_HEALTH_INTERVAL_S": "2",
+                          "MAPLE_API_METADATA_URL": metadata, "MAPLE_API_ALERT_TICK_S": "1",
+                          "MAPLE_API_WEBHOOK_PRIVATE_TARGETS": "true"}).start()
     pipeline = Pipeline(kafka_bootstrap, env, database, ingest, worker, sink, clickhouse_settings)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -87,10 +107,11 @@ def maple(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory:
         spans = len(shop.trace_ids) * len(SPAN_TREE)
         pipeline.wait_for("SELECT sum(Value) FROM otel_metrics_sum WHERE MetricName = 'traces.span.metrics.calls'",
                           [(float(spans + 0),)], timeout=120)
-        yield Maple(url, shop, pipeline, api)
+        yield Maple(url, shop, pipeline, api, key, hook)
     finally:
         for stage in (api, ingest, worker, sink):
             stage.stop()
+        hooks.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +125,16 @@ def chromium() -> Iterator[Browser]:
             b.close()
 
 
+def log_in(context: BrowserContext, email: str = ADMIN) -> None:
+    """A session for `email` in the browser context (its cookie jar), as the login page would get it."""
+    response = context.request.post("/api/v1/auth/login", data={"email": email, "password": PASSWORD})
+    assert response.ok, response.text()
+
+
 @pytest.fixture
 def page(chromium: Browser, maple: Maple) -> Iterator[Page]:
     context = chromium.new_context(viewport={"width": 1440, "height": 900}, base_url=maple.url)
+    log_in(context)
     pg = context.new_page()
     problems: list[str] = []
     pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
@@ -400,6 +428,7 @@ def test_the_log_explorer_works_from_the_keyboard(page: Page, maple: Maple) -> N
 
 def test_narrow_window_is_readable(chromium: Browser, maple: Maple) -> None:
     context = chromium.new_context(viewport={"width": 420, "height": 860}, base_url=maple.url)
+    log_in(context)
     pg = context.new_page()
     try:
         pg.goto("/logs?from=now-1h&q=service:payments")
@@ -470,3 +499,111 @@ def test_performance_of_the_log_explorer(page: Page, maple: Maple) -> None:
     browser_helpers.REPORT.append("log explorer performance: " + json.dumps(report))
     shot(page, "logs-10k")
     assert frames["domRows"] < 200, "the table must be virtualised"  # behaviour, not timing
+
+
+# -- access and alerts -----------------------------------------------------------------------------------------
+
+
+def test_login_page_sends_you_back_where_you_were(chromium: Browser, maple: Maple) -> None:
+    context = chromium.new_context(viewport={"width": 1440, "height": 900}, base_url=maple.url)
+    pg = context.new_page()
+    try:
+        pg.goto("/traces?service=payments")
+        expect(pg).to_have_url(re.compile(r"/login\?redirect="))
+        expect(pg.get_by_test_id("login-form")).to_be_visible()
+        shot(pg, "login")
+        pg.get_by_test_id("login-email").fill(ADMIN)
+        pg.get_by_test_id("login-password").fill("not the password")
+        pg.get_by_test_id("login-submit").click()
+        expect(pg.get_by_test_id("login-error")).to_contain_text("wrong email or password")
+        shot(pg, "login-error")
+        pg.get_by_test_id("login-password").fill(PASSWORD)
+        pg.get_by_test_id("login-submit").click()
+        expect(pg).to_have_url(re.compile(r"/traces\?service=payments"))
+        expect(pg.get_by_test_id("role")).to_have_text("admin")
+        pg.get_by_test_id("logout").click()
+        expect(pg).to_have_url(re.compile("/login"))
+        pg.goto("/logs")  # the session is gone
+        expect(pg).to_have_url(re.compile("/login"))
+    finally:
+        context.close()
+
+
+def test_an_alert_made_in_the_ui_fires_and_shows_its_history(page: Page, maple: Maple) -> None:
+    hook = page.request.post("/api/v1/webhooks", data={"name": "on-call", "url": maple.hook.url, "kind": "json"})
+    assert hook.ok, hook.text()
+    page.goto("/alerts")
+    expect(page.get_by_test_id("empty-state")).to_contain_text("No alert rules yet")
+    page.get_by_test_id("new-rule").click()
+    form = page.get_by_test_id("rule-form")
+    form.get_by_test_id("rule-name").fill("declined cards")
+    form.get_by_test_id("rule-query").fill("service:payments level:error")
+    form.get_by_label("Window (s)").fill("3600")
+    form.get_by_label("on-call").check()
+    form.get_by_role("button", name="Check now").click()
+    expect(form.get_by_test_id("rule-preview")).to_contain_text(f"service=payments: {len(maple.shop.failed)}")
+    form.get_by_test_id("rule-submit").click()
+    expect(page).to_have_url(re.compile(r"/alerts/\d+$"))
+    expect(page.get_by_test_id("alert-state").first).to_have_text("firing", timeout=60_000)
+    expect(page.get_by_test_id("group-row")).to_contain_text(f"{len(maple.shop.failed)}")
+    event = page.get_by_test_id("history-event").filter(has_text="firing")
+    expect(event.get_by_test_id("delivery")).to_contain_text("delivered", timeout=30_000)
+    shot(page, "alert")
+    received = maple.hook.wait(1)[0].json
+    assert (received["state"], received["group"], received["value"]) == ("firing", "service=payments",
+                                                                         float(len(maple.shop.failed)))
+    page.goto("/alerts?state=firing")
+    expect(page.get_by_test_id("rule-row")).to_have_count(1)
+    shot(page, "alerts")
+
+
+def test_keys_users_and_what_a_viewer_sees(chromium: Browser, page: Page, maple: Maple) -> None:
+    page.goto("/settings/keys")
+    form = page.get_by_test_id("key-form")
+    form.get_by_label("Name").fill("prod collectors")
+    form.get_by_role("button", name="Create key").click()
+    secret = page.get_by_test_id("secret-value")
+    expect(secret).to_contain_text("mpl_ingest_")
+    expect(page.get_by_test_id("key-row").filter(has_text="prod collectors")).to_have_count(1)
+    shot(page, "keys")
+    assert secret.inner_text() not in page.get_by_test_id("keys-table").inner_text()  # only a prefix is listed
+    page.goto("/settings/users")
+    expect(page.get_by_test_id("user-row")).to_have_count(2)
+    shot(page, "users")
+    page.goto("/logs?from=now-1h&q=" + urllib.parse.quote("level:error"))
+    page.get_by_test_id("save-search").click()
+    page.get_by_label("Name of the saved search").fill("all errors")
+    page.get_by_test_id("save-search-form").get_by_role("button", name="Save").click()
+    page.goto("/saved")
+    expect(page.get_by_test_id("saved-row")).to_contain_text("all errors")
+    page.get_by_role("link", name="all errors").click()
+    expect(page).to_have_url(re.compile(r"/logs\?q=level%3Aerror"))
+
+    context = chromium.new_context(viewport={"width": 1440, "height": 900}, base_url=maple.url)
+    log_in(context, VIEWER)
+    viewer = context.new_page()
+    try:
+        viewer.goto("/alerts")
+        expect(viewer.get_by_role("heading", name="Alerts")).to_be_visible()
+        expect(viewer.get_by_test_id("new-rule")).to_have_count(0)
+        viewer.goto("/settings/keys")
+        expect(viewer.get_by_test_id("needs-role")).to_contain_text("needs the admin role")
+        shot(viewer, "keys-viewer")
+    finally:
+        context.close()
+
+
+def test_a_dashboard_shows_its_panels(page: Page, maple: Maple) -> None:
+    made = page.request.post("/api/v1/dashboards", data={"name": "shop", "range": "now-1h", "panels": [
+        {"title": "declined cards", "kind": "search", "signal": "logs", "q": '"card declined"', "chart": "number"},
+        {"title": "log volume", "kind": "search", "signal": "logs", "q": "-service:loadgen", "chart": "line"},
+        {"title": "calls per service", "kind": "metric", "chart": "line",
+         "query": "sum by (service_name) (rate(traces_span_metrics_calls[5m]))"}]})
+    assert made.ok, made.text()
+    page.goto("/dashboards")
+    page.get_by_role("link", name="shop").click()
+    expect(page.get_by_test_id("panel")).to_have_count(3)
+    expect(page.get_by_test_id("panel-number")).to_have_text(f"{len(maple.shop.failed):,}")
+    expect(page.get_by_test_id("panel").nth(1).locator("canvas").first).to_be_visible()
+    expect(page.get_by_test_id("panel").nth(2).locator("canvas").first).to_be_visible()
+    shot(page, "dashboard")

@@ -81,3 +81,38 @@ def test_migration_3_renders_for_a_cluster_and_for_old_servers() -> None:
     alter = upgrade.alter(SINGLE)
     assert alter[0].startswith("ALTER TABLE `otel`.otel_logs ADD COLUMN IF NOT EXISTS EventName String CODEC(ZSTD(1)) "
                                "AFTER LogAttributes, ADD COLUMN IF NOT EXISTS `__otel_materialized_k8s.cluster.name`")
+
+
+def test_migration_4_puts_the_tenant_first_in_every_key_and_keeps_the_view_connected() -> None:
+    ddl = schema.statements(schema.TENANTS, CLUSTER)
+    creates = {m.group(1): s for s in ddl if (m := re.match(r"CREATE (?:TABLE|MATERIALIZED VIEW) IF NOT EXISTS "
+                                                            r"`otel`\.(\w+)", s))}
+    for name in schema.TENANT_TABLES:
+        local = creates[f"{name}_local"]
+        assert "Tenant LowCardinality(String) DEFAULT 'default' CODEC(ZSTD(1))" in local
+        assert "ORDER BY (Tenant, " in local, name
+        assert f"Distributed('maple', 'otel', '{name}_local'" in creates[name]  # sharding keys unchanged
+    assert "PRIMARY KEY (Tenant, ServiceName, SpanName, toDateTime(Timestamp))" in creates["otel_traces_local"]
+    assert "ORDER BY (Tenant, TraceId)" in creates["otel_traces_trace_id_ts_local"]
+    # Re-created tables keep migration 4's retention, which never wraps around past 2106.
+    assert "TTL toDateTime(least(greatest(intDiv(toUnixTimestamp64Milli(Timestamp), 1000), 0) + 2592000, 4294967295))" \
+        in creates["otel_logs_local"]
+    assert "TTL toDateTime(least(toUInt64(toUnixTimestamp(Start)) + 2592000, 4294967295))" in \
+        creates["otel_traces_trace_id_ts_local"]
+    assert set(schema.TENANT_TABLES) == set(schema.TABLES) and len(schema.TENANT_TABLES) == 8
+    # The view is dropped before its tables are renamed aside, and created again after them.
+    view_at = [i for i, s in enumerate(ddl) if "otel_traces_trace_id_ts_mv" in s]
+    assert ddl[view_at[0]] == "DROP VIEW IF EXISTS `otel`.otel_traces_trace_id_ts_mv ON CLUSTER `maple` SYNC"
+    assert ddl[view_at[-1]].startswith("CREATE MATERIALIZED VIEW IF NOT EXISTS `otel`.otel_traces_trace_id_ts_mv")
+    assert "GROUP BY Tenant, TraceId" in ddl[view_at[-1]] and "FROM `otel`.otel_traces_local" in ddl[view_at[-1]]
+    renames = [i for i, s in enumerate(ddl) if s.startswith("RENAME TABLE `otel`.otel_traces")]
+    assert view_at[0] < min(renames) and max(renames) < view_at[-1]
+    # Tables with rows: the column in place (local and Distributed), the view's query changed atomically.
+    group = schema.TENANTS.objects[-1]
+    assert isinstance(group, schema.ViewUpgrade)
+    alter = group.alter(CLUSTER)
+    assert alter[0] == ("ALTER TABLE `otel`.otel_traces_local ON CLUSTER `maple` ADD COLUMN IF NOT EXISTS Tenant "
+                        "LowCardinality(String) DEFAULT 'default' CODEC(ZSTD(1))")
+    assert alter[-1].startswith("ALTER TABLE `otel`.otel_traces_trace_id_ts_mv ON CLUSTER `maple` MODIFY QUERY SELECT "
+                                "Tenant, TraceId")
+    assert "FROM `otel`.otel_traces_local" in alter[-1]

@@ -230,3 +230,39 @@ def test_a_raw_partition_that_is_behind_holds_decisions_back() -> None:
     sampler.step(SpanBatch(3, 1100, _cols([{"TraceId": trace, "SpanId": "b"}]), raw_partition=1))
     emitted = sampler.step(SpanBatch(4, 2500, _cols([]), raw_partition=1))
     assert [e.columns["SpanId"] for e in emitted] == [["a", "b"]]
+
+
+def test_two_tenants_with_one_trace_id_are_two_traces_and_emit_apart() -> None:
+    """A tenant cannot make another tenant's trace kept (or dropped) by reusing its id, and every emitted
+    batch holds one tenant's rows: the sink writes the batch's tenant into each of them."""
+    config = decode_config({"decision_wait": "1s", "policies": [
+        {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}]})
+    sampler = PartitionSampler(config)
+    shared = "77" * 16
+    sampler.step(SpanBatch(0, 1000, progress={0: 1000}))
+    sampler.step(SpanBatch(1, 1000, _cols([{"TraceId": shared, "SpanId": "a1", "StatusCode": "Error"}]),
+                           raw_partition=0, tenant="team-a"))
+    sampler.step(SpanBatch(2, 1000, _cols([{"TraceId": shared, "SpanId": "b1"}, {"TraceId": "", "SpanId": "b0"}]),
+                           raw_partition=0, tenant="team-b"))
+    assert sampler.pending_traces == 2
+    emitted = sampler.step(SpanBatch(3, 3000, progress={0: 3000}))
+    # team-b's trace has no error: dropped, although team-a's trace with the same id was kept.
+    assert [(e.first_offset, e.tenant, e.columns["SpanId"]) for e in emitted] == [(1, "team-a", ["a1"])]
+    # A late span of each: each follows its own tenant's decision.
+    late = sampler.step(SpanBatch(4, 3100, _cols([{"TraceId": shared, "SpanId": "a2"}]), raw_partition=0,
+                                  tenant="team-a"))
+    late += sampler.step(SpanBatch(5, 3100, _cols([{"TraceId": shared, "SpanId": "b2"}]), raw_partition=0,
+                                   tenant="team-b"))
+    assert [(e.tenant, e.columns["SpanId"]) for e in late] == [("team-a", ["a2"])]
+
+
+def test_a_group_of_two_tenants_is_numbered_on_from_the_first() -> None:
+    from topologies.sampler import GROUP_PIECES, _sampled_records
+
+    cols = _cols([{"TraceId": "88" * 16, "SpanId": "x"}])
+    records = _sampled_records([Emission(7, cols, "a"), Emission(7, cols, "b"), Emission(9, cols, "a")], 3, 42, 4)
+    headers = [dict(r.headers) for r in records]
+    assert [h["maple.source"] for h in headers] == [
+        f"otel.spans/3/42/{7 * GROUP_PIECES}".encode(), f"otel.spans/3/42/{7 * GROUP_PIECES + 1}".encode(),
+        f"otel.spans/3/42/{9 * GROUP_PIECES}".encode()]
+    assert [h["maple.tenant"] for h in headers] == [b"a", b"b", b"a"]

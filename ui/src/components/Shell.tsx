@@ -1,8 +1,10 @@
 /** The frame around every page: navigation (a sidebar, or a top bar in a narrow window) and the content. */
 import type { ReactNode } from "react";
-import { Link, Outlet } from "@tanstack/react-router";
-import { useQuery } from "@tanstack/react-query";
+import { Link, Outlet, useNavigate } from "@tanstack/react-router";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { health } from "../api/endpoints";
+import { can, logout, me, switchTeam } from "../api/access";
+import { ME_KEY } from "../router";
 import { cn } from "../lib/cn";
 import { Icon } from "./ui/icons";
 
@@ -11,8 +13,45 @@ const NAV = [
   { to: "/traces", label: "Traces", icon: "traces" },
   { to: "/services", label: "Services", icon: "services" },
   { to: "/sql", label: "SQL", icon: "sql" },
+  { to: "/alerts", label: "Alerts", icon: "bell" },
+  { to: "/saved", label: "Saved", icon: "bookmark" },
+  { to: "/dashboards", label: "Dashboards", icon: "grid" },
   { to: "/pipeline", label: "Pipeline", icon: "pipeline" },
 ] as const;
+
+/** Who is logged in, in which team (switchable), the team's settings for admins, and logging out. */
+function Account() {
+  const queryClient = useQueryClient();
+  const navigate = useNavigate();
+  const who = useQuery({ queryKey: ME_KEY, queryFn: ({ signal }) => me(signal), staleTime: 60_000 });
+  const team = useMutation({
+    mutationFn: switchTeam,
+    onSuccess: (next) => { queryClient.clear(); queryClient.setQueryData(ME_KEY, next); navigate({ to: "/logs", search: {} }); },
+  });
+  const out = useMutation({
+    mutationFn: logout,
+    onSettled: () => { queryClient.clear(); navigate({ to: "/login", search: {} }); },
+  });
+  const m = who.data;
+  if (!m) return null;
+  return (
+    <div className="flex items-center gap-1 md:mt-auto md:flex-col md:items-stretch md:gap-1 md:border-t md:border-border md:pt-2" data-testid="account">
+      {m.teams.length > 1 ? (
+        <select aria-label="Team" value={m.team} onChange={(e) => team.mutate(e.target.value)} data-testid="team-switch"
+          className="h-7 rounded-md border border-border bg-panel px-1 text-xs">
+          {m.teams.map((t) => <option key={t.slug} value={t.slug}>{t.name || t.slug}</option>)}
+        </select>
+      ) : <span className="px-2 text-xs font-medium" data-testid="team-name" title="Your team">{m.team}</span>}
+      <span className="px-2 text-xs text-muted max-md:hidden" data-testid="role">{m.role}{m.superuser ? " · superuser" : ""}</span>
+      <span className="truncate px-2 text-xs text-muted max-md:hidden" title={m.email ?? m.key ?? ""}>{m.email ?? `${m.key}…`}</span>
+      {can(m.role, "admin") && <>
+        <Link to="/settings/users" className="rounded-md px-2 py-1 text-xs text-muted hover:bg-black/5 hover:text-fg" activeProps={{ className: "!text-accent" }}>Users</Link>
+        <Link to="/settings/keys" className="rounded-md px-2 py-1 text-xs text-muted hover:bg-black/5 hover:text-fg" activeProps={{ className: "!text-accent" }}>API keys</Link>
+      </>}
+      {m.email && <button type="button" onClick={() => out.mutate()} className="rounded-md px-2 py-1 text-left text-xs text-muted hover:bg-black/5 hover:text-fg" data-testid="logout">Log out</button>}
+    </div>
+  );
+}
 
 function HealthDot() {
   const { data, isError } = useQuery({ queryKey: ["health"], queryFn: ({ signal }) => health(signal), refetchInterval: 15_000, retry: false });
@@ -39,6 +78,7 @@ export function Shell() {
             {n.to === "/pipeline" && <span className="md:ml-auto"><HealthDot /></span>}
           </Link>
         ))}
+        <Account />
       </nav>
       <main id="main" className="flex min-h-0 min-w-0 flex-1 flex-col overflow-hidden">
         <Outlet />

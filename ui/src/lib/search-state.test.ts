@@ -47,3 +47,15 @@ describe("click-to-filter clauses", () => {
     expect(addClause("x OR y", "a:1")).toBe("(x OR y) a:1");
   });
 });
+
+describe("login redirect", () => {
+  it("goes back to a page of this app only", async () => {
+    const { parseLoginSearch, parseAlertsSearch } = await import("./search-state");
+    expect(parseLoginSearch({ redirect: "/logs?q=level:error" })).toEqual({ redirect: "/logs?q=level:error" });
+    for (const bad of ["https://evil.example/", "//evil.example/x", "/login?redirect=/x", "javascript:alert(1)", ""]) {
+      expect(parseLoginSearch({ redirect: bad })).toEqual({ redirect: undefined });
+    }
+    expect(parseAlertsSearch({ state: "firing", new: "1" })).toEqual({ state: "firing", new: true });
+    expect(parseAlertsSearch({ state: "nonsense" })).toEqual({ state: "all", new: false });
+  });
+});

@@ -74,7 +74,7 @@ export function parseSqlSearch(raw: Raw): SqlSearch {
 }
 
 const DEFAULTS: Raw = { q: "", from: DEFAULT_RANGE.from, to: DEFAULT_RANGE.to, live: false, status: "any",
-  service: "", operation: "", sql: "", chart: "none" };
+  service: "", operation: "", sql: "", chart: "none", state: "all", kind: "all", new: false };
 
 /** The router's `stringifySearch`: flat `key=value` pairs, defaults and empty values left out. */
 export function stringifySearch(search: Raw): string {
@@ -107,4 +107,26 @@ export function addClause(query: string, clause: string): string {
   if (!q) return clause;
   if (q.split(/\s+/).includes(clause)) return q;
   return /\bOR\b/.test(q) ? `(${q}) ${clause}` : `${q} ${clause}`;
+}
+
+export type LoginSearch = { redirect?: string };
+
+/** Where to go after logging in: a path of this app only (never another site). */
+export function parseLoginSearch(raw: Raw): LoginSearch {
+  const target = str(raw.redirect);
+  return { redirect: target && target.startsWith("/") && !target.startsWith("//") && !target.startsWith("/login") ? target : undefined };
+}
+
+export type AlertsSearch = { state: "all" | "firing" | "pending" | "ok"; new: boolean };
+
+export function parseAlertsSearch(raw: Raw): AlertsSearch {
+  const state = str(raw.state);
+  return { state: state === "firing" || state === "pending" || state === "ok" ? state : "all", new: str(raw.new) === "1" || raw.new === true };
+}
+
+export type SavedSearchState = { kind: "all" | "logs" | "traces" };
+
+export function parseSavedSearch(raw: Raw): SavedSearchState {
+  const kind = str(raw.kind);
+  return { kind: kind === "logs" || kind === "traces" ? kind : "all" };
 }

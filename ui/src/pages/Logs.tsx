@@ -10,6 +10,7 @@ import { ApiError } from "../api/client";
 import { logFields, logHistogram, searchLogs, tailLogs } from "../api/endpoints";
 import type { LogRow } from "../api/types";
 import { PageHeader } from "../components/Shell";
+import { SaveSearch } from "../components/SaveSearch";
 import { SearchBar } from "../components/SearchBar";
 import { TimeRangePicker } from "../components/TimeRangePicker";
 import { StackedBars, compact } from "../components/Chart";
@@ -24,7 +25,7 @@ import { addClause, fieldClause } from "../lib/search-state";
 import { pickStep, resolveRange, zoomTo, formatTimestamp } from "../lib/time";
 import { cn } from "../lib/cn";
 
-const route = getRouteApi("/logs");
+const route = getRouteApi("/app/logs");
 const PAGE = 200;
 const LIVE_MAX = 10_000;
 
@@ -96,6 +97,7 @@ export function LogsPage() {
         <Button variant={live ? "primary" : "default"} aria-pressed={live} onClick={() => set({ live: !live, log: undefined })} title="Stream new records as they arrive" data-testid="live-toggle">
           <span className={cn("size-2 rounded-full", live ? "animate-pulse bg-white" : "bg-ok")} aria-hidden /> {live ? "Live" : "Live tail"}
         </Button>
+        <SaveSearch kind="logs" q={q} from={from} to={to} />
       </PageHeader>
 
       {!live && (

@@ -14,7 +14,7 @@ import { fieldClause } from "../lib/search-state";
 import { formatDuration, formatTimestamp, pickStep, resolveRange, zoomTo } from "../lib/time";
 import { fmtMs, fmtPct, fmtRate } from "./Services";
 
-const route = getRouteApi("/services/$service");
+const route = getRouteApi("/app/services/$service");
 
 export function ServicePage() {
   const { service } = route.useParams();

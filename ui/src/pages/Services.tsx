@@ -13,7 +13,7 @@ import { serviceColors } from "../lib/colors";
 import { formatDuration } from "../lib/time";
 import { cn } from "../lib/cn";
 
-const route = getRouteApi("/services");
+const route = getRouteApi("/app/services");
 
 type SortKey = "service" | "requestsPerSecond" | "errorRate" | "p50Ms" | "p95Ms" | "p99Ms";
 

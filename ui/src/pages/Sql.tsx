@@ -14,7 +14,7 @@ import { isNumericType, planChart, toEpochSeconds, toNumber } from "../lib/sql-c
 import { cn } from "../lib/cn";
 import type { SqlSearch } from "../lib/search-state";
 
-const route = getRouteApi("/sql");
+const route = getRouteApi("/app/sql");
 
 const EXAMPLES = [
   { label: "Logs per service, last hour", sql: "SELECT ServiceName, count() AS logs\nFROM otel_logs\nWHERE Timestamp > now() - INTERVAL 1 HOUR\nGROUP BY ServiceName\nORDER BY logs DESC" },

@@ -16,7 +16,7 @@ import { serviceColors } from "../lib/colors";
 import { fieldClause } from "../lib/search-state";
 import { formatDuration, formatTimestamp } from "../lib/time";
 
-const route = getRouteApi("/traces/$traceId");
+const route = getRouteApi("/app/traces/$traceId");
 
 /** A window around the trace for its logs: a minute either side, as absolute epoch ms. */
 function logsRange(trace: Trace, durationMs: number) {

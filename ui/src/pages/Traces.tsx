@@ -15,7 +15,7 @@ import { serviceColor } from "../lib/colors";
 import { formatDuration, formatTimestamp } from "../lib/time";
 import type { TracesSearch } from "../lib/search-state";
 
-const route = getRouteApi("/traces");
+const route = getRouteApi("/app/traces");
 
 export function TracesPage() {
   const search = route.useSearch();

@@ -10,6 +10,11 @@ const PATHS: Record<string, string> = {
   close: "M6 6l12 12M18 6 6 18",
   refresh: "M20 11a8 8 0 1 0-2.3 5.7M20 4v7h-7",
   clock: "M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18zm0 4v5l3 2",
+  bell: "M6 16V11a6 6 0 1 1 12 0v5l2 2H4zM10 20a2 2 0 0 0 4 0",
+  bookmark: "M6 3h12v18l-6-4-6 4z",
+  grid: "M4 4h7v7H4zM13 4h7v7h-7zM4 13h7v7H4zM13 13h7v7h-7z",
+  trash: "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13",
+  copy: "M8 8h12v12H8zM4 4h12v2M4 4v12h2",
 };
 
 export function Icon({ name, className = "size-4" }: { name: keyof typeof PATHS | string; className?: string }) {
