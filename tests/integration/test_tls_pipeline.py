@@ -25,6 +25,8 @@ from apps import localkafka, maple_command
 from maple import clickhouse, kafka
 from maple.net import free_port
 from maple.settings import Settings, load_settings
+from query.store import Store
+from tests.helpers.access import bearer, query_key
 from tests.helpers.certs import PKI, Pair
 from tests.helpers.environment import clean_environ
 from tests.helpers.ingest import IngestProcess, status
@@ -234,11 +236,12 @@ def test_clickhouse_https_refuses_clients_without_its_ca_or_a_certificate(secure
 # -- the query service over mutual TLS, reading through HTTPS ------------------------------------------
 
 
-def _api_client(pki: PKI, client: Pair | None = None, ca: Path | None = None) -> httpx.Client:
+def _api_client(pki: PKI, client: Pair | None = None, ca: Path | None = None,
+                headers: dict[str, str] | None = None) -> httpx.Client:
     context = ssl.create_default_context(cafile=str(ca or pki.server_ca.cert))
     if client is not None:
         context.load_cert_chain(str(client.cert), str(client.key))
-    return httpx.Client(verify=context, timeout=30)
+    return httpx.Client(verify=context, timeout=30, headers=headers)
 
 
 def test_query_api_over_mutual_tls(pipeline: Pipeline, secured_kafka: SecuredKafka, tmp_path: Path,
@@ -256,13 +259,17 @@ def test_query_api_over_mutual_tls(pipeline: Pipeline, secured_kafka: SecuredKaf
     live = Pair(tmp_path / "api.pem", tmp_path / "api-key.pem")
     pki.server.copy_to(live)
     port = free_port()
+    store = Store(f"sqlite:///{tmp_path / 'meta.db'}")  # the certificate opens the connection, a key the API
+    store.migrate()
+    headers = bearer(query_key(store, "default", "viewer"))
+    store.close()
     api = Stage(["api"], {**pipeline.env, "MAPLE_API_PORT": str(port),
                           "MAPLE_API_METADATA_URL": f"sqlite:///{tmp_path / 'meta.db'}", "MAPLE_API_HEALTH_INTERVAL_S": "2",
                           "MAPLE_API_TLS_CERT_FILE": str(live.cert), "MAPLE_API_TLS_KEY_FILE": str(live.key),
                           "MAPLE_API_TLS_CLIENT_CA_FILE": str(pki.client_ca.cert)}).start()
     url = f"https://127.0.0.1:{port}"
     try:
-        with _api_client(pki, pki.client) as client:
+        with _api_client(pki, pki.client, headers=headers) as client:
             deadline = time.monotonic() + 60
             while True:
                 try:
