@@ -1,7 +1,12 @@
-# Two commands on a fresh machine (Python 3.11, Java 17, Maven): `make up` and `make test`.
+# Two commands on a fresh machine (Python 3.11, Java 17, Maven, Rust's cargo): `make up` and `make test`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The compiled core (native/, Rust): cargo's build is cached here, so a rebuild after a change is seconds.
+# MAPLE_NATIVE=0 skips it; the workers then run the Python processors alone (several times slower).
+MAPLE_NATIVE ?= 1
+CARGO_TARGET_DIR ?= $(HOME)/.cache/maple/cargo-target
+NATIVE_SRC := $(wildcard native/src/*.rs) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/maple_native.pyi
 
 .PHONY: help install up test test-fast lint kafka-start kafka-stop clean
 
@@ -14,7 +19,21 @@ $(BIN)/maple: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $@
 
-install: $(BIN)/maple  ## create .venv and install Maple with its test extras
+$(VENV)/.native-$(MAPLE_NATIVE): $(BIN)/maple $(NATIVE_SRC)
+ifeq ($(MAPLE_NATIVE),0)
+	@echo "MAPLE_NATIVE=0: the compiled core is not built; workers transform with the Python processors"
+	-$(BIN)/pip uninstall --quiet --yes maple-native
+else
+	@command -v cargo >/dev/null 2>&1 || { echo "make: cargo (Rust) is needed to build Maple's compiled core in native/." \
+	  "Install Rust (https://rustup.rs, or your system's cargo package), or run with MAPLE_NATIVE=0 to use the" \
+	  "Python processors alone (several times slower per record)." >&2; exit 1; }
+	$(BIN)/pip install --quiet 'maturin>=1.7,<2'
+	PATH="$(abspath $(BIN)):$$PATH" CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) $(BIN)/pip install --quiet --no-build-isolation ./native
+endif
+	@rm -f $(VENV)/.native-*
+	@touch $@
+
+install: $(BIN)/maple $(VENV)/.native-$(MAPLE_NATIVE)  ## create .venv and install Maple with its test extras and its compiled core
 
 up: install  ## run Maple locally: Kafka (KRaft) + embedded ClickHouse + stages; Ctrl-C stops
 	$(BIN)/maple up

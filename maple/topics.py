@@ -40,16 +40,20 @@ HEADER_TENANT = "maple.tenant"          # tenant name from the API key, "default
 HEADER_ENCODING = "maple.encoding"      # the client's original encoding: "protobuf" or "json"
 HEADER_RECEIVED_NS = "maple.received"   # ingest receive time, Unix nanoseconds as decimal ASCII
 
-# Record headers on processed topics (row batches). The value is one JSONColumns object for one table:
-# {"Column": [v1, v2, ...], ...}, which ClickHouse parses itself, so a sink concatenates without decoding.
+# Record headers on processed topics (row batches). The value is one block of rows for one table, in a format
+# ClickHouse parses itself, so a sink concatenates blocks without decoding them (maple/blocks.py):
+# ClickHouse's Native format (the compiled core's) or a JSONColumns object {"Column": [v1, v2, ...], ...}
+# (the Python processors'). The maple.format header says which; a batch without it is JSONColumns.
 HEADER_TABLE = "maple.table"            # target table name, e.g. otel_logs
+HEADER_FORMAT = "maple.format"          # "Native" or "JSONColumns" (absent: JSONColumns)
 HEADER_ROWS = "maple.rows"              # row count, decimal ASCII
 HEADER_SOURCE = "maple.source"          # "<topic>/<partition>/<offset>/<part>" of the record it came from
 # HEADER_TENANT and HEADER_RECEIVED_NS are carried over from the raw record.
 HEADER_TICK = "maple.tick"              # on otel.spans: no rows, only moves the sampler's stream clock
 HEADER_DECIDED_NS = "maple.decided"     # on otel.spans.sampled: when the sampler decided, Unix nanoseconds
+FORMAT_JSON, FORMAT_NATIVE = "JSONColumns", "Native"  # the values of HEADER_FORMAT, as ClickHouse names them
 
-# Dead letters keep their payload as it was (raw OTLP bytes, or a JSONColumns row block); headers say why.
+# Dead letters keep their payload as it was (raw OTLP bytes, or row blocks with their maple.format); headers say why.
 HEADER_STAGE = "maple.stage"            # "worker" or "sink"
 HEADER_ERROR = "maple.error"            # the error text
 HEADER_ERROR_CODE = "maple.error_code"  # ClickHouse error code, when there is one

@@ -3,7 +3,7 @@
 Redrive is tracked by its own consumer group on maple.dlq (`<sink group>.dlq-redrive`), committed after
 each letter's effect is acknowledged, so a second redrive starts after the first one's last letter:
 
-* sink letters (JSONColumns rows ClickHouse refused) are inserted straight into their table with the
+* sink letters (row blocks ClickHouse refused, Native or JSONColumns) are inserted straight into their table with the
   token ``<the letter's token>/redrive/<sha256 of the payload>``. The sink cut big letters into pieces
   that share one token, and may have written the same letter twice when killed before its commit: the
   payload hash makes the token unique per piece and equal for copies. A redrive killed between insert
@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from maple import blocks as row_blocks
 from maple import clickhouse
 from maple.kafka import bootstrap_servers, consumer_config, producer_config
 from maple.settings import Settings
@@ -35,6 +36,7 @@ from maple.topics import (
     DEAD_LETTER,
     HEADER_ERROR,
     HEADER_ERROR_CODE,
+    HEADER_FORMAT,
     HEADER_GROUP,
     HEADER_REDRIVEN,
     HEADER_SOURCE,
@@ -72,6 +74,7 @@ class Letter:
     redriven: bool = False
     value: bytes = b""
     headers: tuple[tuple[str, bytes], ...] = ()
+    fmt: str = row_blocks.FORMAT_JSON  # of a sink letter's rows
 
     @property
     def id(self) -> str:
@@ -100,10 +103,14 @@ def _letter(message: Any, settings: Settings) -> Letter:
     else:
         group = text(HEADER_GROUP) or settings.worker.group  # letters from before maple.group was written
     value = message.value() or b""
+    try:
+        fmt = row_blocks.format_of(h.get(HEADER_FORMAT))
+    except ValueError:
+        fmt = text(HEADER_FORMAT)
     return Letter(message.partition(), message.offset(), message.timestamp()[1], stage, text(HEADER_TABLE),
                   text(HEADER_ERROR), int(code) if code.isdigit() else None, token,
                   text(HEADER_SOURCE_RANGE) or text(HEADER_SOURCE), group, len(value),
-                  count_rows(value) if stage == "sink" else None, value=value, headers=headers)
+                  count_rows(value, fmt) if stage == "sink" else None, value=value, headers=headers, fmt=fmt)
 
 
 def _ours(letter: Letter, settings: Settings) -> bool:
@@ -192,6 +199,15 @@ def preview(letter: Letter, rows: int = PREVIEW_ROWS) -> list[str]:
     if letter.stage != "sink":
         head = letter.value[:48]
         return [f"{letter.bytes} bytes of raw OTLP (protobuf), first {len(head)}: {head.hex(' ')}"]
+    if letter.fmt == row_blocks.FORMAT_NATIVE:
+        try:
+            columns = row_blocks.decode(letter.value, letter.fmt)
+        except ValueError:
+            return [f"not a Native block ({letter.bytes} bytes): {letter.value[:200]!r}"]
+        n = min((len(v) for v in columns.values()), default=0)
+        return [orjson.dumps({k: v[i] for k, v in columns.items()}, default=repr).decode() for i in range(min(n, rows))]
+    if letter.fmt != row_blocks.FORMAT_JSON:
+        return [f"rows in an unknown format {letter.fmt!r} ({letter.bytes} bytes)"]
     out: list[str] = []
     for line in letter.value.split(b"\n"):
         try:
@@ -280,10 +296,12 @@ def redrive(settings: Settings, *, timeout_s: float = 300.0, say: Callable[[str]
                 seen += 1
                 if not _ours(letter, settings):
                     result.not_ours += 1
-                elif letter.stage == "sink" and letter.table and letter.token:
+                elif (letter.stage == "sink" and letter.table and letter.token
+                      and letter.fmt in (row_blocks.FORMAT_JSON, row_blocks.FORMAT_NATIVE)):
                     token = f"{letter.token}/redrive/{hashlib.sha256(letter.value).hexdigest()[:16]}"
                     deadline[0] = time.monotonic() + timeout_s
-                    rejected = inserter.insert(letter.table, [letter.value], token)
+                    rejected = inserter.insert(letter.table, row_blocks.pieces(letter.value, letter.fmt), token,
+                                               letter.fmt)
                     refused = sum(r.rows for r in rejected)
                     for item in rejected:
                         _dead_letter_again(producer, item, letter, delivered)
@@ -319,4 +337,6 @@ def _dead_letter_again(producer: Producer, item: Rejected, letter: Letter,
                (HEADER_SOURCE_RANGE, f"{DEAD_LETTER.name}/{letter.partition}/{letter.offset}-{letter.offset}".encode())]
     if item.code is not None:
         headers.append((HEADER_ERROR_CODE, str(item.code).encode()))
+    if item.fmt != row_blocks.FORMAT_JSON:
+        headers.append((HEADER_FORMAT, item.fmt.encode()))
     producer.produce(DEAD_LETTER.name, value=item.block, headers=headers, on_delivery=delivered)

@@ -25,7 +25,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from maple import clickhouse
+from maple import blocks, clickhouse
 from maple import kafka as kafka_clients
 from maple import metrics as prom
 from maple.lag import SinkLag
@@ -35,6 +35,7 @@ from maple.topics import (
     HEADER_DECIDED_NS,
     HEADER_ERROR,
     HEADER_ERROR_CODE,
+    HEADER_FORMAT,
     HEADER_RECEIVED_NS,
     HEADER_ROWS,
     HEADER_SOURCE,
@@ -92,7 +93,8 @@ def _row_batch(message: Any) -> RowBatch:
         received = headers.get(HEADER_DECIDED_NS) or headers.get(HEADER_RECEIVED_NS)
         return RowBatch(offset=message.offset(), table=table, rows=int(headers.get(HEADER_ROWS, b"0")),
                         value=message.value(), source=SourcePosition.parse(source) if source else None,
-                        received_ns=int(received) if received else None)
+                        received_ns=int(received) if received else None,
+                        fmt=blocks.format_of(headers.get(HEADER_FORMAT)))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed row batch headers: {exc}") from exc
 
@@ -219,16 +221,17 @@ class Sink:
         batch = self.batches[key]
         topic, partition = key
         try:
-            tables = batch.tables()
-            if tables:
+            inserts = batch.inserts()
+            if inserts:
                 self._commit(batch, batch.start, batch.intent())
-                for table, blocks in sorted(tables.items()):
+                for (table, fmt), data in sorted(inserts.items()):
                     started = time.perf_counter()
-                    rejected = self.inserter.insert(table, blocks, batch.token(self.group, table))
+                    rejected = self.inserter.insert(table, data, batch.token(self.group, table, fmt), fmt)
                     self.metrics.insert_seconds.labels(table).observe(time.perf_counter() - started)
                     for item in rejected:
                         self._dead_letter(item, batch)
-                    self.metrics.rows.labels(table).inc(sum(b.rows for b in batch.taken if b.table == table))
+                    self.metrics.rows.labels(table).inc(sum(b.rows for b in batch.taken
+                                                            if b.table == table and b.fmt == fmt))
             self._settle_dead_letters()
             self._commit(batch, batch.end + 1, batch.done())
         except CommitFailed as exc:
@@ -273,13 +276,15 @@ class Sink:
                    (HEADER_SOURCE_RANGE, f"{batch.topic}/{batch.partition}/{start}-{batch.last_offset}".encode())]
         if item.code is not None:
             headers.append((HEADER_ERROR_CODE, str(item.code).encode()))
+        if item.fmt != blocks.FORMAT_JSON:
+            headers.append((HEADER_FORMAT, item.fmt.encode()))
 
         def delivered(err: KafkaError | None, _msg: Any) -> None:
             self._dead_letters_pending -= 1
             if err is not None:
                 self._dead_letter_errors.append(err.str())
 
-        for piece in cap_block(item.block, DEAD_LETTER_MAX_BYTES):
+        for piece in cap_block(item.block, DEAD_LETTER_MAX_BYTES, item.fmt):
             self._dead_letters_pending += 1
             self.dead_letters.produce(DEAD_LETTER.name, value=piece, headers=headers, on_delivery=delivered)
         self.metrics.dead_letter_rows.labels(item.table or "unknown").inc(max(item.rows, 1))

@@ -1,4 +1,5 @@
-"""Insert JSONColumns blocks into ClickHouse: idempotently, retrying what is transient, isolating bad rows.
+"""Insert row blocks (Native or JSONColumns, maple/blocks.py) into ClickHouse: idempotently, retrying what is
+transient, isolating bad rows.
 
 * Every insert carries an `insert_deduplication_token` and is forced into one block, so a retried or
   repeated insert of the same rows with the same token is dropped by ClickHouse whole.
@@ -22,10 +23,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
+from maple import blocks as row_blocks
 from maple.clickhouse import ClickHouseUnavailable
+from maple.topics import FORMAT_JSON
 
 log = logging.getLogger(__name__)
 
@@ -64,40 +66,39 @@ def classify(exc: BaseException) -> tuple[str, int | None]:
 @dataclass(frozen=True)
 class Rejected:
     table: str
-    block: bytes  # one or more JSONColumns objects, newline-separated, as they were inserted
+    block: bytes  # one or more blocks of `fmt`, as they were inserted (JSONColumns: newline-separated)
     token: str
     error: str
     code: int | None
+    fmt: str = FORMAT_JSON
 
     @property
     def rows(self) -> int:
-        return count_rows(self.block)
+        return count_rows(self.block, self.fmt)
 
 
-def count_rows(data: bytes) -> int:
-    """Rows in newline-separated JSONColumns objects (JSON text never holds a raw newline)."""
-    total = 0
-    for line in data.split(b"\n"):
-        try:
-            columns = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(columns, dict) and columns:
-            total += min((len(v) for v in columns.values() if isinstance(v, list)), default=0)
-    return total
+def count_rows(data: bytes, fmt: str = FORMAT_JSON) -> int:
+    """Rows in an insert body of `fmt` (JSON text never holds a raw newline); 0 for what cannot be read."""
+    return row_blocks.count_rows(data, fmt)
 
 
-def cap_block(data: bytes, limit: int) -> list[bytes]:
-    """Cut newline-separated JSONColumns data into pieces of at most `limit` bytes, by objects, then rows.
+def cap_block(data: bytes, limit: int, fmt: str = FORMAT_JSON) -> list[bytes]:
+    """Cut an insert body into pieces of at most `limit` bytes, by blocks, then rows.
     A single row over the limit stays whole (it cannot be cut)."""
     pieces: list[bytes] = []
-    pending = data.split(b"\n") if len(data) > limit else [data]
+    if len(data) <= limit:
+        pending = [data]
+    else:
+        try:
+            pending = row_blocks.pieces(data, fmt)
+        except ValueError:
+            pending = [data]
     while pending:
         block = pending.pop(0)
         if len(block) <= limit:
             pieces.append(block)
             continue
-        halves = split_block(block)
+        halves = split_block(block, fmt)
         if halves is None:
             pieces.append(block)
         else:
@@ -105,20 +106,9 @@ def cap_block(data: bytes, limit: int) -> list[bytes]:
     return pieces
 
 
-def split_block(block: bytes) -> tuple[bytes, bytes] | None:
-    """Cut one JSONColumns block into two halves by rows; None if it holds one row or is not JSONColumns."""
-    try:
-        columns = orjson.loads(block)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(columns, dict) or not columns:
-        return None
-    rows = min((len(v) for v in columns.values() if isinstance(v, list)), default=0)
-    if rows < 2:
-        return None
-    middle = rows // 2
-    return (orjson.dumps({k: v[:middle] for k, v in columns.items()}),
-            orjson.dumps({k: v[middle:] for k, v in columns.items()}))
+def split_block(block: bytes, fmt: str = FORMAT_JSON) -> tuple[bytes, bytes] | None:
+    """Cut one block into two halves by rows; None if it holds one row or cannot be read."""
+    return row_blocks.split(block, fmt)
 
 
 class Inserter:
@@ -132,29 +122,29 @@ class Inserter:
         self.on_retry = on_retry
         self.sleep = sleep
 
-    def _insert_once(self, table: str, data: bytes, token: str) -> None:
+    def _insert_once(self, table: str, data: bytes, token: str, fmt: str) -> None:
         if self._client is None:
             self._client = self._connect()
         self._client.raw_insert(f"`{self.database}`.`{table}`", None, insert_block=data,  # type: ignore[attr-defined]
-                                settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
-                                fmt="JSONColumns")
+                                settings={**INSERT_SETTINGS, "insert_deduplication_token": token}, fmt=fmt)
 
-    def insert(self, table: str, blocks: list[bytes], token: str) -> list[Rejected]:
-        """Insert `blocks` as one deduplicated block; returns the rows dead-lettered (normally none)."""
-        return self._insert(table, blocks, token, [BISECT_BUDGET])
+    def insert(self, table: str, blocks: list[bytes], token: str, fmt: str = FORMAT_JSON) -> list[Rejected]:
+        """Insert `blocks` (of format `fmt`) as one deduplicated block; returns the rows dead-lettered
+        (normally none)."""
+        return self._insert(table, blocks, token, [BISECT_BUDGET], fmt)
 
-    def _insert(self, table: str, blocks: list[bytes], token: str, budget: list[int]) -> list[Rejected]:
-        data = b"\n".join(blocks)
+    def _insert(self, table: str, blocks: list[bytes], token: str, budget: list[int], fmt: str) -> list[Rejected]:
+        data = row_blocks.join(blocks, fmt)
         backoff, attempts = 0.2, 0
         while True:
             try:
-                self._insert_once(table, data, token)
+                self._insert_once(table, data, token, fmt)
                 return []
             except Exception as exc:
                 kind, code = classify(exc)
                 attempts += 1
                 if kind == DATA:
-                    return self._bisect(table, blocks, token, exc, code, budget)
+                    return self._bisect(table, blocks, token, exc, code, budget, fmt)
                 if kind == TRANSIENT:
                     self._client = None  # reconnect: the server (or the embedded host) may have restarted
                 self.on_retry(kind if code is None else f"{kind}:{code}", table)
@@ -165,18 +155,18 @@ class Inserter:
                 backoff = min(backoff * 2, self.backoff_max_s)
 
     def _bisect(self, table: str, blocks: list[bytes], token: str, exc: Exception, code: int | None,
-                budget: list[int]) -> list[Rejected]:
+                budget: list[int], fmt: str) -> list[Rejected]:
         halves: tuple[list[bytes], list[bytes]] | None = None
         if len(blocks) > 1:
             middle = len(blocks) // 2
             halves = blocks[:middle], blocks[middle:]
-        elif (rows := split_block(blocks[0])) is not None:
+        elif (rows := split_block(blocks[0], fmt)) is not None:
             halves = [rows[0]], [rows[1]]
         if halves is None or budget[0] < 2:
             message = str(exc).splitlines()[0][:2000]
             log.error("%s for %s rejected by ClickHouse and dead-lettered: %s",
                       "a row" if halves is None else "a block", table, message)
-            return [Rejected(table, b"\n".join(blocks), token, message, code)]
+            return [Rejected(table, row_blocks.join(blocks, fmt), token, message, code, fmt)]
         budget[0] -= 2
-        return (self._insert(table, halves[0], f"{token}/0", budget)
-                + self._insert(table, halves[1], f"{token}/1", budget))
+        return (self._insert(table, halves[0], f"{token}/0", budget, fmt)
+                + self._insert(table, halves[1], f"{token}/1", budget, fmt))

@@ -33,8 +33,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from maple import kafka as kafka_clients
 from maple import metrics as prom
 from maple.lag import LagGauges, measure
+from maple.native import BUILD_HINT
+from maple.native import core as native_core
 from maple.producer import AsyncProducer, Record
-from maple.settings import Settings
+from maple.settings import Settings, SettingsError
 from maple.topics import (
     DEAD_LETTER,
     HEADER_ERROR,
@@ -87,6 +89,20 @@ def _dead_letter(value: bytes, position: SourcePosition, error: Exception, group
         (HEADER_SOURCE, position.header()), (HEADER_GROUP, group.encode())])
 
 
+def choose_core(choice: str) -> Any:
+    """The compiled core to transform with (worker.core), or None for the Python processors."""
+    if choice == "python":
+        return None
+    if native_core is None:
+        if choice == "native":
+            raise SettingsError(f"worker.core (MAPLE_WORKER_CORE) is 'native' but the compiled core maple_native "
+                                f"is not installed: {BUILD_HINT}")
+        log.warning("the compiled core (maple_native) is not installed: transforming with the Python processors, "
+                    "several times slower per record (%s)", BUILD_HINT)
+        return None
+    return native_core
+
+
 def build_app(settings: Settings) -> faust.App:
     bootstrap = kafka_clients.bootstrap_servers(settings)
     cfg = settings.worker
@@ -136,8 +152,11 @@ def build_app(settings: Settings) -> faust.App:
                 log.warning("consumer lag not measured: %s", exc)
 
     options = LogOptions(json_max_depth=cfg.json_max_depth, json_max_body_bytes=cfg.json_max_body_bytes)
+    core = choose_core(cfg.core)
+    log.info("transforming with %s", "the compiled core (Native row batches)" if core is not None
+             else "the Python processors (JSONColumns row batches)")
     transforms: dict[str, tuple[Topic, Transform]] = {
-        "logs": (RAW_LOGS, lambda raw: log_batches(raw, partitions[LOGS.name], options)),
+        "logs": (RAW_LOGS, lambda raw: log_batches(raw, partitions[LOGS.name], options, core)),
         "metrics": (RAW_METRICS, lambda raw: metric_batches(raw, partitions[METRICS.name])),
         "traces": (RAW_TRACES, lambda raw: trace_batches(raw, partitions[SPANS.name], partitions[METRICS.name],
                                                          red_options)),

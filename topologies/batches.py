@@ -10,7 +10,9 @@ the sampler drops copies the same way, per span partition (docs/traces.md).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -19,6 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from maple.producer import Record
 from maple.topics import (
+    FORMAT_NATIVE,
+    HEADER_FORMAT,
     HEADER_RECEIVED_NS,
     HEADER_ROWS,
     HEADER_SOURCE,
@@ -29,7 +33,7 @@ from maple.topics import (
     SPANS,
     SourcePosition,
 )
-from processors import logs, metrics, red, traces
+from processors import logs, metrics, red, severity, traces
 
 
 @dataclass(frozen=True)
@@ -68,26 +72,38 @@ def encode(columns: dict[str, list], limit: int = MAX_BATCH_BYTES) -> list[tuple
             + encode({k: v[middle:] for k, v in columns.items()}, limit))
 
 
-def _batches(raw: RawRecord, outputs: list[tuple[str, int, str, dict[str, list]]], first_part: int = 0
-             ) -> list[Record]:
-    """Row batches for `outputs` ((topic, partition, table, columns)) in order; `part` numbers them, across
-    all outputs of the record, so every consumer can tell copies from new batches.
+# An output of one raw record: (topic, partition, table, rows) where rows are columns (the Python
+# processors', encoded here as JSONColumns) or Native blocks already encoded by the compiled core.
+Output = tuple[str, int, str, dict[str, list] | list[tuple[int, bytes]]]
+
+
+def _batches(raw: RawRecord, outputs: Sequence[Output], first_part: int = 0) -> list[Record]:
+    """Row batches for `outputs` in order; `part` numbers them, across all outputs of the record, so every
+    consumer can tell copies from new batches.
 
     Each batch keeps the raw record's timestamp (the ingest's receipt): the tail sampler's clock runs on
     it, so a worker catching up on a backlog does not make traces look older than they are."""
     out: list[Record] = []
-    for topic, partition, table, columns in outputs:
-        for rows, block in encode(columns):
+    for topic, partition, table, data in outputs:
+        native = not isinstance(data, dict)
+        for rows, block in encode(data) if isinstance(data, dict) else data:
             headers = [(HEADER_TABLE, table.encode()), (HEADER_ROWS, str(rows).encode()),
                        (HEADER_SOURCE, SourcePosition(raw.topic, raw.partition, raw.offset,
                                                       first_part + len(out)).header()),
                        (HEADER_RECEIVED_NS, str(raw.received_ns).encode()),
                        (HEADER_TENANT, raw.headers.get(HEADER_TENANT, b"default"))]
+            if native:
+                headers.append((HEADER_FORMAT, FORMAT_NATIVE.encode()))
             out.append(Record(topic, block, headers, partition=partition, timestamp_ms=raw.timestamp_ms or None))
     return out
 
 
-def log_batches(raw: RawRecord, partitions: int, options: logs.LogOptions) -> list[Record]:
+def log_batches(raw: RawRecord, partitions: int, options: logs.LogOptions, core: Any = None) -> list[Record]:
+    """`core`: the compiled core (maple.native.core) to use instead of the Python processors, or None."""
+    if core is not None:
+        blocks = core.logs_blocks(raw.value, raw.received_ns, options.json_max_depth, options.json_max_body_bytes,
+                                  MAX_BATCH_BYTES, severity.from_text)
+        return _batches(raw, [(LOGS.name, raw.partition % partitions, logs.TABLE, blocks)]) if blocks else []
     columns = logs.to_columns(ExportLogsServiceRequest.FromString(raw.value), raw.received_ns, options)
     if not columns["Timestamp"]:
         return []

@@ -1,0 +1,260 @@
+//! maple_native: Maple's compiled core for the per-record transforms (OTLP request -> Native row
+//! blocks), the Native block operations the sampler and the sink need, and nothing else. The Python
+//! processors (processors/) define the behaviour; tests compare the two on the same inputs.
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+mod block;
+mod fmt;
+mod logs;
+mod pb;
+mod severity;
+mod values;
+
+create_exception!(maple_native, DecodeError, PyValueError, "The request is not a valid OTLP protobuf message.");
+create_exception!(maple_native, RowTooLarge, PyValueError, "One row alone is over the row batch limit.");
+create_exception!(maple_native, BlockError, PyValueError, "The bytes are not a Native block Maple can read.");
+
+fn decode_err(e: pb::DecodeError) -> PyErr {
+    DecodeError::new_err(format!("Error parsing message: {}", e.0))
+}
+
+fn block_err(e: block::BlockError) -> PyErr {
+    BlockError::new_err(e.0)
+}
+
+/// (rows, block) pairs of at most `limit` bytes each.
+fn blocks_list<'py>(py: Python<'py>, cols: &block::Columns, limit: usize) -> PyResult<Bound<'py, PyList>> {
+    let blocks = cols
+        .blocks(limit)
+        .map_err(|size| RowTooLarge::new_err(format!("a row of {size} bytes exceeds the {limit}-byte row batch limit")))?;
+    let list = PyList::empty(py);
+    for (rows, bytes) in blocks {
+        list.append((rows, PyBytes::new(py, &bytes)))?;
+    }
+    Ok(list)
+}
+
+struct PySeverity<'py> {
+    callback: Bound<'py, PyAny>,
+}
+
+impl logs::TextSeverity for PySeverity<'_> {
+    fn from_text(&mut self, text: &str) -> pb::R<Option<(String, i64)>> {
+        let result = self.callback.call1((text,)).map_err(|_| pb::DecodeError("severity.from_text failed"))?;
+        if result.is_none() {
+            return Ok(None);
+        }
+        result.extract::<(String, i64)>().map(Some).map_err(|_| pb::DecodeError("severity.from_text returned no (text, number)"))
+    }
+}
+
+/// One raw logs record (ExportLogsServiceRequest bytes) as otel_logs Native blocks: [(rows, block)].
+#[pyfunction]
+#[pyo3(signature = (value, received_ns, max_depth, max_body_chars, limit, from_text))]
+fn logs_blocks<'py>(py: Python<'py>, value: &[u8], received_ns: u64, max_depth: i64, max_body_chars: usize,
+                    limit: usize, from_text: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+    let options = logs::Options { max_depth, max_body_chars };
+    let mut severity = PySeverity { callback: from_text };
+    let cols = logs::to_columns(value, received_ns, &options, &mut severity).map_err(decode_err)?;
+    if cols.rows() == 0 {
+        return Ok(PyList::empty(py));
+    }
+    blocks_list(py, &cols, limit)
+}
+
+// -- blocks ------------------------------------------------------------------------------------------
+
+/// Rows in a stream of Native blocks.
+#[pyfunction]
+fn block_rows(data: &[u8]) -> PyResult<usize> {
+    Ok(block::parse_all(data).map_err(block_err)?.iter().map(|b| b.rows).sum())
+}
+
+/// The stream's blocks, each as its own bytes.
+#[pyfunction]
+fn split_stream<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    let mut pos = 0;
+    while pos < data.len() {
+        let start = pos;
+        block::parse_one(data, &mut pos).map_err(block_err)?;
+        list.append(PyBytes::new(py, &data[start..pos]))?;
+    }
+    Ok(list)
+}
+
+/// One block cut in two halves by rows; None when it holds fewer than two rows.
+#[pyfunction]
+fn split_block<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    let mut pos = 0;
+    let parsed = block::parse_one(data, &mut pos).map_err(block_err)?;
+    if pos != data.len() {
+        return Err(BlockError::new_err("more than one block"));
+    }
+    if parsed.rows < 2 {
+        return Ok(None);
+    }
+    let middle = parsed.rows / 2;
+    let first = block::gather(&[(data, &parsed, 0, middle)], None).map_err(block_err)?;
+    let second = block::gather(&[(data, &parsed, middle, parsed.rows)], None).map_err(block_err)?;
+    Ok(Some(PyTuple::new(py, [PyBytes::new(py, &first), PyBytes::new(py, &second)])?))
+}
+
+/// The given rows (in that order) of one block, as a new block.
+#[pyfunction]
+fn take_rows<'py>(py: Python<'py>, data: &[u8], rows: Vec<usize>) -> PyResult<Bound<'py, PyBytes>> {
+    let mut pos = 0;
+    let parsed = block::parse_one(data, &mut pos).map_err(block_err)?;
+    if let Some(bad) = rows.iter().find(|&&r| r >= parsed.rows) {
+        return Err(BlockError::new_err(format!("row {bad} of a block of {}", parsed.rows)));
+    }
+    let runs: Vec<_> = runs_of(&rows).into_iter().map(|(a, b)| (data, &parsed, a, b)).collect();
+    if runs.is_empty() {
+        let out = block::gather(&[(data, &parsed, 0, 0)], None).map_err(block_err)?;
+        return Ok(PyBytes::new(py, &out));
+    }
+    let out = block::gather(&runs, None).map_err(block_err)?;
+    Ok(PyBytes::new(py, &out))
+}
+
+/// Consecutive rows merged into ranges.
+fn runs_of(rows: &[usize]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &r in rows {
+        match out.last_mut() {
+            Some(last) if last.1 == r => last.1 = r + 1,
+            _ => out.push((r, r + 1)),
+        }
+    }
+    out
+}
+
+fn scalar_to_py<'py>(py: Python<'py>, kind: block::Scalar, bytes: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+    use block::Scalar::*;
+    let b8 = |b: &[u8]| -> [u8; 8] { b.try_into().unwrap() };
+    Ok(match kind {
+        U8 => bytes[0].into_pyobject(py)?.into_any(),
+        I8 => (bytes[0] as i8).into_pyobject(py)?.into_any(),
+        Bool => (bytes[0] != 0).into_pyobject(py)?.to_owned().into_any(),
+        U16 => u16::from_le_bytes([bytes[0], bytes[1]]).into_pyobject(py)?.into_any(),
+        I16 => i16::from_le_bytes([bytes[0], bytes[1]]).into_pyobject(py)?.into_any(),
+        U32 | DateTime => u32::from_le_bytes(bytes.try_into().unwrap()).into_pyobject(py)?.into_any(),
+        I32 => i32::from_le_bytes(bytes.try_into().unwrap()).into_pyobject(py)?.into_any(),
+        F32 => (f32::from_le_bytes(bytes.try_into().unwrap()) as f64).into_pyobject(py)?.into_any(),
+        U64 => u64::from_le_bytes(b8(bytes)).into_pyobject(py)?.into_any(),
+        I64 | DateTime64 => i64::from_le_bytes(b8(bytes)).into_pyobject(py)?.into_any(),
+        F64 => f64::from_le_bytes(b8(bytes)).into_pyobject(py)?.into_any(),
+    })
+}
+
+/// Elements a..b of a column as Python values (DateTime64 as integer ticks, maps as dicts).
+fn column_to_py<'py>(py: Python<'py>, buf: &[u8], ty: &str, view: &block::View, a: usize, b: usize)
+                     -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let mut out = Vec::with_capacity(b.saturating_sub(a));
+    match view {
+        block::View::Fixed { width, start } => {
+            let kind = block::scalar(ty).ok_or_else(|| BlockError::new_err(format!("type {ty}")))?;
+            for i in a..b {
+                out.push(scalar_to_py(py, kind, &buf[start + i * width..start + (i + 1) * width])?);
+            }
+        }
+        block::View::Str { starts } => {
+            for i in a..b {
+                let mut pos = starts[i] as usize;
+                let len = pb::varint(buf, &mut pos).unwrap() as usize;
+                let bytes = &buf[pos..pos + len];
+                out.push(match std::str::from_utf8(bytes) {
+                    Ok(s) => s.into_pyobject(py)?.into_any(),
+                    Err(_) => PyBytes::new(py, bytes).into_any(),
+                });
+            }
+        }
+        block::View::Arr { offsets, inner } => {
+            let inner_ty = &ty.trim()["Array(".len()..ty.trim().len() - 1];
+            for i in a..b {
+                let (s, e) = block::elements(buf, *offsets, i, i + 1);
+                out.push(PyList::new(py, column_to_py(py, buf, inner_ty, inner, s, e)?)?.into_any());
+            }
+        }
+        block::View::Map { offsets, keys, values } => {
+            let inner = &ty.trim()["Map(".len()..ty.trim().len() - 1];
+            let comma = top_comma(inner).ok_or_else(|| BlockError::new_err(format!("type {ty}")))?;
+            let (kt, vt) = (&inner[..comma], &inner[comma + 1..]);
+            for i in a..b {
+                let (s, e) = block::elements(buf, *offsets, i, i + 1);
+                let ks = column_to_py(py, buf, kt, keys, s, e)?;
+                let vs = column_to_py(py, buf, vt, values, s, e)?;
+                let dict = PyDict::new(py);
+                for (k, v) in ks.into_iter().zip(vs) {
+                    dict.set_item(k, v)?;
+                }
+                out.push(dict.into_any());
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn top_comma(s: &str) -> Option<usize> {
+    let mut depth = 0;
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// A stream of Native blocks as {column: [values]} (blocks concatenated), for tests and slow paths.
+#[pyfunction]
+fn decode_block<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+    let blocks = block::parse_all(data).map_err(block_err)?;
+    let out = PyDict::new(py);
+    for parsed in &blocks {
+        for col in &parsed.columns {
+            let values = column_to_py(py, data, &col.ty, &col.view, 0, parsed.rows)?;
+            let list = match out.get_item(&col.name)? {
+                Some(list) => list.cast_into::<PyList>()?,
+                None => {
+                    let list = PyList::empty(py);
+                    out.set_item(&col.name, &list)?;
+                    list
+                }
+            };
+            for v in values {
+                list.append(v)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Column names and types of the first block.
+#[pyfunction]
+fn block_columns(data: &[u8]) -> PyResult<Vec<(String, String)>> {
+    let mut pos = 0;
+    let parsed = block::parse_one(data, &mut pos).map_err(block_err)?;
+    Ok(parsed.columns.into_iter().map(|c| (c.name, c.ty)).collect())
+}
+
+#[pymodule]
+fn maple_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("DecodeError", m.py().get_type::<DecodeError>())?;
+    m.add("RowTooLarge", m.py().get_type::<RowTooLarge>())?;
+    m.add("BlockError", m.py().get_type::<BlockError>())?;
+    m.add_function(wrap_pyfunction!(logs_blocks, m)?)?;
+    m.add_function(wrap_pyfunction!(block_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(split_stream, m)?)?;
+    m.add_function(wrap_pyfunction!(split_block, m)?)?;
+    m.add_function(wrap_pyfunction!(take_rows, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_block, m)?)?;
+    m.add_function(wrap_pyfunction!(block_columns, m)?)?;
+    Ok(())
+}
