@@ -32,6 +32,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from maple.native import core
 from processors.sampling import SamplingConfig, Trace, decide
 from processors.traces import COLUMNS
 
@@ -51,10 +52,13 @@ class SpanBatch:
 
 @dataclass
 class Emission:
-    """Rows to write for one group: traces first seen at `first_offset`, emitted at one message."""
+    """Rows to write for one group: traces first seen at `first_offset`, emitted at one message.
+
+    `columns` are otel_traces columns when the span batches were column dicts (the Python processors'),
+    or one Native block when they were the compiled core's span blocks."""
 
     first_offset: int
-    columns: dict[str, list[Any]]
+    columns: dict[str, list[Any]] | bytes
 
 
 @dataclass
@@ -286,5 +290,8 @@ class PartitionSampler:
         return self._safe
 
 
-def _gather(spans: list[tuple[dict[str, list[Any]], int]]) -> dict[str, list[Any]]:
-    return {name: [cols[name][row] for cols, row in spans] for name in COLUMNS}
+def _gather(spans: list[tuple[dict[str, list[Any]], int]]) -> dict[str, list[Any]] | bytes:
+    if isinstance(spans[0][0], dict):
+        return {name: [cols[name][row] for cols, row in spans] for name in COLUMNS}
+    assert core is not None  # span blocks exist only when the compiled core made them
+    return bytes(core.gather(spans, list(COLUMNS)))

@@ -157,9 +157,9 @@ def build_app(settings: Settings) -> faust.App:
              else "the Python processors (JSONColumns row batches)")
     transforms: dict[str, tuple[Topic, Transform]] = {
         "logs": (RAW_LOGS, lambda raw: log_batches(raw, partitions[LOGS.name], options, core)),
-        "metrics": (RAW_METRICS, lambda raw: metric_batches(raw, partitions[METRICS.name])),
+        "metrics": (RAW_METRICS, lambda raw: metric_batches(raw, partitions[METRICS.name], core)),
         "traces": (RAW_TRACES, lambda raw: trace_batches(raw, partitions[SPANS.name], partitions[METRICS.name],
-                                                         red_options)),
+                                                         red_options, core)),
     }
     for signal in cfg.signals:
         source, transform = transforms[signal]
@@ -173,7 +173,8 @@ def build_app(settings: Settings) -> faust.App:
                                                                       message.offset), error, cfg.group)
 
         sampler.add_sampler_agent(app, settings, sampling, producer, metrics.registry, partitions[RAW_TRACES.name],
-                                  partitions[SPANS.name], partitions[SPANS_SAMPLED.name], bad_span_batch, _fatal)
+                                  partitions[SPANS.name], partitions[SPANS_SAMPLED.name], bad_span_batch, _fatal,
+                                  core)
     return app
 
 

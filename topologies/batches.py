@@ -77,6 +77,19 @@ def encode(columns: dict[str, list], limit: int = MAX_BATCH_BYTES) -> list[tuple
 Output = tuple[str, int, str, dict[str, list] | list[tuple[int, bytes]]]
 
 
+def native_pieces(block: bytes, limit: int) -> list[tuple[int, bytes]]:
+    """One Native block as (rows, block) pieces of at most `limit` bytes, halving by rows (as `encode` does)."""
+    from maple.native import core
+
+    assert core is not None
+    if len(block) <= limit:
+        return [(int(core.block_rows(block)), block)]
+    halves = core.split_block(block)
+    if halves is None:
+        raise RowTooLarge(f"a row of {len(block)} bytes exceeds the {limit}-byte row batch limit")
+    return native_pieces(bytes(halves[0]), limit) + native_pieces(bytes(halves[1]), limit)
+
+
 def _batches(raw: RawRecord, outputs: Sequence[Output], first_part: int = 0) -> list[Record]:
     """Row batches for `outputs` in order; `part` numbers them, across all outputs of the record, so every
     consumer can tell copies from new batches.
@@ -110,7 +123,10 @@ def log_batches(raw: RawRecord, partitions: int, options: logs.LogOptions, core:
     return _batches(raw, [(LOGS.name, raw.partition % partitions, logs.TABLE, columns)])
 
 
-def metric_batches(raw: RawRecord, partitions: int) -> list[Record]:
+def metric_batches(raw: RawRecord, partitions: int, core: Any = None) -> list[Record]:
+    if core is not None:
+        return _batches(raw, [(METRICS.name, raw.partition % partitions, table, blocks)
+                              for table, blocks in core.metric_blocks(raw.value, MAX_BATCH_BYTES)])
     tables = metrics.to_tables(ExportMetricsServiceRequest.FromString(raw.value))
     return _batches(raw, [(METRICS.name, raw.partition % partitions, table, tables[table]) for table in sorted(tables)])
 
@@ -121,11 +137,17 @@ def span_partition(trace_id: str, partitions: int) -> int:
 
 
 def trace_batches(raw: RawRecord, span_partitions: int, metric_partitions: int,
-                  red_options: red.RedOptions | None = None) -> list[Record]:
+                  red_options: red.RedOptions | None = None, core: Any = None) -> list[Record]:
     """Spans re-keyed by TraceId, one batch per span partition, plus the request's RED delta points.
 
     RED counts every span here, before sampling; its points go to the metrics topic like any metrics."""
     red_options = red_options or red.RedOptions()
+    if core is not None:
+        spans, tables = core.trace_blocks(raw.value, span_partitions, raw.received_ns, list(red_options.buckets_ms),
+                                          [(d.name, d.default) for d in red_options.dimensions], MAX_BATCH_BYTES)
+        native: list[Output] = [(SPANS.name, partition, traces.TABLE, blocks) for partition, blocks in spans]
+        native += [(METRICS.name, raw.partition % metric_partitions, table, blocks) for table, blocks in tables]
+        return _batches(raw, native)
     columns = traces.to_columns(ExportTraceServiceRequest.FromString(raw.value))
     trace_ids = columns["TraceId"]
     if not trace_ids:

@@ -472,6 +472,78 @@ fn counts(buf: &[u8], n: usize, pos: &mut usize) -> BR<usize> {
     Ok(prev as usize)
 }
 
+/// Advances `pos` past `n` elements of type `ty`, checking they are there.
+fn skip(buf: &[u8], ty: &Ty, n: usize, pos: &mut usize) -> BR<()> {
+    match ty {
+        Ty::Fixed(w) | Ty::DateTime64(w) => {
+            let size = n.checked_mul(*w).ok_or(BlockError("not a Native block: too many rows".into()))?;
+            if size > buf.len() - *pos {
+                return err("a column runs past the end");
+            }
+            *pos += size;
+        }
+        Ty::Str => {
+            for _ in 0..n {
+                read_string(buf, pos)?;
+            }
+        }
+        Ty::Arr(inner) => {
+            let elements = counts(buf, n, pos)?;
+            skip(buf, inner, elements, pos)?;
+        }
+        Ty::Map(k, v) => {
+            let entries = counts(buf, n, pos)?;
+            skip(buf, k, entries, pos)?;
+            skip(buf, v, entries, pos)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a column's data lies, found without indexing its values.
+pub struct ColumnAt {
+    pub name: String,
+    pub ty: String,
+    pub parsed: Ty,
+    pub start: usize,
+}
+
+pub struct Layout {
+    pub rows: usize,
+    pub columns: Vec<ColumnAt>,
+    pub end: usize,
+}
+
+/// The columns of the block at `pos` and where each one's data starts (checked to the end).
+pub fn layout(buf: &[u8], mut pos: usize) -> BR<Layout> {
+    let ncols = read_varint(buf, &mut pos)? as usize;
+    let rows = read_varint(buf, &mut pos)? as usize;
+    if ncols > 100_000 {
+        return err("too many columns");
+    }
+    let mut columns = Vec::with_capacity(ncols);
+    for _ in 0..ncols {
+        let name = String::from_utf8(read_string(buf, &mut pos)?.to_vec()).map_err(|_| BlockError("not a Native block: a column name is not UTF-8".into()))?;
+        let ty = String::from_utf8(read_string(buf, &mut pos)?.to_vec()).map_err(|_| BlockError("not a Native block: a type is not UTF-8".into()))?;
+        let parsed = parse_type(&ty).ok_or_else(|| BlockError(format!("unsupported Native column type {ty} (column {name})")))?;
+        let start = pos;
+        if rows > 0 {
+            skip(buf, &parsed, rows, &mut pos)?;
+        }
+        columns.push(ColumnAt { name, ty, parsed, start });
+    }
+    Ok(Layout { rows, columns, end: pos })
+}
+
+/// The index of a column found by `layout`.
+pub fn view_at(buf: &[u8], col: &ColumnAt, rows: usize) -> View {
+    let mut pos = col.start;
+    if rows == 0 {
+        return empty_view(&col.parsed, pos);
+    }
+    view(buf, &col.parsed, rows, &mut pos).expect("checked by layout")
+}
+
 /// Parses one block at `pos` (a stream may hold several), advancing `pos` past it.
 pub fn parse_one(buf: &[u8], pos: &mut usize) -> BR<Parsed> {
     let ncols = read_varint(buf, pos)? as usize;

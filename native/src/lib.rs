@@ -10,19 +10,22 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 mod block;
 mod fmt;
 mod logs;
+mod metrics;
 mod pb;
 mod severity;
+mod spans;
+mod traces;
 mod values;
 
 create_exception!(maple_native, DecodeError, PyValueError, "The request is not a valid OTLP protobuf message.");
 create_exception!(maple_native, RowTooLarge, PyValueError, "One row alone is over the row batch limit.");
 create_exception!(maple_native, BlockError, PyValueError, "The bytes are not a Native block Maple can read.");
 
-fn decode_err(e: pb::DecodeError) -> PyErr {
+pub(crate) fn decode_err(e: pb::DecodeError) -> PyErr {
     DecodeError::new_err(format!("Error parsing message: {}", e.0))
 }
 
-fn block_err(e: block::BlockError) -> PyErr {
+pub(crate) fn block_err(e: block::BlockError) -> PyErr {
     BlockError::new_err(e.0)
 }
 
@@ -64,6 +67,44 @@ fn logs_blocks<'py>(py: Python<'py>, value: &[u8], received_ns: u64, max_depth: 
         return Ok(PyList::empty(py));
     }
     blocks_list(py, &cols, limit)
+}
+
+/// One raw traces record as ([(span partition, [(rows, block)])], [(table, [(rows, block)])]): otel_traces
+/// blocks per span partition (ascending), then the RED points' tables (otel_metrics_histogram, _sum).
+#[pyfunction]
+#[pyo3(signature = (value, span_partitions, received_ns, buckets_ms, dimensions, limit))]
+fn trace_blocks<'py>(py: Python<'py>, value: &[u8], span_partitions: u32, received_ns: u64, buckets_ms: Vec<f64>,
+                     dimensions: Vec<(String, Option<String>)>, limit: usize)
+                     -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    if span_partitions == 0 {
+        return Err(PyValueError::new_err("span_partitions must be at least 1"));
+    }
+    let red = traces::RedOptions { buckets_ms, dimensions };
+    let out = traces::to_output(value, span_partitions, &red).map_err(decode_err)?;
+    let spans = PyList::empty(py);
+    let tables = PyList::empty(py);
+    if out.spans == 0 {
+        return Ok((spans, tables));
+    }
+    for (partition, cols) in &out.partitions {
+        spans.append((*partition, blocks_list(py, cols, limit)?))?;
+    }
+    let (hists, sums) = metrics::red_tables(&out.series, received_ns, &red.dimensions, &red.buckets_ms);
+    tables.append((metrics::HISTOGRAM, blocks_list(py, &hists, limit)?))?;
+    tables.append((metrics::SUM, blocks_list(py, &sums, limit)?))?;
+    Ok((spans, tables))
+}
+
+/// One raw metrics record as [(table, [(rows, block)])], tables sorted by name.
+#[pyfunction]
+fn metric_blocks<'py>(py: Python<'py>, value: &[u8], limit: usize) -> PyResult<Bound<'py, PyList>> {
+    let mut out = metrics::to_tables(value).map_err(decode_err)?;
+    out.tables.sort_by_key(|(t, _)| *t);
+    let list = PyList::empty(py);
+    for (table, cols) in &out.tables {
+        list.append((*table, blocks_list(py, cols, limit)?))?;
+    }
+    Ok(list)
 }
 
 // -- blocks ------------------------------------------------------------------------------------------
@@ -152,7 +193,7 @@ fn scalar_to_py<'py>(py: Python<'py>, kind: block::Scalar, bytes: &[u8]) -> PyRe
 }
 
 /// Elements a..b of a column as Python values (DateTime64 as integer ticks, maps as dicts).
-fn column_to_py<'py>(py: Python<'py>, buf: &[u8], ty: &str, view: &block::View, a: usize, b: usize)
+pub(crate) fn column_to_py<'py>(py: Python<'py>, buf: &[u8], ty: &str, view: &block::View, a: usize, b: usize)
                      -> PyResult<Vec<Bound<'py, PyAny>>> {
     let mut out = Vec::with_capacity(b.saturating_sub(a));
     match view {
@@ -250,7 +291,11 @@ fn maple_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RowTooLarge", m.py().get_type::<RowTooLarge>())?;
     m.add("BlockError", m.py().get_type::<BlockError>())?;
     m.add_function(wrap_pyfunction!(logs_blocks, m)?)?;
+    m.add_function(wrap_pyfunction!(trace_blocks, m)?)?;
+    m.add_function(wrap_pyfunction!(metric_blocks, m)?)?;
     m.add_function(wrap_pyfunction!(block_rows, m)?)?;
+    m.add_class::<spans::SpanBlock>()?;
+    m.add_function(wrap_pyfunction!(spans::gather, m)?)?;
     m.add_function(wrap_pyfunction!(split_stream, m)?)?;
     m.add_function(wrap_pyfunction!(split_block, m)?)?;
     m.add_function(wrap_pyfunction!(take_rows, m)?)?;
