@@ -15,6 +15,7 @@ from ingest.metrics import IngestMetrics
 from ingest.otlp import SIGNALS
 from ingest.service import IngestService
 from maple import kafka as kafka_clients
+from maple.exits import stop_for_safety
 from maple.producer import AsyncProducer
 from maple.settings import Settings, api_key_tenants
 
@@ -28,11 +29,7 @@ class IngestStartupError(RuntimeError):
 def _exit_on_fatal(err: object) -> None:
     """A fatal producer error cannot be recovered in place: exit so that the supervisor (maple up, or the
     orchestrator) starts a fresh ingest. Requests in flight get no answer and are retried by clients."""
-    import os
-
-    log.critical("the Kafka producer failed for good (%s); exiting to be restarted", err)
-    logging.shutdown()
-    os._exit(70)
+    stop_for_safety(f"the Kafka producer failed for good ({err}); exiting to be restarted")
 
 
 async def serve(settings: Settings, stop: threading.Event | None = None) -> None:

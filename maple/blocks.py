@@ -20,10 +20,13 @@ from typing import Any
 
 import orjson
 
+from maple import jsoncolumns
+from maple.jsoncolumns import MAX_BATCH_BYTES, RowTooLarge
 from maple.native import core
 from maple.topics import FORMAT_JSON, FORMAT_NATIVE
 
-__all__ = ["FORMAT_JSON", "FORMAT_NATIVE", "count_rows", "decode", "join", "pieces", "split", "take"]
+__all__ = ["FORMAT_JSON", "FORMAT_NATIVE", "MAX_BATCH_BYTES", "RowTooLarge", "cap", "count_rows", "cut", "decode",
+           "join", "pieces", "split", "take"]
 
 
 def format_of(header: bytes | None) -> str:
@@ -63,15 +66,7 @@ def count_rows(data: bytes, fmt: str = FORMAT_JSON) -> int:
             return int(core.block_rows(data)) if core is not None else _native_rows(data)
         except ValueError:
             return 0
-    total = 0
-    for line in data.split(b"\n"):
-        try:
-            columns = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(columns, dict) and columns:
-            total += min((len(v) for v in columns.values() if isinstance(v, list)), default=0)
-    return total
+    return jsoncolumns.count_rows(data)
 
 
 def split(block: bytes, fmt: str) -> tuple[bytes, bytes] | None:
@@ -90,18 +85,38 @@ def split(block: bytes, fmt: str) -> tuple[bytes, bytes] | None:
         middle = rows // 2
         return (encode_native({k: v[:middle] for k, v in columns.items()}, types),
                 encode_native({k: v[middle:] for k, v in columns.items()}, types))
+    return jsoncolumns.split_block(block)
+
+
+def cut(block: bytes, limit: int = MAX_BATCH_BYTES) -> list[tuple[int, bytes]]:
+    """One Native block as (rows, block) pieces of at most `limit` bytes, halving by rows as
+    jsoncolumns.encode does; RowTooLarge when one row alone is over the limit."""
+    if len(block) <= limit:
+        return [(count_rows(block, FORMAT_NATIVE), block)]
+    halves = split(block, FORMAT_NATIVE)
+    if halves is None:
+        raise RowTooLarge(f"a row of {len(block)} bytes exceeds the {limit}-byte row batch limit")
+    return cut(halves[0], limit) + cut(halves[1], limit)
+
+
+def cap(data: bytes, limit: int, fmt: str) -> list[bytes]:
+    """An insert body cut into pieces of at most `limit` bytes, by blocks, then rows (dead letters). A single
+    row over the limit stays whole (it cannot be cut)."""
+    if fmt == FORMAT_JSON:
+        return jsoncolumns.cap_block(data, limit)
+    out: list[bytes] = []
     try:
-        columns = orjson.loads(block)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(columns, dict) or not columns:
-        return None
-    rows = min((len(v) for v in columns.values() if isinstance(v, list)), default=0)
-    if rows < 2:
-        return None
-    middle = rows // 2
-    return (orjson.dumps({k: v[:middle] for k, v in columns.items()}),
-            orjson.dumps({k: v[middle:] for k, v in columns.items()}))
+        pending = pieces(data, fmt) if len(data) > limit else [data]
+    except ValueError:
+        pending = [data]
+    while pending:
+        block = pending.pop(0)
+        halves = split(block, fmt) if len(block) > limit else None
+        if halves is None:
+            out.append(block)
+        else:
+            pending[:0] = list(halves)
+    return out
 
 
 def take(block: bytes, fmt: str, rows: list[int]) -> bytes:

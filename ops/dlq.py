@@ -30,6 +30,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from maple import blocks as row_blocks
 from maple import clickhouse
+from maple.deadletter import sink_letter
 from maple.kafka import bootstrap_servers, consumer_config, producer_config
 from maple.settings import Settings
 from maple.topics import (
@@ -48,7 +49,7 @@ from maple.topics import (
 )
 from ops.groups import OpsError, committed, ops_consumer, partitions_of, require_stopped, watermarks
 from ops.progress import Progress
-from sinks.writer import Inserter, Rejected, count_rows
+from sinks.writer import Inserter, Rejected
 
 PREVIEW_ROWS = 5
 
@@ -110,7 +111,7 @@ def _letter(message: Any, settings: Settings) -> Letter:
     return Letter(message.partition(), message.offset(), message.timestamp()[1], stage, text(HEADER_TABLE),
                   text(HEADER_ERROR), int(code) if code.isdigit() else None, token,
                   text(HEADER_SOURCE_RANGE) or text(HEADER_SOURCE), group, len(value),
-                  count_rows(value, fmt) if stage == "sink" else None, value=value, headers=headers, fmt=fmt)
+                  row_blocks.count_rows(value, fmt) if stage == "sink" else None, value=value, headers=headers, fmt=fmt)
 
 
 def _ours(letter: Letter, settings: Settings) -> bool:
@@ -332,11 +333,6 @@ def redrive(settings: Settings, *, timeout_s: float = 300.0, say: Callable[[str]
 
 def _dead_letter_again(producer: Producer, item: Rejected, letter: Letter,
                        delivered: Callable[[KafkaError | None, Any], None]) -> None:
-    headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, item.table.encode()), (HEADER_ERROR, item.error.encode()[:4096]),
-               (HEADER_TOKEN, item.token.encode()),
-               (HEADER_SOURCE_RANGE, f"{DEAD_LETTER.name}/{letter.partition}/{letter.offset}-{letter.offset}".encode())]
-    if item.code is not None:
-        headers.append((HEADER_ERROR_CODE, str(item.code).encode()))
-    if item.fmt != row_blocks.FORMAT_JSON:
-        headers.append((HEADER_FORMAT, item.fmt.encode()))
-    producer.produce(DEAD_LETTER.name, value=item.block, headers=headers, on_delivery=delivered)
+    again = sink_letter(item.block, item.table, item.error, item.code, item.token,
+                        f"{DEAD_LETTER.name}/{letter.partition}/{letter.offset}-{letter.offset}", item.fmt)
+    producer.produce(again.topic, value=again.value, headers=again.headers, on_delivery=delivered)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from maple.native import core
-from processors.sampling import SamplingConfig, Trace, decide
+from processors.sampling import SamplingConfig, Trace, build_policies, decide
 from processors.traces import COLUMNS
 
 
@@ -93,10 +93,12 @@ class _Decided:
 class PartitionSampler:
     config: SamplingConfig
     raw_partitions: int = 1
+    rate_share: float = 1.0  # this partition's part of the rate budgets: 1 / span partitions
     clock_ms: int = 0
     counts: SamplerCounts = field(default_factory=SamplerCounts)
 
     def __post_init__(self) -> None:
+        self._policies = build_policies(self.config, self.rate_share)  # its own: policies keep rate budgets
         self._progress: dict[int, int] = {}      # raw partition -> latest ingest time arrived (ms)
         self._pending: OrderedDict[str, _Pending] = OrderedDict()       # in first-seen order
         self._due: list[tuple[int, int, str]] = []  # heap of (due time, arrival number, trace id)
@@ -214,7 +216,7 @@ class PartitionSampler:
                 groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
         trace = entry.trace
         record = _Decided(entry.first_offset, entry.last_offset, self.clock_ms)
-        if decide(list(self.config.policies), trace, self.clock_ms // 1000):
+        if decide(self._policies, trace, self.clock_ms // 1000):
             groups.setdefault(entry.first_offset, []).extend(trace.spans)
             self.counts.traces_sampled += 1
             self.counts.spans_sampled += trace.span_count

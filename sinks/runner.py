@@ -28,21 +28,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from maple import blocks, clickhouse
 from maple import kafka as kafka_clients
 from maple import metrics as prom
+from maple.deadletter import sink_letter
 from maple.lag import SinkLag
 from maple.settings import Settings
 from maple.topics import (
-    DEAD_LETTER,
     HEADER_DECIDED_NS,
-    HEADER_ERROR,
-    HEADER_ERROR_CODE,
     HEADER_FORMAT,
     HEADER_RECEIVED_NS,
     HEADER_ROWS,
     HEADER_SOURCE,
-    HEADER_SOURCE_RANGE,
-    HEADER_STAGE,
     HEADER_TABLE,
-    HEADER_TOKEN,
     LOGS,
     METRICS,
     SPANS_SAMPLED,
@@ -51,7 +46,7 @@ from maple.topics import (
 )
 from sinks import shards
 from sinks.batch import Limits, PartitionBatch, RowBatch, decode_epoch, decode_state
-from sinks.writer import Rejected, cap_block
+from sinks.writer import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -271,22 +266,17 @@ class Sink:
 
     def _dead_letter(self, item: Rejected, batch: PartitionBatch) -> None:
         start = batch.start if batch.start >= 0 else batch.last_offset
-        headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, item.table.encode()),
-                   (HEADER_ERROR, item.error.encode()[:4096]), (HEADER_TOKEN, item.token.encode()),
-                   (HEADER_SOURCE_RANGE, f"{batch.topic}/{batch.partition}/{start}-{batch.last_offset}".encode())]
-        if item.code is not None:
-            headers.append((HEADER_ERROR_CODE, str(item.code).encode()))
-        if item.fmt != blocks.FORMAT_JSON:
-            headers.append((HEADER_FORMAT, item.fmt.encode()))
+        source_range = f"{batch.topic}/{batch.partition}/{start}-{batch.last_offset}"
 
         def delivered(err: KafkaError | None, _msg: Any) -> None:
             self._dead_letters_pending -= 1
             if err is not None:
                 self._dead_letter_errors.append(err.str())
 
-        for piece in cap_block(item.block, DEAD_LETTER_MAX_BYTES, item.fmt):
+        for piece in blocks.cap(item.block, DEAD_LETTER_MAX_BYTES, item.fmt):
+            letter = sink_letter(piece, item.table, item.error, item.code, item.token, source_range, item.fmt)
             self._dead_letters_pending += 1
-            self.dead_letters.produce(DEAD_LETTER.name, value=piece, headers=headers, on_delivery=delivered)
+            self.dead_letters.produce(letter.topic, value=letter.value, headers=letter.headers, on_delivery=delivered)
         self.metrics.dead_letter_rows.labels(item.table or "unknown").inc(max(item.rows, 1))
 
     def _settle_dead_letters(self) -> None:

@@ -18,7 +18,6 @@ transient, isolating bad rows.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +40,6 @@ TRANSIENT_CODES = frozenset({3, 60, 81, 159, 164, 202, 203, 209, 210, 236, 241, 
                              1000})
 # Codes that mean the data itself cannot go into the table.
 DATA_CODES = frozenset({6, 16, 25, 26, 27, 38, 41, 53, 62, 69, 70, 72, 76, 117, 130, 131, 190, 349, 407, 691})
-_CODE = re.compile(r"code:\s*(\d+)", re.IGNORECASE)
 
 TRANSIENT, DATA, UNKNOWN = "transient", "data", "unknown"
 BISECT_BUDGET = 64
@@ -51,8 +49,7 @@ def classify(exc: BaseException) -> tuple[str, int | None]:
     if isinstance(exc, (OperationalError, ClickHouseUnavailable)):
         return TRANSIENT, None
     if isinstance(exc, DatabaseError):
-        match = _CODE.search(str(exc))
-        code = int(match.group(1)) if match else None
+        code = exc.code  # from X-ClickHouse-Exception-Code (HTTP) or the engine (chDB)
         if code in TRANSIENT_CODES:
             return TRANSIENT, code
         if code in DATA_CODES:
@@ -74,41 +71,7 @@ class Rejected:
 
     @property
     def rows(self) -> int:
-        return count_rows(self.block, self.fmt)
-
-
-def count_rows(data: bytes, fmt: str = FORMAT_JSON) -> int:
-    """Rows in an insert body of `fmt` (JSON text never holds a raw newline); 0 for what cannot be read."""
-    return row_blocks.count_rows(data, fmt)
-
-
-def cap_block(data: bytes, limit: int, fmt: str = FORMAT_JSON) -> list[bytes]:
-    """Cut an insert body into pieces of at most `limit` bytes, by blocks, then rows.
-    A single row over the limit stays whole (it cannot be cut)."""
-    pieces: list[bytes] = []
-    if len(data) <= limit:
-        pending = [data]
-    else:
-        try:
-            pending = row_blocks.pieces(data, fmt)
-        except ValueError:
-            pending = [data]
-    while pending:
-        block = pending.pop(0)
-        if len(block) <= limit:
-            pieces.append(block)
-            continue
-        halves = split_block(block, fmt)
-        if halves is None:
-            pieces.append(block)
-        else:
-            pending[:0] = list(halves)
-    return pieces
-
-
-def split_block(block: bytes, fmt: str = FORMAT_JSON) -> tuple[bytes, bytes] | None:
-    """Cut one block into two halves by rows; None if it holds one row or cannot be read."""
-    return row_blocks.split(block, fmt)
+        return row_blocks.count_rows(self.block, self.fmt)
 
 
 class Inserter:
@@ -160,7 +123,7 @@ class Inserter:
         if len(blocks) > 1:
             middle = len(blocks) // 2
             halves = blocks[:middle], blocks[middle:]
-        elif (rows := split_block(blocks[0], fmt)) is not None:
+        elif (rows := row_blocks.split(blocks[0], fmt)) is not None:
             halves = [rows[0]], [rows[1]]
         if halves is None or budget[0] < 2:
             message = str(exc).splitlines()[0][:2000]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +31,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from maple import kafka as kafka_clients
 from maple import metrics as prom
+from maple.deadletter import worker_letter
+from maple.exits import stop_for_safety
 from maple.lag import LagGauges, measure
 from maple.native import BUILD_HINT
 from maple.native import core as native_core
@@ -39,11 +40,7 @@ from maple.producer import AsyncProducer, Record
 from maple.settings import Settings, SettingsError
 from maple.topics import (
     DEAD_LETTER,
-    HEADER_ERROR,
-    HEADER_GROUP,
     HEADER_ROWS,
-    HEADER_SOURCE,
-    HEADER_STAGE,
     LOGS,
     METRICS,
     RAW_LOGS,
@@ -56,10 +53,10 @@ from maple.topics import (
 )
 from processors.logs import LogOptions
 from topologies import sampler
+from topologies.acks import InOrderAcks
 from topologies.batches import RawRecord, log_batches, metric_batches, trace_batches
 
 log = logging.getLogger(__name__)
-EXIT_PRODUCER_FAILED = 70
 
 Transform = Callable[[RawRecord], list[Record]]
 
@@ -77,16 +74,7 @@ class WorkerMetrics:
 
 
 def _fatal(reason: str) -> None:
-    log.critical("stopping the worker without acking further records: %s", reason)
-    logging.shutdown()
-    os._exit(EXIT_PRODUCER_FAILED)
-
-
-def _dead_letter(value: bytes, position: SourcePosition, error: Exception, group: str) -> Record:
-    """The record as it came, with why it could not be processed (and by which group, for redrives)."""
-    return Record(DEAD_LETTER.name, value, [
-        (HEADER_STAGE, b"worker"), (HEADER_ERROR, f"{type(error).__name__}: {error}".encode()[:4096]),
-        (HEADER_SOURCE, position.header()), (HEADER_GROUP, group.encode())])
+    stop_for_safety(f"the worker acks no further records: {reason}")
 
 
 def choose_core(choice: str) -> Any:
@@ -169,8 +157,8 @@ def build_app(settings: Settings) -> faust.App:
             metrics.dead_letters.labels("spans").inc()
             log.warning("%s[%d]@%d is not a span batch, dead-lettered: %s", message.topic, message.partition,
                         message.offset, error)
-            return _dead_letter(message.value or b"", SourcePosition(message.topic, message.partition,
-                                                                      message.offset), error, cfg.group)
+            return worker_letter(message.value or b"", SourcePosition(message.topic, message.partition,
+                                                                       message.offset), error, cfg.group)
 
         sampler.add_sampler_agent(app, settings, sampling, producer, metrics.registry, partitions[RAW_TRACES.name],
                                   partitions[SPANS.name], partitions[SPANS_SAMPLED.name], bad_span_batch, _fatal,
@@ -185,24 +173,9 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
     dead_counter, seconds = metrics.dead_letters.labels(signal), metrics.process_seconds.labels(signal)
 
     async def agent(stream: faust.StreamT) -> None:
-        pending: asyncio.Queue = asyncio.Queue(maxsize=window)
-
-        async def ack_in_order() -> None:
-            try:
-                while True:
-                    event, written = await pending.get()
-                    try:
-                        await written
-                    except Exception as exc:  # the batch is not in Kafka: never ack past it
-                        _fatal(f"{signal} batch from {event.message.tp}@{event.message.offset} not written: {exc}")
-                    await stream.ack(event)
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:  # without acks nothing commits: a silent hang otherwise
-                _fatal(f"{signal} acknowledgements failed: {type(exc).__name__}: {exc}")
-
+        acks = InOrderAcks(signal, window, _fatal)
         producer.start(asyncio.get_running_loop())
-        acker = asyncio.ensure_future(ack_in_order())
+        acks.start()
         try:
             async for event in stream.noack().events():
                 message = event.message
@@ -216,11 +189,12 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
                         log.warning("%s record %s/%d@%d is not decodable, dead-lettered: %s", signal,
                                     raw.topic, raw.partition, raw.offset, exc)
                         dead_counter.inc()
-                        records = [_dead_letter(raw.value, SourcePosition(raw.topic, raw.partition, raw.offset), exc,
-                                                app.conf.id)]
+                        records = [worker_letter(raw.value, SourcePosition(raw.topic, raw.partition, raw.offset),
+                                                 exc, app.conf.id)]
                 records_counter.inc()
                 rows_counter.inc(sum(int(dict(r.headers).get(HEADER_ROWS, b"0")) for r in records))
-                await pending.put((event, producer.produce_all(records)))
+                await acks.put(producer.produce_all(records), lambda event=event: stream.ack(event),
+                               f"{message.tp.topic}[{message.tp.partition}]@{message.offset}")
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -228,7 +202,7 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
             # this one: a restart from the last commit is the only safe way on.
             _fatal(f"{signal} agent failed: {type(exc).__name__}: {exc}")
         finally:
-            acker.cancel()
+            acks.stop()
 
     app.agent(topic, name=f"maple.{signal}")(agent)
 

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from maple.jsoncolumns import MAX_BATCH_BYTES, encode
 from maple.producer import Record
 from maple.topics import (
     FORMAT_NATIVE,
@@ -51,43 +51,9 @@ class RawRecord:
         return int(raw) if raw else self.timestamp_ms * 1_000_000
 
 
-# A row batch stays far below the processed topics' 16 MiB record limit, compressed or not.
-MAX_BATCH_BYTES = 4 * 1024 * 1024
-
-
-class RowTooLarge(ValueError):
-    """One row alone is over MAX_BATCH_BYTES; the raw record is dead-lettered instead."""
-
-
-def encode(columns: dict[str, list], limit: int = MAX_BATCH_BYTES) -> list[tuple[int, bytes]]:
-    """The columns as JSONColumns blocks of at most `limit` bytes (split by rows): (rows, block) pairs."""
-    block = orjson.dumps(columns)
-    rows = len(next(iter(columns.values())))
-    if len(block) <= limit:
-        return [(rows, block)]
-    if rows < 2:
-        raise RowTooLarge(f"a row of {len(block)} bytes exceeds the {limit}-byte row batch limit")
-    middle = rows // 2
-    return (encode({k: v[:middle] for k, v in columns.items()}, limit)
-            + encode({k: v[middle:] for k, v in columns.items()}, limit))
-
-
 # An output of one raw record: (topic, partition, table, rows) where rows are columns (the Python
 # processors', encoded here as JSONColumns) or Native blocks already encoded by the compiled core.
 Output = tuple[str, int, str, dict[str, list] | list[tuple[int, bytes]]]
-
-
-def native_pieces(block: bytes, limit: int) -> list[tuple[int, bytes]]:
-    """One Native block as (rows, block) pieces of at most `limit` bytes, halving by rows (as `encode` does)."""
-    from maple.native import core
-
-    assert core is not None
-    if len(block) <= limit:
-        return [(int(core.block_rows(block)), block)]
-    halves = core.split_block(block)
-    if halves is None:
-        raise RowTooLarge(f"a row of {len(block)} bytes exceeds the {limit}-byte row batch limit")
-    return native_pieces(bytes(halves[0]), limit) + native_pieces(bytes(halves[1]), limit)
 
 
 def _batches(raw: RawRecord, outputs: Sequence[Output], first_part: int = 0) -> list[Record]:

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from maple import blocks
 from maple import kafka as kafka_clients
+from maple.jsoncolumns import encode
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings, SettingsError
 from maple.topics import (
@@ -50,10 +52,10 @@ from maple.topics import (
     SourcePosition,
 )
 from processors import red, traces
-from processors.sampling import DEFAULT_CONFIG, ConfigError, parse_config
+from processors.sampling import DEFAULT_CONFIG, ConfigError, SamplingConfig, build_policies, decode_config
 from processors.tail_sampler import Emission, PartitionSampler, SamplerCounts, SpanBatch
 from processors.values import datetime64
-from topologies.batches import MAX_BATCH_BYTES, encode, native_pieces
+from topologies.acks import InOrderAcks, Release
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +65,9 @@ GROUP_PIECES = 1024
 TICK_MARGIN_MS = 1000
 
 
-def sampling_config(settings: Settings, span_partitions: int = 1) -> Any:
-    """The raw tail_sampling block (validated for `span_partitions`), from traces.sampling_config or the
-    seed default."""
+def sampling_config(settings: Settings, span_partitions: int = 1) -> SamplingConfig:
+    """The tail_sampling block from traces.sampling_config (or the seed default), decoded once, and checked
+    for `span_partitions` (each must get a usable share of the rate budgets)."""
     path = settings.traces.sampling_config
     if not path:
         raw: Any = DEFAULT_CONFIG
@@ -77,10 +79,11 @@ def sampling_config(settings: Settings, span_partitions: int = 1) -> Any:
         except yaml.YAMLError as exc:
             raise SettingsError(f"traces.sampling_config: {path} is not valid YAML: {exc}") from exc
     try:
-        parse_config(raw, 1.0 / span_partitions)
+        config = decode_config(raw)
+        build_policies(config, 1.0 / span_partitions)
     except ConfigError as exc:
         raise SettingsError(f"traces.sampling_config {path or '(default)'}: {exc}") from exc
-    return raw
+    return config
 
 
 def red_options(settings: Settings) -> red.RedOptions:
@@ -89,7 +92,7 @@ def red_options(settings: Settings) -> red.RedOptions:
         buckets = tuple(float(b) for b in cfg.red_buckets_ms)
     except ValueError as exc:
         raise SettingsError(f"traces.red_buckets_ms: {exc}; expected numbers of milliseconds") from exc
-    if not buckets or not all(math.isfinite(b) for b in buckets) or any(b >= c for b, c in zip(buckets, buckets[1:])):
+    if not buckets or not all(math.isfinite(b) for b in buckets) or any(b >= c for b, c in pairwise(buckets)):
         raise SettingsError(f"traces.red_buckets_ms: {cfg.red_buckets_ms}; expected strictly increasing bounds")
     try:
         dimensions = tuple(red.Dimension.parse(d) for d in cfg.red_dimensions)
@@ -116,8 +119,10 @@ class SamplerMetrics:
         self.pending = Gauge("maple_sampler_pending_traces", "Traces waiting for their decision", registry=r)
         self.held = Gauge("maple_sampler_held_messages", "Span batches read but not yet safe to commit", registry=r)
         self._by_field: dict[str, Callable[[float], None]] = {
-            "traces_sampled": self.traces.labels("sampled").inc, "traces_not_sampled": self.traces.labels("not_sampled").inc,
-            "spans_sampled": self.spans.labels("sampled").inc, "spans_not_sampled": self.spans.labels("not_sampled").inc,
+            "traces_sampled": self.traces.labels("sampled").inc,
+            "traces_not_sampled": self.traces.labels("not_sampled").inc,
+            "spans_sampled": self.spans.labels("sampled").inc,
+            "spans_not_sampled": self.spans.labels("not_sampled").inc,
             "late_spans_sampled": self.late_spans.labels("sampled").inc,
             "late_spans_dropped": self.late_spans.labels("not_sampled").inc,
             "forced_out": self.forced_out.inc, "cache_evictions": self.cache_evictions.inc, "copies": self.copies.inc,
@@ -234,7 +239,7 @@ def _sampled_records(emissions: list[Emission], partition: int, offset: int, out
     records = []
     decided = str(time.time_ns()).encode()
     for emission in emissions:
-        rows_blocks = (native_pieces(emission.columns, MAX_BATCH_BYTES) if isinstance(emission.columns, bytes)
+        rows_blocks = (blocks.cut(emission.columns) if isinstance(emission.columns, bytes)
                        else encode(emission.columns))
         fmt = [(HEADER_FORMAT, FORMAT_NATIVE.encode())] if isinstance(emission.columns, bytes) else []
         for piece, (rows, block) in enumerate(rows_blocks):
@@ -248,7 +253,7 @@ def _sampled_records(emissions: list[Emission], partition: int, offset: int, out
     return records
 
 
-def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, producer: AsyncProducer,
+def add_sampler_agent(app: faust.App, settings: Settings, config: SamplingConfig, producer: AsyncProducer,
                       registry: CollectorRegistry, raw_partitions: int, span_partitions: int, sampled_partitions: int,
                       on_bad_batch: Callable[[Any, Exception], Record], fatal: Callable[[str], None],
                       core: Any = None) -> None:
@@ -291,26 +296,18 @@ def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, produ
         metrics.held.set(sum(len(s.held) for s in states.values()))
 
     async def agent(stream: faust.StreamT) -> None:
-        acks: asyncio.Queue = asyncio.Queue(maxsize=window)
+        acks = InOrderAcks("sampler", window, fatal)
 
-        async def ack_when_safe() -> None:
-            try:
-                while True:
-                    state, written, safe = await acks.get()
-                    try:
-                        await written
-                    except Exception as exc:  # rows not in Kafka: never commit past them
-                        fatal(f"sampled rows of {SPANS.name}[{state.partition}] not written: {exc}")
-                    held = state.held
-                    while held and held[0].message.offset < safe:
-                        await stream.ack(held.popleft())
-            except asyncio.CancelledError:
-                raise
-            except BaseException as exc:
-                fatal(f"sampler acknowledgements failed: {type(exc).__name__}: {exc}")
+        def release_before(state: _PartitionState, safe: int | None) -> Release:
+            """Ack the held events before the safe offset: a restart there re-creates exactly these rows."""
+            async def release() -> None:
+                held = state.held
+                while held and safe is not None and held[0].message.offset < safe:
+                    await stream.ack(held.popleft())
+            return release
 
         producer.start(asyncio.get_running_loop())
-        acker = asyncio.ensure_future(ack_when_safe())
+        acks.start()
         try:
             async for event in stream.noack().events():
                 message = event.message
@@ -320,8 +317,8 @@ def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, produ
                     if state is not None:
                         log.warning("%s[%d]: offset %d after %d; rebuilding its sampler from here", tp.topic,
                                     tp.partition, message.offset, state.next_offset)
-                    state = states[tp] = _PartitionState(tp.partition, PartitionSampler(parse_config(raw_config, share), raw_partitions),
-                                                         message.offset)
+                    fresh = PartitionSampler(config, raw_partitions, share)
+                    state = states[tp] = _PartitionState(tp.partition, fresh, message.offset)
                 extra: list[Record] = []
                 try:
                     batch = _span_batch(message, event.value, core)
@@ -335,13 +332,14 @@ def add_sampler_agent(app: faust.App, settings: Settings, raw_config: Any, produ
                 state.held.append(event)
                 written = producer.produce_all(extra + _sampled_records(emissions, tp.partition, message.offset,
                                                                         sampled_partitions))
-                await acks.put((state, written, state.sampler.safe_offset()))
+                await acks.put(written, release_before(state, state.sampler.safe_offset()),
+                               f"{SPANS.name}[{tp.partition}]@{message.offset}")
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
             fatal(f"sampler failed: {type(exc).__name__}: {exc}")
         finally:
-            acker.cancel()
+            acks.stop()
 
     app.agent(topic, name="maple.sampler")(agent)
 

@@ -41,7 +41,8 @@ from maple import kafka as kafka_clients
 from maple.net import free_port, http_ok
 from maple.settings import Settings
 from maple.topics import HEADER_RECEIVED_NS, LOGS, METRICS, RAW_LOGS, RAW_METRICS, RAW_TRACES, SPANS, SPANS_SAMPLED
-from processors.sampling import DEFAULT_CONFIG, Probabilistic, Trace
+from processors.sampling import DEFAULT_CONFIG, Trace
+from processors.sampling.probabilistic import Probabilistic, ProbabilisticConfig
 
 METRIC_TABLES = ("otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
                  "otel_metrics_exponential_histogram", "otel_metrics_summary")
@@ -156,7 +157,7 @@ def trace_request(service: str, per_request: int, seed: int) -> tuple[bytes, lis
 
 def expected_sampled_spans(meta: list[tuple[str, bool, float]]) -> int:
     """Spans the default policies keep: errors, 1 s or slower, and the probabilistic share (its own hash)."""
-    share = Probabilistic(sampling_percentage=10)
+    share = Probabilistic("probabilistic", ProbabilisticConfig(10))
     kept = sum(1 for trace_id, error, latency in meta
                if error or latency >= 1000 or share.evaluate(Trace(trace_id), 0) == 1)
     return kept * SPANS_PER_TRACE

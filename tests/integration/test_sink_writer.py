@@ -56,7 +56,7 @@ def test_an_error_on_every_row_costs_a_bounded_number_of_inserts(ch, inserter: I
 def test_unknown_errors_are_retried_not_dead_lettered(ch, inserter: Inserter) -> None:
     from clickhouse_connect.driver.exceptions import DatabaseError
 
-    failures = iter([DatabaseError("code: 394. Query was cancelled"), DatabaseError("code: 225. No ZooKeeper")])
+    failures = iter([DatabaseError("Query was cancelled", code=394), DatabaseError("No ZooKeeper", code=225)])
     original = inserter._insert_once
 
     def flaky(*args):

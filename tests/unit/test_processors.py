@@ -182,7 +182,8 @@ def test_one_row_per_data_point_in_its_type_table() -> None:
 def test_row_batches_are_cut_under_the_size_limit_and_numbered_in_order() -> None:
     import orjson
 
-    from topologies.batches import RawRecord, RowTooLarge, encode, log_batches
+    from maple.jsoncolumns import RowTooLarge, encode
+    from topologies.batches import RawRecord, log_batches
 
     cols = logs.to_columns(_logs(*[{"body": "x" * 1000} for _ in range(100)]), received_ns=1)
     blocks = encode(cols, limit=20_000)

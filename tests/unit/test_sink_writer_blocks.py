@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from sinks.writer import DATA, TRANSIENT, UNKNOWN, cap_block, classify, count_rows, split_block
+from maple.jsoncolumns import cap_block, count_rows, split_block
+from sinks.writer import DATA, TRANSIENT, UNKNOWN, classify
 
 
 def _block(rows: list[tuple[str, str, object]]) -> bytes:
@@ -18,7 +19,7 @@ def test_dead_letters_are_cut_to_a_size_cap() -> None:
     assert all(len(p) <= 1500 for p in pieces) and sum(count_rows(p) for p in pieces) == 64
     assert cap_block(data, len(data)) == [data]
 
-def test_helpers() -> None:
+def test_helpers_and_classification_by_the_typed_error_code() -> None:
     assert split_block(_block([("1", "a", 1)])) is None
     left, right = split_block(_block([("1", "a", 1), ("2", "b", 2), ("3", "c", 3)]))
     assert orjson.loads(left)["Body"] == ["a"] and orjson.loads(right)["Body"] == ["b", "c"]
@@ -29,6 +30,6 @@ def test_helpers() -> None:
 
     assert classify(OperationalError("connection refused")) == (TRANSIENT, None)
     assert classify(ClickHouseUnavailable("no embedded host")) == (TRANSIENT, None)
-    assert classify(DatabaseError("Received ClickHouse exception, code: 252, too many parts")) == (TRANSIENT, 252)
-    assert classify(DatabaseError("code: 27. Cannot parse input")) == (DATA, 27)
-    assert classify(DatabaseError("code: 48. Not implemented")) == (UNKNOWN, 48)
+    assert classify(DatabaseError("too many parts", code=252)) == (TRANSIENT, 252)
+    assert classify(DatabaseError("Cannot parse input", code=27)) == (DATA, 27)
+    assert classify(DatabaseError("Not implemented", code=48)) == (UNKNOWN, 48)

@@ -1,6 +1,7 @@
-"""Tail sampling, RED and repartitioning as pure functions: policies, the sampler's state machine, and the
-restart property that makes sampling exactly-once (a restart at any committed offset, with the sink
-dropping copies by position, yields exactly the rows of an uninterrupted run)."""
+"""The tail sampler's state machine, RED and repartitioning as pure functions, and the restart property
+that makes sampling exactly-once (a restart at any committed offset, with the sink dropping copies by
+position, yields exactly the rows of an uninterrupted run). The policies have their own tests in
+tests/unit/sampling/."""
 
 from __future__ import annotations
 
@@ -8,170 +9,17 @@ import os
 import random
 import time
 from collections import Counter as Multiset
-from typing import Any
 
 import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from processors import red
-from processors.sampling import DEFAULT_CONFIG, ConfigError, Trace, decide, fnv1a64, parse_config
+from processors.sampling import decode_config
 from processors.tail_sampler import Emission, PartitionSampler, SpanBatch
+from tests.helpers.spans import NOW
+from tests.helpers.spans import span_columns as _cols
 from topologies.batches import RawRecord, span_partition, trace_batches
-
-NOW = 1_700_000_000_000_000_000
-
-
-def _cols(spans: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """otel_traces columns (plus StartNs) for spans given as dicts of the fields a test cares about."""
-    defaults = {"Timestamp": "0", "SpanId": "", "ParentSpanId": "", "TraceState": "", "SpanName": "op", "SpanKind": "Server",
-                "ServiceName": "svc", "ResourceAttributes": {}, "ScopeName": "", "ScopeVersion": "", "SpanAttributes": {},
-                "Duration": 1_000_000, "StatusCode": "Unset", "StatusMessage": "", "Events.Timestamp": [],
-                "Events.Name": [], "Events.Attributes": [], "Links.TraceId": [], "Links.SpanId": [],
-                "Links.TraceState": [], "Links.Attributes": [], "StartNs": NOW}
-    return {name: [span.get(name, default) for span in spans]
-            for name, default in {"TraceId": "", **defaults}.items()}
-
-
-def _trace(spans: list[dict[str, Any]], trace_id: str = "ab" * 16) -> Trace:
-    cols = _cols([{"TraceId": trace_id, **s} for s in spans])
-    return Trace(trace_id, [(cols, i) for i in range(len(spans))])
-
-
-def _policies(*specs: dict[str, Any]) -> list:
-    return list(parse_config({"policies": list(specs)}).policies)
-
-
-# -- policies -------------------------------------------------------------------------------------
-
-def test_leaf_policies_vote_on_the_whole_trace() -> None:
-    slow = _trace([{"StartNs": NOW, "Duration": 200_000_000}, {"StartNs": NOW + 900_000_000, "Duration": 150_000_000}])
-    assert slow.latency_ms() == pytest.approx(1050.0)
-    assert decide(_policies({"name": "l", "type": "latency", "latency": {"threshold_ms": 1000}}), slow, 0)
-    assert not decide(_policies({"name": "l", "type": "latency", "latency": {"threshold_ms": 1100}}), slow, 0)
-    assert not decide(_policies({"name": "l", "type": "latency",
-                                 "latency": {"threshold_ms": 100, "upper_threshold_ms": 1000}}), slow, 0)
-
-    errored = _trace([{}, {"StatusCode": "Error"}])
-    assert decide(_policies({"name": "e", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}), errored, 0)
-    assert not decide(_policies({"name": "e", "type": "status_code", "status_code": {"status_codes": ["OK"]}}), errored, 0)
-
-    tagged = _trace([{"SpanAttributes": {"http.status_code": "503", "cache.hit": "true"}},
-                     {"ResourceAttributes": {"deployment.environment": "canary"}}])
-    assert decide(_policies({"name": "n", "type": "numeric_attribute",
-                             "numeric_attribute": {"key": "http.status_code", "min_value": 500}}), tagged, 0)
-    assert not decide(_policies({"name": "n", "type": "numeric_attribute",
-                                 "numeric_attribute": {"key": "http.status_code", "max_value": 499}}), tagged, 0)
-    assert decide(_policies({"name": "s", "type": "string_attribute",
-                             "string_attribute": {"key": "deployment.environment", "values": ["canary"]}}), tagged, 0)
-    assert decide(_policies({"name": "s", "type": "string_attribute", "string_attribute": {
-        "key": "deployment.environment", "values": ["^can"], "enabled_regex_matching": True}}), tagged, 0)
-    assert not decide(_policies({"name": "s", "type": "string_attribute", "string_attribute": {
-        "key": "deployment.environment", "values": ["canary"], "invert_match": True}}), tagged, 0)
-    assert decide(_policies({"name": "b", "type": "boolean_attribute",
-                             "boolean_attribute": {"key": "cache.hit", "value": True}}), tagged, 0)
-    assert decide(_policies({"name": "c", "type": "span_count", "span_count": {"min_spans": 2, "max_spans": 2}}),
-                  tagged, 0)
-    assert not decide(_policies({"name": "c", "type": "span_count", "span_count": {"min_spans": 3}}), tagged, 0)
-
-
-def test_probabilistic_uses_the_collectors_hash_and_keeps_its_share() -> None:
-    # FNV-1a 64 reference values.
-    assert fnv1a64(b"") == 0xCBF29CE484222325 and fnv1a64(b"a") == 0xAF63DC4C8601EC8C
-    policies = _policies({"name": "p", "type": "probabilistic", "probabilistic": {"sampling_percentage": 20}})
-    rng = random.Random(7)
-    ids = [rng.randbytes(16).hex() for _ in range(5000)]
-    picked = [t for t in ids if decide(policies, _trace([{}], t), 0)]
-    assert 0.17 < len(picked) / len(ids) < 0.23
-    again = _policies({"name": "p", "type": "probabilistic", "probabilistic": {"sampling_percentage": 20}})
-    assert picked == [t for t in ids if decide(again, _trace([{}], t), 0)]  # a re-decision agrees
-    salted = _policies({"name": "p", "type": "probabilistic",
-                        "probabilistic": {"sampling_percentage": 20, "hash_salt": "other"}})
-    assert picked != [t for t in ids if decide(salted, _trace([{}], t), 0)]
-
-
-def test_combinators_and_drop_and_rate_limits() -> None:
-    errored_slow = _trace([{"StatusCode": "Error", "Duration": 2_000_000_000}])
-    errored_fast = _trace([{"StatusCode": "Error"}])
-    both = {"name": "both", "type": "and", "and": {"and_sub_policy": [
-        {"name": "e", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
-        {"name": "l", "type": "latency", "latency": {"threshold_ms": 1000}}]}}
-    assert decide(_policies(both), errored_slow, 0) and not decide(_policies(both), errored_fast, 0)
-    drop_health = {"name": "no-health", "type": "drop", "drop": {"drop_sub_policy": [
-        {"name": "h", "type": "string_attribute", "string_attribute": {"key": "http.route", "values": ["/health"]}}]}}
-    health = _trace([{"SpanAttributes": {"http.route": "/health"}}])
-    assert not decide(_policies({"name": "all", "type": "always_sample"}, drop_health), health, 0)
-    assert decide(_policies({"name": "all", "type": "always_sample"}, drop_health), errored_fast, 0)
-
-    limited = _policies({"name": "r", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 3}})
-    three = _trace([{}, {}, {}])
-    assert decide(limited, three, 10) and not decide(limited, _trace([{}]), 10)  # budget of second 10 is spent
-    assert decide(limited, _trace([{}]), 11)                                      # a new second, a new budget
-
-    composite = _policies({"name": "c", "type": "composite", "composite": {
-        "max_total_spans_per_second": 4, "policy_order": ["errors", "rest"],
-        "composite_sub_policy": [
-            {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
-            {"name": "rest", "type": "always_sample"}],
-        "rate_allocation": [{"policy": "errors", "percent": 50}, {"policy": "rest", "percent": 50}]}})
-    # As in the Collector, the first sub-policy that matches decides: error traces use the errors' share
-    # (2 spans in second 5) and are not handed on to "rest" once it is spent.
-    assert [decide(composite, errored_fast, 5) for _ in range(4)] == [True, True, False, False]
-    assert [decide(composite, _trace([{}]), 6) for _ in range(3)] == [True, True, False]
-    unallocated = _policies({"name": "c", "type": "composite", "composite": {
-        "max_total_spans_per_second": 4, "composite_sub_policy": [
-            {"name": "a", "type": "always_sample"}, {"name": "b", "type": "always_sample"}],
-        "rate_allocation": [{"policy": "b", "percent": 0}]}})
-    assert not decide(unallocated, _trace([{}]), 1)  # "a" matches first and has no share
-
-
-@pytest.mark.parametrize(("config", "message"), [
-    ({"policies": [{"name": "a", "type": "latncy"}]}, "policies[0].type: unknown policy type 'latncy' (did you mean 'latency'?)"),
-    ({"policies": [{"name": "a", "type": "latency", "latency": {"treshold_ms": 1}}]},
-     "policies[0].latency.treshold_ms: unknown key (did you mean 'threshold_ms'?)"),
-    ({"policies": [{"name": "a", "type": "latency", "latency": {"threshold_ms": "fast"}}]},
-     "policies[0].latency.threshold_ms: expected a finite number, got 'fast'"),
-    ({"policies": [{"name": "a", "type": "status_code", "status_code": {"status_codes": ["BAD"]}}]},
-     "unknown status code 'BAD'"),
-    ({"decision_wait": "soon", "policies": [{"name": "a", "type": "always_sample"}]}, "tail_sampling.decision_wait"),
-    ({"num_traces": 10}, "tail_sampling.policies: expected a non-empty list"),
-    ({"policies": [{"name": "a", "type": "ottl_condition"}]}, "a Collector policy Maple does not implement"),
-    ({"policies": [{"name": "a", "type": "always_sample"}, {"name": "a", "type": "always_sample"}]},
-     "duplicate policy names: a"),
-    ({"polices": []}, "tail_sampling.polices: unknown key (did you mean 'policies'?)"),
-    ({"decision_wait": -5, "policies": [{"name": "a", "type": "always_sample"}]}, "tail_sampling.decision_wait"),
-    ({"num_traces": float("inf"), "policies": [{"name": "a", "type": "always_sample"}]},
-     "num_traces: expected a finite number"),
-    ({"policies": [{"name": "a", "type": "string_attribute", "string_attribute": {
-        "key": "k", "values": ["(unclosed"], "enabled_regex_matching": True}}]}, "values[0]: '(unclosed' is not a valid"),
-    ({"policies": [{"name": "a", "type": "latency", "latency": {"threshold_ms": 500, "upper_threshold_ms": 100}}]},
-     "upper_threshold_ms: 100 is not above threshold_ms 500"),
-    ({"policies": [{"name": "a", "type": "numeric_attribute", "numeric_attribute": {
-        "key": "k", "min_value": 5, "max_value": 1}}]}, "min_value: 5 is above max_value 1"),
-])
-def test_bad_configs_name_the_key(config: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError) as error:
-        parse_config(config)
-    assert message in str(error.value)
-
-
-def test_a_rate_budget_too_small_for_the_partitions_is_refused() -> None:
-    config = {"policies": [{"name": "r", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 5}}]}
-    parse_config(config)  # one partition: 5 spans/s
-    with pytest.raises(ConfigError) as error:
-        parse_config(config, rate_share=1 / 6)
-    assert "5 spans/s over 6 span partitions leaves less than 1 per partition; use at least 6" in str(error.value)
-
-
-def test_the_collectors_yaml_block_is_read_as_is() -> None:
-    config = parse_config({"tail_sampling": {"decision_wait": "2500ms", "num_traces": 50,
-                                             "expected_new_traces_per_sec": 10,
-                                             "decision_cache": {"sampled_cache_size": 7, "non_sampled_cache_size": 8},
-                                             "policies": [{"name": "a", "type": "always_sample"}]}})
-    assert (config.decision_wait_ms, config.num_traces, config.sampled_cache_size, config.non_sampled_cache_size) == (
-        2500, 50, 7, 8)
-    assert parse_config(DEFAULT_CONFIG).decision_wait_ms == 10_000
-
 
 # -- RED ------------------------------------------------------------------------------------------
 
@@ -283,7 +131,7 @@ def _stream(seed: int, messages: int = 120) -> list[SpanBatch]:
 
 def _run(batches: list[SpanBatch]) -> list[tuple[tuple[int, int], list[str], int | None]]:
     """Emissions as ((offset, group), span ids), with the safe offset after each message."""
-    sampler = PartitionSampler(parse_config(CONFIG))
+    sampler = PartitionSampler(decode_config(CONFIG))
     out = []
     for batch in batches:
         emissions: list[Emission] = sampler.step(batch)
@@ -327,7 +175,7 @@ def test_a_restart_at_any_committed_offset_emits_exactly_the_uninterrupted_rows(
 
 
 def test_late_spans_follow_the_cached_decision_and_the_bound_forces_traces_out() -> None:
-    config = parse_config({"decision_wait": "1s", "late_span_window": "10s", "num_traces": 2, "policies": [
+    config = decode_config({"decision_wait": "1s", "late_span_window": "10s", "num_traces": 2, "policies": [
         {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}]})
     sampler = PartitionSampler(config)
     kept, dropped = "11" * 16, "22" * 16
@@ -350,7 +198,7 @@ def test_late_spans_follow_the_cached_decision_and_the_bound_forces_traces_out()
 
 
 def test_a_stale_tick_never_moves_the_clock_back_and_is_no_checkpoint() -> None:
-    config = parse_config({"decision_wait": "1s", "late_span_window": "0s",
+    config = decode_config({"decision_wait": "1s", "late_span_window": "0s",
                            "policies": [{"name": "all", "type": "always_sample"}]})
     sampler = PartitionSampler(config, raw_partitions=1)
     sampler.step(SpanBatch(0, 1000, progress={0: 1000}))
@@ -370,7 +218,7 @@ def test_a_stale_tick_never_moves_the_clock_back_and_is_no_checkpoint() -> None:
 
 
 def test_a_raw_partition_that_is_behind_holds_decisions_back() -> None:
-    config = parse_config({"decision_wait": "1s", "policies": [{"name": "all", "type": "always_sample"}]})
+    config = decode_config({"decision_wait": "1s", "policies": [{"name": "all", "type": "always_sample"}]})
     sampler = PartitionSampler(config, raw_partitions=2)
     trace = "33" * 16
     sampler.step(SpanBatch(0, 1000, progress={0: 1000, 1: 1000}))

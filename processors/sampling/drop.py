@@ -1,0 +1,30 @@
+"""drop: drops a trace when every sub-policy matches it; this overrides every other policy's vote."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from processors.sampling.and_policy import And, sub_policies
+from processors.sampling.fields import Fields
+from processors.sampling.policy import BuildSub, DecodeSub, Kind, Policy, PolicyConfig, Trace, Vote
+
+
+@dataclass(frozen=True)
+class DropConfig:
+    drop_sub_policy: tuple[PolicyConfig, ...]
+
+
+class Drop(And):
+    def evaluate(self, trace: Trace, second: int) -> Vote:
+        return Vote.DROPPED if super().evaluate(trace, second) == Vote.SAMPLED else Vote.NOT_SAMPLED
+
+
+def decode(f: Fields, sub: DecodeSub) -> DropConfig:
+    return DropConfig(sub_policies(f, "drop_sub_policy", sub))
+
+
+def build(pc: PolicyConfig, share: float, sub: BuildSub) -> Policy:
+    return Drop(pc.name, [sub(p, share) for p in pc.config.drop_sub_policy])
+
+
+KIND = Kind("drop", frozenset({"drop_sub_policy"}), decode, build, combinator=True)

@@ -1,0 +1,52 @@
+"""probabilistic: samples a fixed share of trace ids, by the Collector's hash (FNV-1a 64 over salt + trace
+id bytes), so the same salt and percentage pick the same traces as a Collector would, and a re-decision
+after a restart agrees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from processors.sampling.fields import Fields
+from processors.sampling.policy import BuildSub, DecodeSub, Kind, Policy, PolicyConfig, Trace, Vote
+
+DEFAULT_SALT = "default-hash-seed"
+_FNV_OFFSET, _FNV_PRIME, _MASK64 = 0xCBF29CE484222325, 0x100000001B3, 2 ** 64 - 1
+
+
+def fnv1a64(data: bytes) -> int:
+    value = _FNV_OFFSET
+    for byte in data:
+        value = ((value ^ byte) * _FNV_PRIME) & _MASK64
+    return value
+
+
+@dataclass(frozen=True)
+class ProbabilisticConfig:
+    sampling_percentage: float
+    hash_salt: str = DEFAULT_SALT
+
+
+class Probabilistic(Policy):
+    def __init__(self, name: str, config: ProbabilisticConfig) -> None:
+        super().__init__(name)
+        self._threshold = int(min(max(config.sampling_percentage, 0.0), 100.0) / 100.0 * _MASK64)
+        self._salt = config.hash_salt.encode()
+
+    def evaluate(self, trace: Trace, second: int) -> Vote:
+        try:
+            trace_bytes = bytes.fromhex(trace.trace_id)
+        except ValueError:
+            trace_bytes = trace.trace_id.encode()
+        return Vote.SAMPLED if fnv1a64(self._salt + trace_bytes) <= self._threshold else Vote.NOT_SAMPLED
+
+
+def decode(f: Fields, sub: DecodeSub) -> ProbabilisticConfig:
+    # An empty salt means the default, as in the Collector, so both pick the same traces.
+    return ProbabilisticConfig(f.number("sampling_percentage", minimum=0), f.text("hash_salt", "") or DEFAULT_SALT)
+
+
+def build(pc: PolicyConfig, share: float, sub: BuildSub) -> Policy:
+    return Probabilistic(pc.name, pc.config)
+
+
+KIND = Kind("probabilistic", frozenset({"sampling_percentage", "hash_salt"}), decode, build)
