@@ -108,6 +108,18 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_compare(args: argparse.Namespace) -> int:
+    from apps.bench import compare
+
+    settings = _settings(args)
+    report = compare.run(settings, spans=args.spans, logs=args.logs, batch=args.batch, rate=args.rate,
+                         decision_wait_s=args.decision_wait, runs=args.runs, pipelines=tuple(args.pipelines),
+                         collector_exporter=args.collector_exporter,
+                         say=lambda message: print(message, file=sys.stderr, flush=True))
+    print(json.dumps(report, indent=2) if args.json else compare.render(report))
+    return 0
+
+
 def cmd_bench_e2e(args: argparse.Namespace) -> int:
     from apps.bench import e2e as bench_e2e
 
@@ -338,6 +350,31 @@ def build_parser() -> argparse.ArgumentParser:
     bench_e2e.add_argument("--decision-wait", type=float, default=2.0,
                            help="traces: the sampler's decision_wait in seconds (default 2)")
     bench_e2e.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    bench_compare = add("compare", "Maple and the OpenTelemetry Collector side by side: CPU per million records "
+                        "per stage, peak RSS, freshness", cmd_bench_compare,
+                        "Runs the same telemetrygen load (spans in traces of 8 and logs with a JSON body, sent at "
+                        "once over OTLP/gRPC) through Maple (ingest, worker, sink; once with the Python processors, "
+                        "once with the compiled core) and through an OpenTelemetry Collector pair (ingest: otlp -> "
+                        "kafka; worker: kafka -> tail_sampling, spanmetrics, transform), on the same Kafka, in "
+                        "alternating order. Reports each process's own CPU seconds per million records (Kafka and "
+                        "ClickHouse apart), peak RSS and Maple's freshness. The Collector and telemetrygen are "
+                        "built from the Go module proxy into the cache on first use (several minutes). Kafka must "
+                        "be running (`maple kafka start`).", into=bench_sub)
+    bench_compare.add_argument("--spans", type=int, default=160_000, help="spans to send (default 160,000)")
+    bench_compare.add_argument("--logs", type=int, default=200_000, help="log records to send (default 200,000)")
+    bench_compare.add_argument("--batch", type=int, default=512, help="records per OTLP request (default 512)")
+    bench_compare.add_argument("--rate", type=float, default=20_000,
+                               help="records/s each generator sends (default 20,000)")
+    bench_compare.add_argument("--decision-wait", type=float, default=2.0,
+                               help="tail sampling decision_wait in seconds, both sides (default 2)")
+    bench_compare.add_argument("--runs", type=int, default=2, help="runs of every pipeline, alternating (default 2)")
+    bench_compare.add_argument("--pipelines", nargs="+", default=["maple-python", "maple-native", "collector"],
+                               choices=["maple-python", "maple-native", "collector"],
+                               help="which pipelines to run (default all three)")
+    bench_compare.add_argument("--collector-exporter", action="store_true",
+                               help="end the Collector's worker in its ClickHouse exporter instead of the debug one")
+    bench_compare.add_argument("--json", action="store_true", help="print the report as JSON")
 
     add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,
         "A Faust app (consumer group worker.group) with one agent per signal in worker.signals: logs (JSON "

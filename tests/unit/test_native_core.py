@@ -93,3 +93,49 @@ def test_floats_are_written_as_python_and_orjson_write_them() -> None:
         record.body.kvlist_value.values.add(key="v", value={"array_value": {"values": [{"double_value": x}]}})
     value = request.SerializeToString()
     assert fz.first_difference(fz.python_rows("logs", value), fz.native_rows("logs", value, core)) == ""
+
+
+def test_the_sampler_decides_and_emits_the_same_on_span_blocks_as_on_columns() -> None:
+    """One span partition fed the same requests as column dicts (Python) and as Native span blocks (core)."""
+    import orjson
+
+    from maple import blocks
+    from maple.topics import FORMAT_NATIVE, SPANS
+    from processors.sampling import DEFAULT_CONFIG, decode_config
+    from processors.tail_sampler import PartitionSampler, SpanBatch
+    from topologies.batches import RawRecord, trace_batches
+
+    rng = random.Random("sampler")
+    config = decode_config({**DEFAULT_CONFIG, "decision_wait": "2s", "policies": [
+        *DEFAULT_CONFIG["policies"],
+        {"name": "route", "type": "string_attribute", "string_attribute": {"key": "service.name", "values": ["db"]}},
+        {"name": "many", "type": "span_count", "span_count": {"min_spans": 5}}]})
+    python, native = PartitionSampler(config, 1), PartitionSampler(config, 1)
+    out_python: list[tuple[int, dict]] = []
+    out_native: list[tuple[int, dict]] = []
+    offset = 0
+    for n in range(120):
+        raw = RawRecord(fz.trace_request(rng), "otlp.traces.raw", 0, n, {"maple.received": str(10**12 + n * 10**8).encode()},
+                        10**6 + n * 100)
+        try:
+            pairs = zip(trace_batches(raw, 1, 1), trace_batches(raw, 1, 1, None, core), strict=True)
+        except Exception:
+            continue  # a request both paths refuse (covered above)
+        for a, b in pairs:
+            if a.topic != SPANS.name:
+                continue
+            columns = orjson.loads(a.value)
+            block = core.SpanBlock(b.value)
+            source = ("otlp.traces.raw/0", (n, 0), 0)
+            for sampler, cols, out in ((python, columns, out_python), (native, block, out_native)):
+                for emission in sampler.step(SpanBatch(offset, raw.timestamp_ms, cols, *source)):
+                    rows = (emission.columns if isinstance(emission.columns, dict)
+                            else blocks.decode(emission.columns, FORMAT_NATIVE))
+                    out.append((emission.first_offset, fz.normalize(rows)))
+            offset += 1
+    for sampler, out in ((python, out_python), (native, out_native)):
+        for emission in sampler.step(SpanBatch(offset, 0, progress={0: 10**13})):
+            rows = emission.columns if isinstance(emission.columns, dict) else blocks.decode(emission.columns, FORMAT_NATIVE)
+            out.append((emission.first_offset, fz.normalize(rows)))
+    assert python.counts == native.counts and python.counts.spans_sampled > 50
+    assert out_python == out_native

@@ -1,0 +1,477 @@
+"""`maple bench compare`: Maple and the OpenTelemetry Collector side by side, on the same load, the same Kafka.
+
+Each pipeline runs in its own processes, one after the other, `--runs` times in alternating order:
+
+* **maple-python** and **maple-native**: `maple ingest` -> otlp.*.raw -> `maple worker` (with
+  worker.core python, then native: the before and after of the compiled core) -> otel.* -> `maple sink`
+  -> ClickHouse;
+* **collector**: an OpenTelemetry Collector as the ingest (otlp receiver -> kafka exporter) and another
+  as the worker (kafka receiver -> tail_sampling, spanmetrics, transform for logs -> debug exporter, or
+  the clickhouse exporter into the same ClickHouse with `--collector-exporter`).
+
+The load is telemetrygen's (the Collector project's generator), sent over OTLP/gRPC: `--spans` in traces
+of 8 and `--logs` with a JSON body, in batches of `--batch`, both at once. Tail sampling is the same on
+both sides: errors, traces of 1 s or more, 10 % of the rest, decided `--decision-wait` after the first span.
+
+What it reports per pipeline and stage: CPU seconds per million records (each process's own user+system
+time over the run, less what it burns idle, from /proc), Kafka's and ClickHouse's CPU separately (when
+they run on this machine), peak RSS, and for Maple the sink's freshness (ingest receipt to queryable)
+p50/p99 per topic. A pipeline is done when its consumer groups have committed everything on their input
+topics, then `decision_wait` and a settle time more.
+
+The Collector and telemetrygen come from `apps/peers.py`, which builds them from the Go module proxy
+into the cache once. Kafka comes from the settings (`maple kafka start`); ClickHouse too (in embedded
+mode the bench starts a host on the data dir if none runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from apps import maple_command
+from apps.bench.e2e import Stages, _histogram, _quantile
+from maple import clickhouse
+from maple import kafka as kafka_clients
+from maple.net import free_port, http_ok
+from maple.settings import Settings
+from maple.topics import LOGS, METRICS, RAW_LOGS, RAW_TRACES, SPANS, SPANS_SAMPLED
+from processors.sampling import DEFAULT_CONFIG
+
+JSON_BODY = ('{"level":"info","msg":"order placed","order":{"id":4711,"items":3,"total":{"value":42.5,'
+             '"currency":"EUR"}},"user":"u-1234","http":{"method":"POST","status":201}}')
+SETTLE_S = 3.0
+CHILD_SPANS = 7  # traces of 8 spans
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Watched:
+    """A process whose CPU the run charges to a stage."""
+
+    stage: str
+    pid: int
+    start_cpu: float = 0.0
+    idle_per_s: float = 0.0
+
+
+@dataclass
+class RunResult:
+    pipeline: str
+    records: int
+    seconds: float
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    freshness: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def per_million(self) -> dict[str, float]:
+        return {stage: round(cpu / self.records * 1e6, 2) for stage, cpu in self.cpu_s.items()}
+
+
+def _measure_idle(watched: list[Watched], seconds: float = 3.0) -> None:
+    first = {w.pid: cpu_seconds(w.pid) for w in watched}
+    time.sleep(seconds)
+    for w in watched:
+        w.idle_per_s = max(0.0, (cpu_seconds(w.pid) - first[w.pid]) / seconds)
+        w.start_cpu = cpu_seconds(w.pid)
+
+
+def _charge(watched: list[Watched], elapsed: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for w in watched:
+        used = cpu_seconds(w.pid) - w.start_cpu - w.idle_per_s * elapsed
+        out[w.stage] = out.get(w.stage, 0.0) + max(0.0, used)
+    return out
+
+
+def _lag(bootstrap: str, group: str, topics: list[str]) -> int:
+    """Messages not yet committed by `group` on `topics` (a partition never committed counts from 0)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        wanted = []
+        for topic in topics:
+            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None or meta.error is not None:
+                continue
+            wanted += [TopicPartition(topic, p) for p in meta.partitions]
+        total = 0
+        for tp in consumer.committed(wanted, timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            total += max(0, high - max(tp.offset, low))
+        return total
+    finally:
+        consumer.close()
+
+
+def _wait_drained(bootstrap: str, groups: dict[str, list[str]], timeout: float, say: Callable[[str], None]) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        lags = {group: _lag(bootstrap, group, topics) for group, topics in groups.items()}
+        if not any(lags.values()):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not drained within {timeout:.0f}s: {lags}")
+        say("  waiting for " + ", ".join(f"{g} ({n:,} behind)" for g, n in lags.items() if n))
+        time.sleep(1.0)
+
+
+def _telemetrygen(binary: Path, endpoint: str, service: str, spans: int, logs: int, batch: int,
+                  rate: float) -> list[subprocess.Popen[bytes]]:
+    common = ["--otlp-endpoint", endpoint, "--otlp-insecure", "--service", service, "--batch-size", str(batch)]
+    traces = spans // (CHILD_SPANS + 1)
+    procs = []
+    if traces:
+        procs.append(subprocess.Popen([str(binary), "traces", "--traces", str(traces), "--child-spans",
+                                       str(CHILD_SPANS), "--rate", str(rate / (CHILD_SPANS + 1)), *common],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    if logs:
+        procs.append(subprocess.Popen([str(binary), "logs", "--logs", str(logs), "--body", JSON_BODY,
+                                       "--rate", str(rate), *common], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE))
+    return procs
+
+
+def _finish(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    for proc in procs:
+        _, err = proc.communicate(timeout=timeout)
+        if proc.returncode != 0:
+            raise RuntimeError(f"telemetrygen failed (exit {proc.returncode}): {err.decode()[-2000:]}")
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: float = 120) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not listen on {port}") from None
+            time.sleep(0.3)
+
+
+def _services(settings: Settings) -> list[Watched]:
+    """The shared services on this machine: the local Kafka broker(s) and the embedded ClickHouse host."""
+    out = []
+    if not settings.kafka.bootstrap:
+        from apps import localkafka
+
+        out += [Watched("kafka", int(row["pid"])) for row in localkafka.status(settings) if row["pid"]]  # type: ignore[call-overload]
+    host = clickhouse.running_host(settings)
+    if host is not None:
+        out.append(Watched("clickhouse", int(host["pid"])))
+    return out
+
+
+# -- Maple ------------------------------------------------------------------------------------------------
+
+
+def run_maple(settings: Settings, core: str, *, spans: int, logs: int, batch: int, rate: float,
+              decision_wait_s: float, telemetrygen: Path, say: Callable[[str], None]) -> RunResult:
+    tag = uuid.uuid4().hex[:8]
+    bootstrap = kafka_clients.bootstrap_servers(settings)
+    database = f"bench_{tag}"
+    grpc_port, http_port, sink_port = free_port(), free_port(), free_port()
+    config = Path(tempfile.mkdtemp(prefix="maple-compare-")) / "sampling.json"
+    config.write_text(json.dumps({"tail_sampling": {**DEFAULT_CONFIG, "decision_wait": f"{decision_wait_s}s"}}))
+    env = {**os.environ, "MAPLE_KAFKA_BOOTSTRAP": bootstrap, "MAPLE_CLICKHOUSE_DATABASE": database,
+           "MAPLE_WORKER_GROUP": f"cmp-worker-{tag}", "MAPLE_SINK_GROUP": f"cmp-sink-{tag}",
+           "MAPLE_WORKER_METRICS_PORT": "0", "MAPLE_SINK_METRICS_PORT": str(sink_port),
+           "MAPLE_WORKER_SIGNALS": "logs,traces", "MAPLE_WORKER_CORE": core,
+           "MAPLE_TRACES_SAMPLING_CONFIG": str(config), "MAPLE_INGEST_GRPC_PORT": str(grpc_port),
+           "MAPLE_INGEST_HTTP_PORT": str(http_port)}
+    worker_topics = [RAW_LOGS.name, RAW_TRACES.name]
+    sink_topics = [LOGS.name, METRICS.name, SPANS_SAMPLED.name]
+    kafka_clients.ensure_topics(kafka_clients.admin_client(bootstrap), settings.kafka.partitions,
+                                settings.kafka.replication_factor)
+    kafka_clients.start_group_at_end(bootstrap, env["MAPLE_WORKER_GROUP"], [*worker_topics, SPANS.name])
+    kafka_clients.start_group_at_end(bootstrap, env["MAPLE_SINK_GROUP"], sink_topics)
+    stages = Stages(env)
+    try:
+        stages.ensure_clickhouse(settings, say)
+        subprocess.run(maple_command("schema", "apply"), env=env, check=True, stdout=subprocess.DEVNULL)
+        ingest, worker, sink = stages.start("ingest"), stages.start("worker"), stages.start("sink")
+        deadline = time.monotonic() + 120
+        ready = (f"http://127.0.0.1:{http_port}/readyz", f"http://127.0.0.1:{sink_port}/metrics")
+        while not all(http_ok(url) for url in ready):
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError(f"maple ({core}) did not come up")
+            time.sleep(0.5)
+        time.sleep(8)  # the groups settle
+        watched = [Watched("ingest", ingest.pid), Watched("worker", worker.pid), Watched("sink", sink.pid),
+                   *_services(settings)]
+        _measure_idle(watched)
+        metrics_url = f"http://127.0.0.1:{sink_port}/metrics"
+        before = {t: _histogram(metrics_url, "maple_sink_freshness_seconds", t) for t in sink_topics}
+        say(f"maple-{core}: sending {spans:,} spans and {logs:,} logs")
+        started = time.monotonic()
+        _finish(_telemetrygen(telemetrygen, f"127.0.0.1:{grpc_port}", f"bench-{tag}", spans, logs, batch, rate),
+                timeout=600)
+        _wait_drained(bootstrap, {env["MAPLE_WORKER_GROUP"]: worker_topics}, 600, say)
+        time.sleep(decision_wait_s + 1)  # the sampler decides the last traces, then the sink must drain
+        _wait_drained(bootstrap, {env["MAPLE_SINK_GROUP"]: sink_topics}, 600, say)
+        time.sleep(SETTLE_S)
+        elapsed = time.monotonic() - started
+        result = RunResult(f"maple-{core}", spans + logs, elapsed, _charge(watched, elapsed),
+                           {w.stage: round(peak_rss_mb(w.pid), 1) for w in watched[:3]})
+        after = {t: _histogram(metrics_url, "maple_sink_freshness_seconds", t) for t in sink_topics}
+        for topic in sink_topics:
+            result.freshness[topic] = {q: (round(v, 3) if (v := _quantile(before[topic], after[topic], p)) is not None
+                                           else None) for q, p in (("p50", 0.5), ("p99", 0.99))}
+        client = clickhouse.connect(settings, database=database, in_process=False)
+        try:
+            rows = client.query("SELECT (SELECT count() FROM otel_logs), (SELECT sum(Value) FROM otel_metrics_sum "
+                                "WHERE MetricName = 'traces.span.metrics.calls'), (SELECT count() FROM otel_traces)"
+                                ).result_rows[0]
+            result.notes.append(f"in ClickHouse: {rows[0]:,} logs, {int(rows[1] or 0):,} spans counted by RED, "
+                                f"{rows[2]:,} sampled spans")
+            client.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
+        finally:
+            client.close()
+        return result
+    finally:
+        stages.stop()
+
+
+# -- the Collector ----------------------------------------------------------------------------------------
+
+
+def collector_configs(tag: str, bootstrap: str, grpc_port: int, decision_wait_s: float,
+                      exporter: dict[str, Any] | None) -> tuple[str, str]:
+    """The ingest Collector's and the worker Collector's configuration (YAML as JSON, which YAML reads)."""
+    brokers = bootstrap.split(",")
+    topics = {"traces": f"compare.{tag}.spans", "logs": f"compare.{tag}.logs"}
+    quiet = {"telemetry": {"metrics": {"level": "none"}, "logs": {"level": "warn"}}}
+    ingest = {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}",
+                                                      "max_recv_msg_size_mib": 64}}}},
+        "exporters": {"kafka": {"brokers": brokers, "traces": {"topic": topics["traces"], "encoding": "otlp_proto"},
+                                "logs": {"topic": topics["logs"], "encoding": "otlp_proto"},
+                                "producer": {"compression": "zstd", "required_acks": -1,
+                                             "max_message_bytes": 16 * 1024 * 1024},
+                                "partition_traces_by_id": True}},
+        "service": {**quiet, "pipelines": {s: {"receivers": ["otlp"], "exporters": ["kafka"]} for s in topics}},
+    }
+    sink: dict[str, Any] = exporter or {"debug": {"verbosity": "basic"}}
+    sink_name = next(iter(sink))
+    level_rules = [("FATAL", "fatal"), ("ERROR", "error"), ("WARN", "warn(ing)?"), ("INFO", "info"),
+                   ("DEBUG", "debug"), ("TRACE", "trace")]
+    severity = [f'set(log.severity_number, SEVERITY_NUMBER_{name}) where log.severity_number == '
+                f'SEVERITY_NUMBER_UNSPECIFIED and IsMatch(log.body, "(?i)\\\\b{pattern}\\\\b")'
+                for name, pattern in level_rules]
+    worker = {
+        "receivers": {"kafka": {"brokers": brokers, "group_id": f"compare-collector-{tag}",
+                                "initial_offset": "earliest",
+                                "traces": {"topics": [topics["traces"]], "encoding": "otlp_proto"},
+                                "logs": {"topics": [topics["logs"]], "encoding": "otlp_proto"},
+                                "message_marking": {"after": True}}},
+        "connectors": {"spanmetrics": {"metrics_flush_interval": "1s"}},
+        "processors": {
+            "memory_limiter": {"check_interval": "1s", "limit_mib": 1024},
+            "batch": {},
+            "tail_sampling": {"decision_wait": f"{decision_wait_s}s", "num_traces": 100000, "policies": [
+                {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+                {"name": "slow", "type": "latency", "latency": {"threshold_ms": 1000}},
+                {"name": "share", "type": "probabilistic", "probabilistic": {"sampling_percentage": 10}}]},
+            "transform": {"error_mode": "ignore", "log_statements": [{"context": "log", "statements": [
+                'merge_maps(log.attributes, ParseJSON(log.body), "insert") where IsMatch(log.body, "^\\\\s*\\\\{")',
+                "flatten(log.attributes, depth=4)", *severity]}]},
+        },
+        "exporters": sink,
+        "service": {**quiet, "pipelines": {
+            "traces/red": {"receivers": ["kafka"], "exporters": ["spanmetrics"]},
+            "traces/sampled": {"receivers": ["kafka"], "processors": ["memory_limiter", "tail_sampling", "batch"],
+                               "exporters": [sink_name]},
+            "metrics/red": {"receivers": ["spanmetrics"], "processors": ["batch"], "exporters": [sink_name]},
+            "logs": {"receivers": ["kafka"], "processors": ["memory_limiter", "transform", "batch"],
+                     "exporters": [sink_name]},
+        }},
+    }
+    return json.dumps(ingest), json.dumps(worker)
+
+
+def run_collector(settings: Settings, otelcol: Path, *, spans: int, logs: int, batch: int, rate: float,
+                  decision_wait_s: float, telemetrygen: Path, exporter: bool, say: Callable[[str], None]
+                  ) -> RunResult:
+    tag = uuid.uuid4().hex[:8]
+    bootstrap = kafka_clients.bootstrap_servers(settings)
+    grpc_port = free_port()
+    export_config = None
+    database = f"bench_collector_{tag}"
+    if exporter:
+        host = clickhouse.running_host(settings)
+        url = host["url"] if host else settings.clickhouse.url[0]
+        export_config = {"clickhouse": {"endpoint": url, "database": database, "create_schema": True,
+                                        "timeout": "30s"}}
+    ingest_config, worker_config = collector_configs(tag, bootstrap, grpc_port, decision_wait_s, export_config)
+    work = Path(tempfile.mkdtemp(prefix="maple-compare-collector-"))
+    (work / "ingest.yaml").write_text(ingest_config)
+    (work / "worker.yaml").write_text(worker_config)
+    topics = [f"compare.{tag}.spans", f"compare.{tag}.logs"]
+    from confluent_kafka.admin import NewTopic
+
+    admin = kafka_clients.admin_client(bootstrap)
+    for future in admin.create_topics([NewTopic(t, settings.kafka.partitions, settings.kafka.replication_factor,
+                                                config={"max.message.bytes": str(16 * 1024 * 1024)})
+                                       for t in topics]).values():
+        future.result(30)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        logs_out = (work / "collector.log").open("wb")
+        ingest = subprocess.Popen([str(otelcol), f"--config={work / 'ingest.yaml'}"], stdout=logs_out,
+                                  stderr=subprocess.STDOUT)
+        worker = subprocess.Popen([str(otelcol), f"--config={work / 'worker.yaml'}"], stdout=subprocess.DEVNULL,
+                                  stderr=logs_out)
+        procs = [ingest, worker]
+        _wait_port(grpc_port, ingest, "the Collector's OTLP receiver")
+        time.sleep(8)
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker Collector stopped: {(work / 'collector.log').read_text()[-3000:]}")
+        watched = [Watched("ingest", ingest.pid), Watched("worker", worker.pid), *_services(settings)]
+        _measure_idle(watched)
+        say(f"collector: sending {spans:,} spans and {logs:,} logs")
+        started = time.monotonic()
+        _finish(_telemetrygen(telemetrygen, f"127.0.0.1:{grpc_port}", f"bench-{tag}", spans, logs, batch, rate),
+                timeout=600)
+        _wait_drained(bootstrap, {f"compare-collector-{tag}": topics}, 600, say)
+        time.sleep(decision_wait_s + 1 + SETTLE_S)  # tail sampling decides on its timer, spanmetrics flushes
+        elapsed = time.monotonic() - started
+        cpu = _charge(watched, elapsed)
+        result = RunResult("collector", spans + logs, elapsed, cpu,
+                           {w.stage: round(peak_rss_mb(w.pid), 1) for w in watched[:2]})
+        result.notes.append("worker = kafka receiver + tail_sampling + spanmetrics + transform + "
+                            + ("clickhouse exporter" if exporter else "debug exporter (the ClickHouse exporter is "
+                               "not measured: run with --collector-exporter once the host speaks clickhouse-go)"))
+        return result
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        admin.delete_topics(topics)
+        if exporter:
+            try:
+                client = clickhouse.connect(settings, in_process=False)
+                client.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
+                client.close()
+            except Exception:  # cleaning up: the numbers are already taken
+                pass
+
+
+# -- the whole comparison ----------------------------------------------------------------------------------
+
+
+def peers() -> tuple[Path, Path]:
+    """The Collector and telemetrygen, built from the Go module proxy into the cache (apps/peers.py)."""
+    try:
+        from apps import peers as builder  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise RuntimeError("apps/peers.py (the Collector and telemetrygen builder) is not in this checkout") from exc
+    return builder.ensure("otelcol"), builder.ensure("telemetrygen")
+
+
+def run(settings: Settings, *, spans: int, logs: int, batch: int, rate: float, decision_wait_s: float, runs: int,
+        pipelines: tuple[str, ...], collector_exporter: bool, say: Callable[[str], None]) -> dict[str, Any]:
+    kafka_clients.probe(kafka_clients.bootstrap_servers(settings), timeout=10)
+    otelcol, telemetrygen = peers()
+    results: list[RunResult] = []
+    for n in range(runs):
+        order = pipelines if n % 2 == 0 else tuple(reversed(pipelines))
+        for pipeline in order:
+            say(f"run {n + 1}/{runs}: {pipeline}")
+            kw = dict(spans=spans, logs=logs, batch=batch, rate=rate, decision_wait_s=decision_wait_s,
+                      telemetrygen=telemetrygen, say=say)
+            if pipeline == "collector":
+                results.append(run_collector(settings, otelcol, exporter=collector_exporter, **kw))  # type: ignore[arg-type]
+            else:
+                results.append(run_maple(settings, pipeline.removeprefix("maple-"), **kw))  # type: ignore[arg-type]
+    return summarize(results, spans=spans, logs=logs, batch=batch, decision_wait_s=decision_wait_s)
+
+
+def summarize(results: list[RunResult], **load: Any) -> dict[str, Any]:
+    by_pipeline: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_pipeline.setdefault(r.pipeline, []).append(r)
+    table: dict[str, dict[str, Any]] = {}
+    for pipeline, rs in by_pipeline.items():
+        stages = sorted({s for r in rs for s in r.cpu_s})
+        table[pipeline] = {
+            "cpu_s_per_million": {s: [r.per_million().get(s) for r in rs] for s in stages},
+            "median_cpu_s_per_million": {s: round(statistics.median(r.per_million().get(s, 0.0) for r in rs), 2)
+                                         for s in stages},
+            "peak_rss_mb": {s: [r.peak_rss_mb.get(s) for r in rs]
+                            for s in sorted({k for r in rs for k in r.peak_rss_mb})},
+            "freshness_s": [r.freshness for r in rs],
+            "seconds": [round(r.seconds, 1) for r in rs],
+            "notes": sorted({n for r in rs for n in r.notes}),
+        }
+    ratios: dict[str, dict[str, float]] = {}
+    collector = table.get("collector", {}).get("median_cpu_s_per_million", {})
+    for pipeline, row in table.items():
+        if pipeline == "collector" or not collector:
+            continue
+        mine = row["median_cpu_s_per_million"]
+        ratios[pipeline] = {s: round(mine[s] / collector[s], 2) for s in ("ingest", "worker") if collector.get(s)}
+        both = collector.get("worker")
+        if both:
+            ratios[pipeline]["worker+sink vs worker"] = round((mine.get("worker", 0) + mine.get("sink", 0)) / both, 2)
+    return {"load": load, "pipelines": table, "ratios_to_collector": ratios,
+            "machine": f"{os.cpu_count()} cores, shared; CPU is each process's own (user+system) less its idle rate"}
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = []
+    load = report["load"]
+    lines.append(f"load: {load['spans']:,} spans (traces of 8) + {load['logs']:,} logs (JSON body), batches of "
+                 f"{load['batch']}, decision_wait {load['decision_wait_s']} s; {report['machine']}")
+    stages = sorted({s for row in report["pipelines"].values() for s in row["median_cpu_s_per_million"]})
+    lines.append("CPU seconds per million records (each run; median):")
+    lines.append(f"  {'pipeline':14s} " + " ".join(f"{s:>22s}" for s in stages))
+    for pipeline, row in report["pipelines"].items():
+        cells = []
+        for s in stages:
+            runs = row["cpu_s_per_million"].get(s)
+            text = "-"
+            if runs:
+                text = " / ".join(f"{v:.2f}" for v in runs if v is not None)
+                text += f" ({row['median_cpu_s_per_million'][s]})"
+            cells.append(f"{text:>22s}")
+        lines.append(f"  {pipeline:14s} " + " ".join(cells))
+    lines.append("peak RSS MB: " + "; ".join(f"{p} {row['peak_rss_mb']}" for p, row in report["pipelines"].items()))
+    for pipeline, row in report["pipelines"].items():
+        if any(row["freshness_s"]):
+            lines.append(f"freshness {pipeline}: {row['freshness_s']}")
+        for note in row["notes"]:
+            lines.append(f"note {pipeline}: {note}")
+    lines.append(f"ratios to the Collector (median): {report['ratios_to_collector']}")
+    return "\n".join(lines)
+
