@@ -171,11 +171,20 @@ class PartitionSampler:
         assert cols is not None
         offset, due = batch.offset, batch.timestamp_ms + self.config.decision_wait_ms
         pending, sampled, not_sampled = self._pending, self._sampled, self._not_sampled
+        after_root = self.config.decision_wait_after_root_ms
+        # Roots (no parent) bring a trace's decision forward, to after_root past the root's arrival: a
+        # function of the messages alone, like every other due time.
+        parents = cols["ParentSpanId"] if after_root is not None else None
+        root_due = batch.timestamp_ms + after_root if after_root is not None else due
         for row, trace_id in enumerate(cols["TraceId"]):
             entry = pending.get(trace_id)
             if entry is not None:
                 entry.trace.spans.append((cols, row))
                 entry.last_offset = offset
+                if parents is not None and not parents[row] and root_due < entry.due_ms:
+                    entry.due_ms = root_due  # the heap's older entry for it is skipped when it comes up
+                    self._arrivals += 1
+                    heapq.heappush(self._due, (root_due, self._arrivals, trace_id))
                 continue
             if not trace_id:  # no trace to wait for: keep the span as it is
                 groups.setdefault(offset, []).append((cols, row))
@@ -192,9 +201,10 @@ class PartitionSampler:
                 decided.last_offset = offset
                 self.counts.late_spans_dropped += 1
                 continue
-            pending[trace_id] = _Pending(Trace(trace_id, [(cols, row)]), offset, due, offset)
+            first_due = root_due if parents is not None and not parents[row] and root_due < due else due
+            pending[trace_id] = _Pending(Trace(trace_id, [(cols, row)]), offset, first_due, offset)
             self._arrivals += 1
-            heapq.heappush(self._due, (due, self._arrivals, trace_id))
+            heapq.heappush(self._due, (first_due, self._arrivals, trace_id))
             self._pin(offset)
         if len(self._due) > 2 * len(pending) + 1024:  # entries of traces forced out early: drop them
             self._due = [entry for entry in self._due if entry[2] in pending and pending[entry[2]].due_ms == entry[0]]

@@ -106,7 +106,7 @@ def test_the_sampler_decides_and_emits_the_same_on_span_blocks_as_on_columns() -
     from topologies.batches import RawRecord, trace_batches
 
     rng = random.Random("sampler")
-    config = decode_config({**DEFAULT_CONFIG, "decision_wait": "2s", "policies": [
+    config = decode_config({**DEFAULT_CONFIG, "decision_wait": "2s", "decision_wait_after_root_received": "1s", "policies": [
         *DEFAULT_CONFIG["policies"],
         {"name": "route", "type": "string_attribute", "string_attribute": {"key": "service.name", "values": ["db"]}},
         {"name": "many", "type": "span_count", "span_count": {"min_spans": 5}}]})

@@ -15,9 +15,10 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from processors import red
-from processors.sampling import decode_config
+from processors.sampling import ConfigError, decode_config
 from processors.tail_sampler import Emission, PartitionSampler, SpanBatch
 from tests.helpers.spans import NOW
+from tests.helpers.spans import span_columns
 from tests.helpers.spans import span_columns as _cols
 from topologies.batches import RawRecord, span_partition, trace_batches
 
@@ -118,20 +119,23 @@ def _stream(seed: int, messages: int = 120) -> list[SpanBatch]:
         for _ in range(rng.randint(1, 4)):
             trace_id = rng.randbytes(16).hex()
             open_traces.append((trace_id, clock))
+            # A trace's root (no parent) comes first, or later with the other spans, as real traces do.
             spans.append({"TraceId": trace_id, "SpanId": rng.randbytes(8).hex(),
+                          "ParentSpanId": "" if rng.random() < 0.5 else rng.randbytes(8).hex(),
                           "StatusCode": "Error" if rng.random() < 0.1 else "Unset"})
         for trace_id, started in rng.sample(open_traces, min(len(open_traces), rng.randint(0, 4))):
             if clock - started < 5000:  # more spans of a recent trace; some arrive after its decision
-                spans.append({"TraceId": trace_id, "SpanId": rng.randbytes(8).hex(), "StatusCode": "Unset"})
+                spans.append({"TraceId": trace_id, "SpanId": rng.randbytes(8).hex(), "StatusCode": "Unset",
+                              "ParentSpanId": "" if rng.random() < 0.2 else rng.randbytes(8).hex()})
         raw_offset += 1
         out.append(SpanBatch(offset, clock, _cols(spans), "otlp.traces.raw/0", (raw_offset, 0), 0))
     out.append(SpanBatch(messages, clock + 60_000, progress={0: clock + 60_000}))  # decides and forgets everything
     return out
 
 
-def _run(batches: list[SpanBatch]) -> list[tuple[tuple[int, int], list[str], int | None]]:
+def _run(batches: list[SpanBatch], config: dict | None = None) -> list[tuple[tuple[int, int], list[str], int | None]]:
     """Emissions as ((offset, group), span ids), with the safe offset after each message."""
-    sampler = PartitionSampler(decode_config(CONFIG))
+    sampler = PartitionSampler(decode_config(config or CONFIG))
     out = []
     for batch in batches:
         emissions: list[Emission] = sampler.step(batch)
@@ -152,10 +156,14 @@ def _sink(emissions: list[tuple[tuple[int, int], list[str]]]) -> Multiset:
     return kept
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_restart_at_any_committed_offset_emits_exactly_the_uninterrupted_rows(seed: int) -> None:
+# Deciding early once the root arrived (the Collector's decision_wait_after_root_received) must keep it.
+EARLY = {**CONFIG, "decision_wait_after_root_received": "500ms"}
+
+
+@pytest.mark.parametrize(("seed", "config"), [(1, CONFIG), (2, CONFIG), (3, CONFIG), (4, EARLY), (5, EARLY), (6, EARLY)])
+def test_a_restart_at_any_committed_offset_emits_exactly_the_uninterrupted_rows(seed: int, config: dict) -> None:
     batches = _stream(seed)
-    full = _run(batches)
+    full = _run(batches, config)
     expected = _sink([e for step, _ in full for e in step])
     assert sum(expected.values()) > 0 and all(count == 1 for count in expected.values())
     checked = 0
@@ -167,7 +175,7 @@ def test_a_restart_at_any_committed_offset_emits_exactly_the_uninterrupted_rows(
             if committed is None:
                 continue
             before = [e for step, _ in full[:crash + 1] for e in step]
-            resumed = _run([b for b in batches if b.offset >= committed])
+            resumed = _run([b for b in batches if b.offset >= committed], config)
             after = [e for step, _ in resumed for e in step]
             assert _sink(before + after) == expected, f"crash after {crash}, committed {committed}"
             checked += 1
@@ -230,3 +238,30 @@ def test_a_raw_partition_that_is_behind_holds_decisions_back() -> None:
     sampler.step(SpanBatch(3, 1100, _cols([{"TraceId": trace, "SpanId": "b"}]), raw_partition=1))
     emitted = sampler.step(SpanBatch(4, 2500, _cols([]), raw_partition=1))
     assert [e.columns["SpanId"] for e in emitted] == [["a", "b"]]
+
+
+def test_a_trace_whose_root_arrived_is_decided_after_root_wait_instead_of_decision_wait() -> None:
+    config = decode_config({"decision_wait": "10s", "decision_wait_after_root_received": "1s",
+                            "policies": [{"name": "all", "type": "always_sample"}]})
+    sampler = PartitionSampler(config)
+    child = span_columns([{"TraceId": "aa" * 16, "SpanId": "01" * 8, "ParentSpanId": "02" * 8}])
+    root = span_columns([{"TraceId": "aa" * 16, "SpanId": "02" * 8},
+                         {"TraceId": "bb" * 16, "SpanId": "03" * 8, "ParentSpanId": "04" * 8}])
+    assert sampler.step(SpanBatch(0, 1000, child, "otlp.traces.raw/0", (0, 0), 0)) == []
+    assert sampler.step(SpanBatch(1, 3000, root, "otlp.traces.raw/0", (1, 0), 0)) == []
+    # aa's root came at 3000: decided at 4000, not at 11000; bb has no root yet and waits its full 10 s
+    [emission] = sampler.step(SpanBatch(2, 4000, progress={0: 4000}))
+    assert emission.first_offset == 0 and emission.columns["SpanId"] == ["01" * 8, "02" * 8]
+    assert sampler.pending_traces == 1 and sampler.step(SpanBatch(3, 12_999, progress={0: 12_999})) == []
+    [late] = sampler.step(SpanBatch(4, 13_000, progress={0: 13_000}))
+    assert late.columns["TraceId"] == ["bb" * 16]
+
+
+ALL = [{"name": "all", "type": "always_sample"}]
+
+
+def test_decision_wait_after_root_received_is_checked() -> None:
+    with pytest.raises(ConfigError, match="decision_wait_after_root_received"):
+        decode_config({"decision_wait": "2s", "decision_wait_after_root_received": "5s", "policies": ALL})
+    assert decode_config({"policies": ALL}).decision_wait_after_root_ms is None
+    assert decode_config({"decision_wait_after_root_received": "250ms", "policies": ALL}).decision_wait_after_root_ms == 250
