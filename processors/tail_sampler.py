@@ -37,6 +37,21 @@ from processors.sampling import SamplingConfig, Trace, build_policies, decide
 from processors.traces import COLUMNS
 
 
+class SpanColumns(dict):  # type: ignore[type-arg]
+    """A Native span batch (the compiled core's SpanBlock) as the columns dict the sampler and the policies
+    read: a column is decoded from the block on first read, then found at dict speed."""
+
+    __slots__ = ("block",)
+
+    def __init__(self, block: Any) -> None:
+        super().__init__()
+        self.block = block
+
+    def __missing__(self, key: str) -> list[Any]:
+        value = self[key] = self.block[key]
+        return value  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True)
 class SpanBatch:
     """One message of a span partition: span rows, or a tick (columns None, `progress` set)."""
@@ -303,7 +318,13 @@ class PartitionSampler:
 
 
 def _gather(spans: list[tuple[dict[str, list[Any]], int]]) -> dict[str, list[Any]] | bytes:
-    if isinstance(spans[0][0], dict):
+    """The rows of `spans`: as columns from column dicts, as one Native block from span blocks (copied
+    block to block by the compiled core, never through Python values)."""
+    first = spans[0][0]
+    if isinstance(first, SpanColumns):
+        assert core is not None  # span blocks exist only when the compiled core made them
+        return bytes(core.gather([(cols.block, row) for cols, row in spans], list(COLUMNS)))  # type: ignore[attr-defined]
+    if isinstance(first, dict):
         return {name: [cols[name][row] for cols, row in spans] for name in COLUMNS}
-    assert core is not None  # span blocks exist only when the compiled core made them
+    assert core is not None
     return bytes(core.gather(spans, list(COLUMNS)))

@@ -53,7 +53,7 @@ from maple.topics import (
 )
 from processors import red, traces
 from processors.sampling import DEFAULT_CONFIG, ConfigError, SamplingConfig, build_policies, decode_config
-from processors.tail_sampler import Emission, PartitionSampler, SamplerCounts, SpanBatch
+from processors.tail_sampler import Emission, PartitionSampler, SamplerCounts, SpanBatch, SpanColumns
 from processors.values import datetime64
 from topologies.acks import InOrderAcks, Release
 
@@ -182,11 +182,11 @@ def _span_batch(message: Any, value: bytes | None, core: Any = None) -> SpanBatc
         return SpanBatch(message.offset, timestamp_ms, progress={int(p): int(t) for p, t in progress.items()})
     columns: Any
     if blocks.format_of(headers.get(HEADER_FORMAT)) == FORMAT_NATIVE:
-        columns = core.SpanBlock(value or b"") if core is not None else _python_columns(value or b"")
+        columns = SpanColumns(core.SpanBlock(value or b"")) if core is not None else _python_columns(value or b"")
     else:
         columns = _json_columns(value)
         if core is not None:
-            columns = core.SpanBlock(_native_block(columns))
+            columns = SpanColumns(core.SpanBlock(_native_block(columns)))
     source = headers.get(HEADER_SOURCE)
     position = SourcePosition.parse(bytes(source)) if source else None
     return SpanBatch(message.offset, timestamp_ms, columns, position.key if position else None,

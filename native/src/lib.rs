@@ -285,6 +285,16 @@ fn block_columns(data: &[u8]) -> PyResult<Vec<(String, String)>> {
     Ok(parsed.columns.into_iter().map(|c| (c.name, c.ty)).collect())
 }
 
+/// FNV-1a 64 (the Collector's probabilistic sampling hash), as processors/sampling/probabilistic.py.
+#[pyfunction]
+fn fnv1a64(data: &[u8]) -> u64 {
+    let mut value: u64 = 0xCBF29CE484222325;
+    for &byte in data {
+        value = (value ^ byte as u64).wrapping_mul(0x100000001B3);
+    }
+    value
+}
+
 #[pymodule]
 fn maple_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DecodeError", m.py().get_type::<DecodeError>())?;
@@ -301,5 +311,6 @@ fn maple_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(take_rows, m)?)?;
     m.add_function(wrap_pyfunction!(decode_block, m)?)?;
     m.add_function(wrap_pyfunction!(block_columns, m)?)?;
+    m.add_function(wrap_pyfunction!(fnv1a64, m)?)?;
     Ok(())
 }

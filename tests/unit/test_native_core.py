@@ -102,7 +102,7 @@ def test_the_sampler_decides_and_emits_the_same_on_span_blocks_as_on_columns() -
     from maple import blocks
     from maple.topics import FORMAT_NATIVE, SPANS
     from processors.sampling import DEFAULT_CONFIG, decode_config
-    from processors.tail_sampler import PartitionSampler, SpanBatch
+    from processors.tail_sampler import PartitionSampler, SpanBatch, SpanColumns
     from topologies.batches import RawRecord, trace_batches
 
     rng = random.Random("sampler")
@@ -125,7 +125,7 @@ def test_the_sampler_decides_and_emits_the_same_on_span_blocks_as_on_columns() -
             if a.topic != SPANS.name:
                 continue
             columns = orjson.loads(a.value)
-            block = core.SpanBlock(b.value)
+            block = SpanColumns(core.SpanBlock(b.value)) if n % 2 else core.SpanBlock(b.value)
             source = ("otlp.traces.raw/0", (n, 0), 0)
             for sampler, cols, out in ((python, columns, out_python), (native, block, out_native)):
                 for emission in sampler.step(SpanBatch(offset, raw.timestamp_ms, cols, *source)):
@@ -139,3 +139,12 @@ def test_the_sampler_decides_and_emits_the_same_on_span_blocks_as_on_columns() -
             out.append((emission.first_offset, fz.normalize(rows)))
     assert python.counts == native.counts and python.counts.spans_sampled > 50
     assert out_python == out_native
+
+
+def test_the_compiled_hash_is_the_collectors_fnv1a64() -> None:
+    from processors.sampling import fnv1a64
+
+    rng = random.Random(9)
+    for n in range(300):
+        data = rng.randbytes(n % 40)
+        assert core.fnv1a64(data) == fnv1a64(data)
