@@ -92,7 +92,7 @@ class RunResult:
         return {stage: round(cpu / self.records * 1e6, 2) for stage, cpu in self.cpu_s.items()}
 
 
-def _measure_idle(watched: list[Watched], seconds: float = 3.0) -> None:
+def _measure_idle(watched: list[Watched], seconds: float = 10.0) -> None:
     first = {w.pid: cpu_seconds(w.pid) for w in watched}
     time.sleep(seconds)
     for w in watched:
@@ -146,7 +146,7 @@ def _telemetrygen(binary: Path, endpoint: str, service: str, spans: int, logs: i
     procs = []
     if traces:
         procs.append(subprocess.Popen([str(binary), "traces", "--traces", str(traces), "--child-spans",
-                                       str(CHILD_SPANS), "--rate", str(rate / (CHILD_SPANS + 1)), *common],
+                                       str(CHILD_SPANS), "--rate", str(rate), *common],  # spans/s: every span waits
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
     if logs:
         procs.append(subprocess.Popen([str(binary), "logs", "--logs", str(logs), "--body", JSON_BODY,
