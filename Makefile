@@ -39,6 +39,8 @@ up: install  ## run Maple locally: Kafka (KRaft) + embedded ClickHouse + stages;
 	$(BIN)/maple up
 
 test: install  ## lint, then every test against a real Kafka broker and the real ClickHouse engine (CI runs this)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -ra
 
 test-fast: install  ## the unit tests only: pure code, no broker, no ClickHouse, a few seconds

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from apps import localkafka, maple_command
@@ -184,7 +185,7 @@ class Supervisor:
         lines = [f"  schema      ready    `{self.settings.clickhouse.database}` "
                  f"({len(ran)} migration(s) applied now)"]
         for name, args in (("worker", ("worker",)), ("sink", ("sink",))):
-            child = Child(name, lambda args=args: self._maple(*args))
+            child = Child(name, partial(self._maple, *args))
             child.launch()
             self.children.append(child)
             lines.append(f"  {name:<10}  running  pid {child.procs[0].pid}")
@@ -197,9 +198,7 @@ class Supervisor:
             signal.signal(sig, lambda *_: self.stopping.set())
         try:
             kafka_line = self._start_kafka()
-            created = kafka_clients.ensure_topics(
-                kafka_clients.admin_client(kafka_clients.bootstrap_servers(self.settings)),
-                self.settings.kafka.partitions, self.settings.kafka.replication_factor)
+            created = kafka_clients.create_topics(self.settings)
             if created:
                 self.say(f"created topics: {', '.join(created)}")
             if self.stopping.is_set():

@@ -235,7 +235,7 @@ def split(signal: Signal, request: Message, max_bytes: int) -> tuple[list[bytes]
 def _weight(signal: Signal, item: Message) -> int:
     """How many OTLP items (spans, log records, data points) one element of the item field holds."""
     if signal is METRICS:
-        kind = item.WhichOneof("data")  # type: ignore[attr-defined]
+        kind = item.WhichOneof("data")
         return len(getattr(item, kind).data_points) if kind else 0
     return 1
 

@@ -44,9 +44,7 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
         writer.close(0)
         raise IngestStartupError(f"Kafka at {bootstrap} is not reachable; the ingest cannot start without it")
     topics = [s.topic.name for s in SIGNALS.values()]
-    await loop.run_in_executor(None, lambda: kafka_clients.ensure_topics(
-        kafka_clients.admin_client(bootstrap), settings.kafka.partitions, settings.kafka.replication_factor,
-        [s.topic for s in SIGNALS.values()]))
+    await loop.run_in_executor(None, kafka_clients.create_topics, settings)
     max_value = await loop.run_in_executor(None, writer.max_value_bytes, topics)
     if cfg.max_record_bytes:
         max_value = min(max_value, cfg.max_record_bytes)

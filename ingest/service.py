@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ingest.metrics import IngestMetrics
 from ingest.otlp import InvalidRequest, Signal, parse_json, parse_protobuf, split
-from maple.producer import AsyncProducer, KafkaBacklogFull, KafkaUnavailable, Record
+from maple.producer import AsyncProducer, Headers, KafkaBacklogFull, KafkaUnavailable, Record
 from maple.topics import HEADER_ENCODING, HEADER_RECEIVED_NS, HEADER_TENANT
 
 __all__ = [
@@ -106,7 +106,7 @@ class IngestService:
             self.metrics.rejections.labels("oversize_item").inc()
             self.metrics.items.labels(signal.name, "rejected").inc(rejected)
         if values:
-            headers = [(HEADER_TENANT, tenant.encode()), (HEADER_ENCODING, encoding.encode()),
+            headers: Headers = [(HEADER_TENANT, tenant.encode()), (HEADER_ENCODING, encoding.encode()),
                        (HEADER_RECEIVED_NS, str(received_ns).encode())]
             # A random key spreads records evenly over partitions (a request has no natural key).
             waited = await self.writer.write([Record(signal.topic.name, value, headers, key=uuid.uuid4().bytes)

@@ -123,8 +123,8 @@ def connect(settings: Settings, *, database: str | None = None, in_process: bool
         return connect_endpoint(endpoints(settings)[0], settings, database=database)
     host = running_host(settings)
     if host is not None:
-        endpoint = Endpoint(host=host["host"], port=int(host["port"]), username="default", password="",
-                            database=database, secure=False)
+        endpoint = Endpoint(host=host["host"], port=int(host["port"]), username=settings.clickhouse.embedded_user,
+                            password=settings.clickhouse.embedded_password, database=database, secure=False)
         # Loopback: compression would only cost CPU on both sides.
         return http_client(endpoint, settings, compress=False)
     if not in_process:

@@ -7,7 +7,7 @@ in their format: Native or JSONColumns). `maple dlq` (ops/dlq.py) lists, shows a
 
 from __future__ import annotations
 
-from maple.producer import Record
+from maple.producer import Headers, Record
 from maple.topics import (
     DEAD_LETTER,
     FORMAT_JSON,
@@ -41,8 +41,8 @@ def sink_letter(block: bytes, table: str, error: str, code: int | None, token: s
                 fmt: str = FORMAT_JSON) -> Record:
     """Rows ClickHouse refused for good: the block(s) of `fmt`, the insert token they were tried with, and the
     source range (`<topic>/<partition>/<first>-<last>`) of the batch they belonged to."""
-    headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, table.encode()), (HEADER_ERROR, _error(error)),
-               (HEADER_TOKEN, token.encode()), (HEADER_SOURCE_RANGE, source_range.encode())]
+    headers: Headers = [(HEADER_STAGE, b"sink"), (HEADER_TABLE, table.encode()), (HEADER_ERROR, _error(error)),
+                        (HEADER_TOKEN, token.encode()), (HEADER_SOURCE_RANGE, source_range.encode())]
     if code is not None:
         headers.append((HEADER_ERROR_CODE, str(code).encode()))
     if fmt != FORMAT_JSON:

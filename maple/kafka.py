@@ -10,10 +10,17 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from maple.log import kafka_client_logger
 from maple.settings import Settings
 from maple.topics import ALL_TOPICS, Topic
 
 HEALTH_TOPIC = "maple.health"
+
+
+def client_logging(kind: str) -> dict[str, Any]:
+    """confluent-kafka settings that send librdkafka's log lines through Maple's logging (one format,
+    Maple's level, rate-limited) instead of raw lines on stderr."""
+    return {"logger": kafka_client_logger(kind)}
 
 
 def bootstrap_servers(settings: Settings) -> str:
@@ -73,6 +80,14 @@ def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
     return created
+
+
+def create_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Create every Maple topic that is missing, with the configured partitions and replication factor;
+    returns the names created. Each process that reads or writes them calls this at start-up (idempotent),
+    so no start order between the stages matters."""
+    admin = admin_client(bootstrap_servers(settings), **client_logging("admin"))
+    return ensure_topics(admin, settings.kafka.partitions, settings.kafka.replication_factor, ALL_TOPICS, timeout)
 
 
 def start_group_at_end(bootstrap: str, group: str, topics: Iterable[str], timeout: float = 30.0) -> None:

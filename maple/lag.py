@@ -14,15 +14,14 @@ keeps, so exporting lag costs nothing per message). Two numbers per group/topic/
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Gauge
 
-from maple.kafka import admin_client
+from maple.consumer import Cluster
 
 
 @dataclass(frozen=True)
@@ -40,84 +39,25 @@ class PartitionLag:
         return asdict(self)
 
 
-class LagError(RuntimeError):
-    """A group or topic could not be measured; the message names it."""
-
-
-def committed_offsets(bootstrap: str, group: str, timeout: float = 30.0) -> dict[tuple[str, int], tuple[int, str]]:
-    """Every partition `group` has committed: (topic, partition) -> (offset, metadata)."""
-    admin = admin_client(bootstrap, log_level=4)  # errors come back through the future
-    future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
-                                               request_timeout=timeout)[group]
-    try:
-        result = future.result(timeout + 5)
-    except KafkaException as exc:
-        raise LagError(f"group {group}: cannot read its committed offsets: {exc.args[0].str()}") from exc
-    return {(tp.topic, tp.partition): (tp.offset, tp.metadata or "")
-            for tp in result.topic_partitions or [] if tp.offset >= 0}
-
-
-def probe_consumer(bootstrap: str) -> Consumer:
-    """A consumer that never joins or commits to any group: for watermarks, offsets_for_times and peeks."""
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": f"maple-ops-{uuid.uuid4().hex[:8]}",
-                     "enable.auto.commit": False, "isolation.level": "read_committed",
-                     "enable.partition.eof": False})
-
-
-def topic_partitions(consumer: Consumer, topic: str, timeout: float = 30.0) -> list[int]:
-    """The partition ids of `topic`; LagError naming the topic if it does not exist."""
-    metadata = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-    if metadata is None or metadata.error is not None or not metadata.partitions:
-        raise LagError(f"topic {topic} does not exist")
-    return sorted(metadata.partitions)
-
-
-def record_timestamps(consumer: Consumer, positions: Iterable[TopicPartition],
-                      timeout: float = 10.0) -> dict[tuple[str, int], float]:
-    """The Kafka timestamp (seconds) of the first readable record at or after each position."""
-    wanted = [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in positions]
-    if not wanted:
-        return {}
-    out: dict[tuple[str, int], float] = {}
-    consumer.assign(wanted)
-    try:
-        deadline = time.monotonic() + timeout
-        while len(out) < len(wanted) and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=len(wanted) * 4, timeout=0.5):
-                if message.error():
-                    continue
-                key = (message.topic(), message.partition())
-                if key not in out:
-                    _kind, stamp = message.timestamp()
-                    if stamp > 0:
-                        out[key] = stamp / 1000.0
-                    consumer.pause([TopicPartition(*key)])
-    finally:
-        consumer.unassign()
-    return out
-
-
-def measure(bootstrap: str, group: str, topics: Iterable[str] | None = None, *, timestamps: bool = True,
-            timeout: float = 30.0) -> list[PartitionLag]:
-    """Lag of `group` on `topics` (default: every topic it has committed offsets for)."""
-    committed = committed_offsets(bootstrap, group, timeout)
+def measure(cluster: Cluster, group: str, topics: Iterable[str] | None = None, *, timestamps: bool = True
+            ) -> list[PartitionLag]:
+    """Lag of `group` on `topics` (default: every topic it has committed offsets for; a daemon names its
+    topics, so that only the consumer path reads commits: see maple/consumer.py)."""
+    committed = cluster.committed(group, topics)
     names = sorted(set(topics) if topics is not None else {topic for topic, _ in committed})
-    consumer = probe_consumer(bootstrap)
-    try:
-        rows: list[PartitionLag] = []
-        peek: list[TopicPartition] = []
-        for topic in names:
-            for partition in topic_partitions(consumer, topic, timeout):
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-                offset = committed.get((topic, partition), (None, ""))[0]
-                position = max(offset if offset is not None else low, low)
-                lag = max(0, high - position)
-                rows.append(PartitionLag(group, topic, partition, offset, low, high, lag, 0.0 if not lag else None))
-                if lag and timestamps:
-                    peek.append(TopicPartition(topic, partition, position))
-        stamps = record_timestamps(consumer, peek) if peek else {}
-    finally:
-        consumer.close()
+    rows: list[PartitionLag] = []
+    peek: list[tuple[str, int, int]] = []
+    for topic in names:
+        for partition in cluster.partitions(topic):
+            low, high = cluster.watermarks(topic, partition)
+            commit = committed.get((topic, partition))
+            offset = commit.offset if commit is not None else None
+            position = max(offset if offset is not None else low, low)
+            lag = max(0, high - position)
+            rows.append(PartitionLag(group, topic, partition, offset, low, high, lag, 0.0 if not lag else None))
+            if lag and timestamps:
+                peek.append((topic, partition, position))
+    stamps = cluster.first_timestamps(peek) if peek else {}
     now = time.time()
     return [row if row.lag_seconds is not None or (row.topic, row.partition) not in stamps else
             PartitionLag(**{**row.as_dict(), "lag_seconds": max(0.0, now - stamps[(row.topic, row.partition)])})

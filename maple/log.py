@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 
 _FORMAT = "%(asctime)s %(levelname)-7s [%(stage)s] %(name)s: %(message)s"
 
@@ -33,3 +35,39 @@ def setup_logging(stage: str, level: str = "info") -> None:
     # Client libraries are chatty at INFO; their warnings still come through.
     for noisy in ("kafka", "aiokafka", "urllib3", "chdb"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+class RateLimit(logging.Filter):
+    """Let at most `burst` records through per `window_s`; when a window ends after drops, the next record
+    that passes says how many were dropped. librdkafka logs each failed connect, about 20 lines per second
+    per client while a broker is away: one line every few seconds says the same."""
+
+    def __init__(self, burst: int = 5, window_s: float = 10.0) -> None:
+        super().__init__()
+        self.burst, self.window_s = burst, window_s
+        self._start = 0.0
+        self._passed = self._dropped = 0
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._start >= self.window_s:
+                dropped, self._dropped = self._dropped, 0
+                self._start, self._passed = now, 0
+                if dropped:
+                    record.msg = f"{record.msg} ({dropped} similar lines suppressed in the last {self.window_s:.0f}s)"
+            if self._passed >= self.burst:
+                self._dropped += 1
+                return False
+            self._passed += 1
+            return True
+
+
+def kafka_client_logger(kind: str) -> logging.Logger:
+    """The logger librdkafka's lines of a client kind go to (confluent-kafka's `logger` setting): Maple's
+    format and level, rate-limited."""
+    logger = logging.getLogger(f"maple.kafka.{kind}")
+    if not any(isinstance(f, RateLimit) for f in logger.filters):
+        logger.addFilter(RateLimit())
+    return logger

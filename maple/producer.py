@@ -35,11 +35,15 @@ class KafkaBacklogFull(RuntimeError):
     """The producer's local queue is full; the client should retry later."""
 
 
+# confluent-kafka's header list type
+Headers = list[tuple[str, str | bytes | None]]
+
+
 @dataclass(frozen=True)
 class Record:
     topic: str
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: Headers
     key: bytes | None = None
     partition: int | None = None  # None: the partitioner picks from the key
     timestamp_ms: int | None = None  # None: the time of producing

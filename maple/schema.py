@@ -11,6 +11,7 @@ node plus a Distributed table with the exporter's name over them, all ON CLUSTER
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,6 +47,9 @@ class Target:
     database: str
     ttl_days: int = 30
     cluster: str = ""
+    # ClickHouse >= 26.2 has `text` (inverted) indexes; older servers get bloom/tokenbf ones. `apply` reads
+    # the server's version; rendering without a server (`--dry-run`) assumes a current one.
+    text_indexes: bool = True
 
     @property
     def on_cluster(self) -> str:
@@ -57,16 +61,36 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Index:
+    """A skip index with a `text` form (ClickHouse >= 26.2) and a bloom-filter form for older servers."""
+
+    name: str
+    expression: str
+    text: str      # the TYPE clause on servers with text indexes
+    fallback: str  # the TYPE ... GRANULARITY clause on older ones
+
+    def render(self, target: Target) -> str:
+        return f"INDEX {self.name} {self.expression} TYPE {self.text if target.text_indexes else self.fallback}"
+
+
+@dataclass(frozen=True)
 class Table:
     """One table, defined once; `statements` renders it for a single node or a cluster."""
 
     name: str
-    columns: str                           # the column and index list inside CREATE TABLE (...)
+    columns: str                           # the column and index list inside CREATE TABLE (...), with
+                                           # {indexes} standing for `indexes` rendered for the target
     engine: str                            # MergeTree-family engine; Replicated<engine> on a cluster
     keys: str                              # PARTITION BY / PRIMARY KEY / ORDER BY clauses
     ttl_from: str                          # DateTime expression the retention counts from
     shard_by: tuple[tuple[str, str], ...]  # (column, type) the sharding key reads: the sink routes by them
     sharding_key: str                      # the Distributed sharding key over those columns
+    indexes: tuple[Index, ...] = ()        # indexes whose type depends on the server version
+
+    def body(self, target: Target) -> str:
+        if "{indexes}" not in self.columns:
+            return self.columns
+        return self.columns.replace("{indexes}", ",\n    ".join(i.render(target) for i in self.indexes))
 
     def ttl(self, days: int) -> str:
         return f"\nTTL {self.ttl_from} + toIntervalDay({days})" if days else ""
@@ -98,7 +122,7 @@ def create_table(table: Table, target: Target) -> list[str]:
         engine = f"Replicated{table.engine}('{KEEPER_PATH}', '{REPLICA_NAME}')"
         settings = REPLICATED_TABLE_SETTINGS
     local = target.storage_name(table.name)
-    statements = [f"CREATE TABLE IF NOT EXISTS `{db}`.{local}{target.on_cluster} ({table.columns}\n"
+    statements = [f"CREATE TABLE IF NOT EXISTS `{db}`.{local}{target.on_cluster} ({table.body(target)}\n"
                   f") ENGINE = {engine}\n{table.keys}{table.ttl(target.ttl_days)}\nSETTINGS {settings}"]
     if target.cluster:
         statements.append(f"CREATE TABLE IF NOT EXISTS `{db}`.{table.name}{target.on_cluster} AS `{db}`.{local}\n"
@@ -107,17 +131,75 @@ def create_table(table: Table, target: Target) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Upgrade:
+    """Bring an existing table to a new definition (`table`, same name).
+
+    A table without rows (a fresh install, or a signal never sent) is replaced by the new definition,
+    sort key and all. A table with rows keeps its sort key and partitioning and gains the columns it
+    lacks (`add_columns`, definitions as in CREATE TABLE) and `add_indexes` (named indexes it lacks):
+    re-sorting rows means copying them, which Maple leaves to the operator (docs/schema.md has the
+    measured cost and the procedure)."""
+
+    table: Table
+    add_columns: tuple[str, ...]
+    add_indexes: tuple[Index, ...] = ()
+    rebuild: bool = True  # False: always the in-place path (the sort key did not change; views read the table)
+
+    @property
+    def aside(self) -> str:
+        return f"{self.table.name}_maple_upgrade"
+
+    def alter(self, target: Target) -> list[str]:
+        """The in-place path: add what is missing, on the storage table and (cluster) its Distributed table."""
+        db = target.database
+        columns = ", ".join(f"ADD COLUMN IF NOT EXISTS {c}" for c in self.add_columns)
+        local = target.storage_name(self.table.name)
+        out = [f"ALTER TABLE `{db}`.{local}{target.on_cluster} {columns}"]
+        if self.add_indexes:
+            indexes = ", ".join(f"ADD {i.render(target).replace('INDEX ', 'INDEX IF NOT EXISTS ', 1)}"
+                                for i in self.add_indexes)
+            out.append(f"ALTER TABLE `{db}`.{local}{target.on_cluster} {indexes}")
+        if target.cluster:
+            out.append(f"ALTER TABLE `{db}`.{self.table.name}{target.on_cluster} {columns}")
+        return out
+
+    def renames(self, target: Target, back: bool = False) -> list[str]:
+        names = [self.table.name] + ([target.storage_name(self.table.name)] if target.cluster else [])
+        db, out = target.database, []
+        for name in names:
+            aside = name.replace(self.table.name, self.aside, 1)
+            old, new = (aside, name) if back else (name, aside)
+            out.append(f"RENAME TABLE `{db}`.{old} TO `{db}`.{new}{target.on_cluster}")
+        return out
+
+    def replace(self, target: Target) -> list[str]:
+        """The empty-table path after the rename aside: drop the old table, create the new one."""
+        db = target.database
+        names = [self.aside] + ([target.storage_name(self.aside)] if target.cluster else [])
+        drops = [f"DROP TABLE IF EXISTS `{db}`.{name}{target.on_cluster} SYNC" for name in names]
+        return drops + create_table(self.table, target)
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    objects: tuple[Table | View, ...]
+    objects: tuple[Table | View | Upgrade, ...]
 
 
 def statements(migration: Migration, target: Target) -> list[str]:
-    """Every statement of `migration` for `target`, in order (tables before the views that join them)."""
+    """Every statement of `migration` for `target`, in order (tables before the views that join them).
+
+    An `Upgrade` renders as on a fresh install (its table is empty): renamed aside, dropped, re-created.
+    `apply` takes the in-place path instead when the table holds rows."""
     out: list[str] = []
     for item in migration.objects:
-        out.extend(create_table(item, target) if isinstance(item, Table) else [item.create(target)])
+        if isinstance(item, Table):
+            out.extend(create_table(item, target))
+        elif isinstance(item, Upgrade):
+            out.extend(item.renames(target) + item.replace(target) if item.rebuild else item.alter(target))
+        else:
+            out.append(item.create(target))
     return out
 
 
@@ -305,8 +387,81 @@ GROUP BY TraceId""")
 TRACES = Migration(2, "otel_traces and the trace-id lookup table with its materialized view "
                       "(Collector ClickHouse exporter layout)", (TRACES_TABLE, TRACE_ID_TS_TABLE, TRACE_ID_TS_VIEW))
 
-MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES)
-TABLES: dict[str, Table] = {item.name: item for m in MIGRATIONS for item in m.objects if isinstance(item, Table)}
+# -- migration 3: the exporter's 2025-2026 generation ---------------------------------------------------
+
+_OTEL_MATERIALIZED = ("k8s.cluster.name", "k8s.container.name", "k8s.deployment.name", "k8s.namespace.name",
+                      "k8s.node.name", "k8s.pod.name", "k8s.pod.uid", "deployment.environment.name")
+_OTEL_MATERIALIZED_COLUMNS = tuple(
+    f"`__otel_materialized_{key}` LowCardinality(String) MATERIALIZED ResourceAttributes['{key}'] CODEC(ZSTD(1))"
+    for key in _OTEL_MATERIALIZED)
+_EVENT_NAME = "EventName String CODEC(ZSTD(1))"
+
+
+def _map_index(name: str, column: str, expression: str) -> Index:
+    return Index(name, f"{expression}({column})", "text(tokenizer = 'array')", "bloom_filter(0.01) GRANULARITY 1")
+
+
+LOGS_TABLE_V3 = Table("otel_logs", f"""
+    Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
+    TraceId String CODEC(ZSTD(1)),
+    SpanId String CODEC(ZSTD(1)),
+    TraceFlags UInt8,
+    SeverityText LowCardinality(String) CODEC(ZSTD(1)),
+    SeverityNumber UInt8,
+    ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+    Body String CODEC(ZSTD(1)),
+    ResourceSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ResourceAttributes {_MAP},
+    ScopeSchemaUrl LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeName String CODEC(ZSTD(1)),
+    ScopeVersion LowCardinality(String) CODEC(ZSTD(1)),
+    ScopeAttributes {_MAP},
+    LogAttributes {_MAP},
+    {_EVENT_NAME},
+    {(chr(44) + chr(10) + "    ").join(_OTEL_MATERIALIZED_COLUMNS)},
+    {{indexes}}""", "MergeTree",
+    # The exporter's key: five-minute buckets first, so a time range reads few granules whatever the
+    # services; partitions by day as before.
+    "PARTITION BY toDate(Timestamp)\nORDER BY (toStartOfFiveMinutes(Timestamp), ServiceName, Timestamp)",
+    "toDateTime(Timestamp)",
+    (("TraceId", "String"), ("ServiceName", "LowCardinality(String)"), ("Timestamp", "DateTime64(9)")),
+    "if(TraceId = '', cityHash64(ServiceName, Timestamp), cityHash64(TraceId))",
+    indexes=(
+        Index("idx_trace_id", "TraceId", "text(tokenizer = 'array')", "bloom_filter(0.001) GRANULARITY 1"),
+        _map_index("idx_res_attr_key", "ResourceAttributes", "mapKeys"),
+        _map_index("idx_res_attr_value", "ResourceAttributes", "mapValues"),
+        _map_index("idx_scope_attr_key", "ScopeAttributes", "mapKeys"),
+        _map_index("idx_scope_attr_value", "ScopeAttributes", "mapValues"),
+        _map_index("idx_log_attr_key", "LogAttributes", "mapKeys"),
+        _map_index("idx_log_attr_value", "LogAttributes", "mapValues"),
+        Index("idx_lower_body", "lower(Body)", "text(tokenizer = 'splitByNonAlpha')",
+              "tokenbf_v1(32768, 3, 0) GRANULARITY 8"),
+    ))
+
+# The tail sampler's weight of each kept span (1 / the probability it was kept with): counts over sampled
+# traces re-weight with sum(SampleRate), as ClickStack's sampleWeightExpression does. Rows written before
+# the sampler recorded weights, and spans kept unconditionally, weigh 1.
+_SAMPLE_RATE = "SampleRate Float64 DEFAULT 1 CODEC(ZSTD(1))"
+
+TRACES_TABLE_V3 = dataclasses.replace(TRACES_TABLE, columns=TRACES_TABLE.columns.replace(
+    "\n    INDEX idx_trace_id", f"\n    {_SAMPLE_RATE},\n    INDEX idx_trace_id", 1))
+
+EXPORTER_GENERATION = Migration(3, "the exporter's current generation: otel_logs with EventName, "
+                                   "__otel_materialized_* columns, the five-minute sort key and text indexes "
+                                   "(ClickHouse >= 26.2); SampleRate on otel_traces", (
+    Upgrade(LOGS_TABLE_V3, (_EVENT_NAME + " AFTER LogAttributes", *_OTEL_MATERIALIZED_COLUMNS)),
+    # The traces key is the exporter's already, and a materialized view reads the table: altered in place.
+    Upgrade(TRACES_TABLE_V3, (_SAMPLE_RATE,), rebuild=False),
+))
+
+MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES, EXPORTER_GENERATION)
+# The newest definition of each table (a later migration's Upgrade supersedes the table it replaces).
+TABLES: dict[str, Table] = {}
+for _migration in MIGRATIONS:
+    for _item in _migration.objects:
+        if isinstance(_item, (Table, Upgrade)):
+            _table = _item.table if isinstance(_item, Upgrade) else _item
+            TABLES[_table.name] = _table
 
 
 # -- applying ----------------------------------------------------------------------------------------
@@ -337,25 +492,75 @@ def all_statements(target: Target, migrations: tuple[Migration, ...] = MIGRATION
     return plan(target) + [s for m in sorted(migrations, key=lambda m: m.version) for s in statements(m, target)]
 
 
+def server_has_text_indexes(client: Client) -> bool:
+    """ClickHouse >= 26.2 has `text` indexes (as the exporter checks)."""
+    version = str(client.query("SELECT version()").result_rows[0][0])
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return (major, minor) >= (26, 2)
+
+
+def _count(client: Client, database: str, table: str) -> int | None:
+    """Rows in a table, or None when it does not exist."""
+    if not client.query(f"EXISTS TABLE `{database}`.{table}").result_rows[0][0]:
+        return None
+    return int(client.query(f"SELECT count() FROM `{database}`.{table}").result_rows[0][0])
+
+
+def upgrade(client: Client, item: Upgrade, target: Target, say: Callable[[str], None]) -> str:
+    """Run one `Upgrade`; returns how ("replaced" or "altered in place").
+
+    An empty table is renamed aside first and only dropped if it is still empty, so rows that a sink
+    inserted meanwhile are never dropped: then the in-place path runs instead. Inserts that arrive while
+    the table is aside fail with UNKNOWN_TABLE, which Maple's sinks retry."""
+    name = item.table.name
+    rows = _count(client, target.database, name) if item.rebuild else 1
+    if rows is None:
+        statements_ = create_table(item.table, target)
+    elif rows == 0:
+        for statement in item.renames(target):
+            client.command(statement)
+        if _count(client, target.database, item.aside):
+            for statement in item.renames(target, back=True):
+                client.command(statement)
+            statements_ = item.alter(target)
+        else:
+            statements_ = item.replace(target)
+    else:
+        statements_ = item.alter(target)
+    for statement in statements_:
+        client.command(statement)
+    how = "altered in place" if statements_ and statements_[0].startswith("ALTER") else "replaced"
+    if how == "altered in place" and item.rebuild:
+        say(f"  {name} holds rows: it keeps its sort key and gains the new columns (docs/schema.md)")
+    return how
+
+
 def apply(client: Client, database: str | Target, ttl_days: int = 30, migrations: tuple[Migration, ...] = MIGRATIONS,
           say: Callable[[str], None] = print) -> list[Migration]:
     """Bring the database up to the newest migration; returns the migrations that ran.
 
     `database` may be a `Target` to apply ON CLUSTER (then `ttl_days` is the target's). A migration is
     recorded only after every statement succeeded; ON CLUSTER statements return once every node ran them
-    (or fail after distributed_ddl_task_timeout), so a recorded version holds on every node."""
+    (or fail after distributed_ddl_task_timeout), so a recorded version holds on every node. Index types
+    follow the server's version (text indexes from 26.2)."""
     target = database if isinstance(database, Target) else Target(database, ttl_days)
     for statement in plan(target):
         client.command(statement)
     done = applied_versions(client, target.database)
-    ran = []
+    ran: list[Migration] = []
     for migration in sorted(migrations, key=lambda m: m.version):
         if migration.version in done:
             continue
+        if not ran:
+            target = dataclasses.replace(target, text_indexes=server_has_text_indexes(client))
         say(f"applying schema migration {migration.version}: {migration.name}"
             + (f" on cluster {target.cluster}" if target.cluster else ""))
-        for statement in statements(migration, target):
-            client.command(statement)
+        for item in migration.objects:
+            if isinstance(item, Upgrade):
+                upgrade(client, item, target, say)
+                continue
+            for statement in create_table(item, target) if isinstance(item, Table) else [item.create(target)]:
+                client.command(statement)
         client.insert(f"`{target.database}`.{VERSIONS_TABLE}", [[migration.version], [migration.name]],
                       column_names=["version", "name"], column_oriented=True)
         ran.append(migration)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 import typing
@@ -68,6 +69,10 @@ class ClickHouseSettings:
                                "Distributed tables ON CLUSTER, and the sink inserts into each shard's local "
                                "tables; with one URL the shards are read from system.clusters. See docs/cluster.md.")
     embedded_host: str = setting("127.0.0.1", "Address the embedded ClickHouse host listens on.")
+    embedded_user: str = setting("default", "The user the embedded ClickHouse host accepts (HTTP basic auth, "
+                                            "X-ClickHouse-User, or the user parameter).")
+    embedded_password: str = setting("", "Password of embedded_user. Empty: no password, which the host only "
+                                         "allows on a loopback embedded_host.", secret=True)
     embedded_port: int = setting(8123, "HTTP port of the embedded ClickHouse host (ClickHouse's HTTP "
                                        "protocol, so clickhouse-connect and curl work against it).",
                                  minimum=1, maximum=65535)
@@ -290,9 +295,9 @@ def load_settings(config: str | Path | None = None, environ: Mapping[str, str] |
     for f in dataclasses.fields(Settings):
         if f.name not in sections:
             fields.append((None, f, top_hints[f.name]))
-    for section, cls in sections.items():
+    for section_name, cls in sections.items():
         hints = typing.get_type_hints(cls)
-        fields.extend((section, f, hints[f.name]) for f in dataclasses.fields(cls))
+        fields.extend((section_name, f, hints[f.name]) for f in dataclasses.fields(cls))
 
     known_env = {_env_name(s, f.name) for s, f, _ in fields} | {CONFIG_ENV}
     for name in environ:
@@ -331,6 +336,7 @@ def load_settings(config: str | Path | None = None, environ: Mapping[str, str] |
     settings = Settings(**top)
     _check_urls(settings)
     _check_cluster(settings)
+    _check_embedded_bind(settings)
     _check_api_keys(settings)
     unknown = set(settings.worker.signals) - {"logs", "metrics", "traces"}
     if unknown:
@@ -347,6 +353,23 @@ def _check_cluster(settings: Settings) -> None:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name):
         raise SettingsError(f"invalid value for clickhouse.cluster (MAPLE_CLICKHOUSE_CLUSTER): {name!r}; expected a "
                             "cluster name as in remote_servers (letters, digits, _ . -)")
+
+
+def _check_embedded_bind(settings: Settings) -> None:
+    """The embedded host gives whoever reaches it the whole engine: beyond loopback it needs a password."""
+    ch = settings.clickhouse
+    host = ch.embedded_host
+    if ch.url:  # no embedded host runs
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not ch.embedded_password:
+        raise SettingsError(
+            f"invalid value for clickhouse.embedded_host (MAPLE_CLICKHOUSE_EMBEDDED_HOST): {host!r} is not a loopback "
+            "address; set clickhouse.embedded_password (MAPLE_CLICKHOUSE_EMBEDDED_PASSWORD) so that other hosts must "
+            "authenticate, or bind 127.0.0.1")
 
 
 def _check_api_keys(settings: Settings) -> None:

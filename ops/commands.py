@@ -50,7 +50,7 @@ def _start(args: argparse.Namespace) -> Any:
 
 def cmd_replay(args: argparse.Namespace, load: Load) -> int:
     from ops import replay
-    from ops.groups import OpsError
+    from ops.groups import OPS_ERRORS, OpsError
 
     settings = load(args)
     try:
@@ -88,7 +88,7 @@ def cmd_replay(args: argparse.Namespace, load: Load) -> int:
             if not args.json:
                 _out(f"group {plan.group} rewound: start the {args.stage}s to replay; follow with `maple lag`")
         return 0
-    except OpsError as exc:
+    except OPS_ERRORS as exc:
         return _fail(f"replay refused: {exc}")
 
 
@@ -96,21 +96,21 @@ def cmd_replay(args: argparse.Namespace, load: Load) -> int:
 
 
 def cmd_lag(args: argparse.Namespace, load: Load) -> int:
+    from maple.consumer import Cluster, KafkaOpError
     from maple.kafka import bootstrap_servers
-    from maple.lag import LagError, committed_offsets, measure
-    from ops.groups import describe
+    from maple.lag import measure
 
     settings = load(args)
-    bootstrap = bootstrap_servers(settings)
     groups = args.group or [settings.worker.group, settings.sink.group]
     rows = []
-    for group in groups:
-        try:
-            if not committed_offsets(bootstrap, group) and not describe(bootstrap, group).members and args.group:
-                return _fail(f"lag: group {group} has no committed offsets and no members (is the name right?)")
-            rows.extend(measure(bootstrap, group, args.topic or None, timestamps=not args.no_time))
-        except LagError as exc:
-            return _fail(f"lag: {exc}")
+    with Cluster(bootstrap_servers(settings)) as cluster:
+        for group in groups:
+            try:
+                if not cluster.committed(group) and not cluster.describe_group(group).members and args.group:
+                    return _fail(f"lag: group {group} has no committed offsets and no members (is the name right?)")
+                rows.extend(measure(cluster, group, args.topic or None, timestamps=not args.no_time))
+            except KafkaOpError as exc:
+                return _fail(f"lag: {exc}")
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
@@ -134,7 +134,7 @@ def cmd_lag(args: argparse.Namespace, load: Load) -> int:
 
 def cmd_dlq(args: argparse.Namespace, load: Load) -> int:
     from ops import dlq
-    from ops.groups import OpsError
+    from ops.groups import OPS_ERRORS
 
     settings = load(args)
     try:
@@ -148,7 +148,7 @@ def cmd_dlq(args: argparse.Namespace, load: Load) -> int:
             for x in letters:
                 stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(x.timestamp_ms / 1000))
                 _out(f"{x.id:<10} {stamp:<19} {x.stage:<6} {x.table or '-':<22} {x.code or '-':>5} "
-                     f"{'-' if x.rows is None else x.rows:>6} {x.bytes:>8} {'yes' if x.redriven else 'no':<8} "
+                     f"{'-' if x.rows is None else x.rows:>6} {x.size:>8} {'yes' if x.redriven else 'no':<8} "
                      f"{x.source:<30} {_short_error(x.error)}")
             _out(f"{len(letters)} dead letter(s), {sum(1 for x in letters if not x.redriven)} not redriven")
         elif args.action == "show":
@@ -158,7 +158,7 @@ def cmd_dlq(args: argparse.Namespace, load: Load) -> int:
                                                                   for k, v in letter.headers},
                                   "preview": dlq.preview(letter, args.rows)}, indent=2))
                 return 0
-            _out(f"dead letter {letter.id} ({letter.stage} stage, {letter.bytes} bytes"
+            _out(f"dead letter {letter.id} ({letter.stage} stage, {letter.size} bytes"
                  + (f", {letter.rows} rows" if letter.rows is not None else "") + ")")
             for key, value in letter.headers:
                 _out(f"  {key}: {value.decode(errors='replace')}")
@@ -175,7 +175,7 @@ def cmd_dlq(args: argparse.Namespace, load: Load) -> int:
                      f"{result.raw_records_produced} raw records sent back to the workers; passed over "
                      f"{result.not_ours} letter(s) of other groups and {result.unredrivable} that are no row batch")
         return 0
-    except OpsError as exc:
+    except OPS_ERRORS as exc:
         return _fail(f"dlq {args.action}: {exc}")
 
 

@@ -26,10 +26,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer
 
 from maple import blocks as row_blocks
 from maple import clickhouse
+from maple.consumer import Cluster, commit_one
 from maple.deadletter import sink_letter
 from maple.kafka import bootstrap_servers, consumer_config, producer_config
 from maple.settings import Settings
@@ -47,7 +48,7 @@ from maple.topics import (
     HEADER_TOKEN,
     SourcePosition,
 )
-from ops.groups import OpsError, committed, ops_consumer, partitions_of, require_stopped, watermarks
+from ops.groups import OpsError, require_stopped
 from ops.progress import Progress
 from sinks.writer import Inserter, Rejected
 
@@ -70,7 +71,7 @@ class Letter:
     token: str
     source: str          # sink: the batch's source range; worker: the raw record's position
     group: str
-    bytes: int
+    size: int  # bytes of the payload
     rows: int | None     # sink letters only (raw OTLP is not decoded for a listing)
     redriven: bool = False
     value: bytes = b""
@@ -86,6 +87,7 @@ class Letter:
         out.pop("value")
         out.pop("headers")
         out["id"] = self.id
+        out["bytes"] = out.pop("size")  # the name `maple dlq list --json` has always printed
         return out
 
 
@@ -122,46 +124,22 @@ def _ours(letter: Letter, settings: Settings) -> bool:
 
 def read_letters(settings: Settings, partitions: dict[int, tuple[int, int]] | None = None) -> list[Letter]:
     """Every letter in maple.dlq (or in the given partition -> [from, to) ranges), in partition order."""
-    bootstrap = bootstrap_servers(settings)
-    consumer = ops_consumer(bootstrap)
-    try:
+    with Cluster(bootstrap_servers(settings)) as cluster:
         if partitions is None:
-            partitions = {p: watermarks(consumer, DEAD_LETTER.name, p)
-                          for p in partitions_of(consumer, DEAD_LETTER.name)}
-        ranges = {p: r for p, r in partitions.items() if r[1] > r[0]}
-        done: dict[int, list[Letter]] = {p: [] for p in ranges}
-        if not ranges:
-            return []
-        consumer.assign([TopicPartition(DEAD_LETTER.name, p, lo) for p, (lo, _) in ranges.items()])
-        finished: set[int] = set()
-        deadline = time.monotonic() + 60
-        while len(finished) < len(ranges):
-            if time.monotonic() > deadline:
-                raise OpsError(f"reading {DEAD_LETTER.name} stalled on partitions "
-                               f"{sorted(set(ranges) - finished)}")
-            for message in consumer.consume(num_messages=500, timeout=0.5):
-                if message.error():
-                    continue
-                p = message.partition()
-                if p in finished:
-                    continue
-                if message.offset() < ranges[p][1]:
-                    done[p].append(_letter(message, settings))
-                    deadline = time.monotonic() + 60
-                if message.offset() >= ranges[p][1] - 1:
-                    finished.add(p)
-                    consumer.pause([TopicPartition(DEAD_LETTER.name, p)])
-    finally:
-        consumer.close()
-    return [letter for p in sorted(done) for letter in done[p]]
+            partitions = {p: cluster.watermarks(DEAD_LETTER.name, p) for p in cluster.partitions(DEAD_LETTER.name)}
+        by_partition: dict[int, list[Letter]] = {}
+        for message in cluster.read([(DEAD_LETTER.name, p, lo, hi) for p, (lo, hi) in partitions.items()]):
+            by_partition.setdefault(message.partition() or 0, []).append(_letter(message, settings))
+    return [letter for p in sorted(by_partition) for letter in by_partition[p]]
 
 
 def list_letters(settings: Settings, stage: str | None = None, table: str | None = None,
                  everyone: bool = False) -> list[Letter]:
     """This deployment's letters (or everyone's), marked redriven when the redrive group is past them."""
     letters = read_letters(settings)
-    position = {p: o for (t, p), (o, _) in committed(bootstrap_servers(settings), redrive_group(settings)).items()
-                if t == DEAD_LETTER.name}
+    with Cluster(bootstrap_servers(settings)) as cluster:
+        position = {p: c.offset for (t, p), c in cluster.committed(redrive_group(settings)).items()
+                    if t == DEAD_LETTER.name}
     out = []
     for letter in letters:
         if not everyone and not _ours(letter, settings):
@@ -182,13 +160,10 @@ def parse_id(text: str) -> tuple[int, int]:
 
 def show_letter(settings: Settings, letter_id: str) -> Letter:
     partition, offset = parse_id(letter_id)
-    consumer = ops_consumer(bootstrap_servers(settings))
-    try:
-        if partition not in partitions_of(consumer, DEAD_LETTER.name):
+    with Cluster(bootstrap_servers(settings)) as cluster:
+        if partition not in cluster.partitions(DEAD_LETTER.name):
             raise OpsError(f"{DEAD_LETTER.name} has no partition {partition}")
-        low, high = watermarks(consumer, DEAD_LETTER.name, partition)
-    finally:
-        consumer.close()
+        low, high = cluster.watermarks(DEAD_LETTER.name, partition)
     if not low <= offset < high:
         raise OpsError(f"no dead letter {letter_id}: {DEAD_LETTER.name}[{partition}] holds offsets {low}..{high - 1}")
     [letter] = read_letters(settings, {partition: (offset, offset + 1)})
@@ -199,24 +174,24 @@ def preview(letter: Letter, rows: int = PREVIEW_ROWS) -> list[str]:
     """The first `rows` rows of a sink letter as JSON objects, or a hex preview of raw OTLP bytes."""
     if letter.stage != "sink":
         head = letter.value[:48]
-        return [f"{letter.bytes} bytes of raw OTLP (protobuf), first {len(head)}: {head.hex(' ')}"]
+        return [f"{letter.size} bytes of raw OTLP (protobuf), first {len(head)}: {head.hex(' ')}"]
     if letter.fmt == row_blocks.FORMAT_NATIVE:
         try:
             columns = row_blocks.decode(letter.value, letter.fmt)
         except ValueError:
-            return [f"not a Native block ({letter.bytes} bytes): {letter.value[:200]!r}"]
+            return [f"not a Native block ({letter.size} bytes): {letter.value[:200]!r}"]
         n = min((len(v) for v in columns.values()), default=0)
         return [orjson.dumps({k: v[i] for k, v in columns.items()}, default=repr).decode() for i in range(min(n, rows))]
     if letter.fmt != row_blocks.FORMAT_JSON:
-        return [f"rows in an unknown format {letter.fmt!r} ({letter.bytes} bytes)"]
+        return [f"rows in an unknown format {letter.fmt!r} ({letter.size} bytes)"]
     out: list[str] = []
     for line in letter.value.split(b"\n"):
         try:
             columns = orjson.loads(line)
         except orjson.JSONDecodeError:
-            return [f"not JSONColumns ({letter.bytes} bytes): {letter.value[:200]!r}"]
+            return [f"not JSONColumns ({letter.size} bytes): {letter.value[:200]!r}"]
         if not isinstance(columns, dict):
-            return [f"not JSONColumns ({letter.bytes} bytes): {letter.value[:200]!r}"]
+            return [f"not JSONColumns ({letter.size} bytes): {letter.value[:200]!r}"]
         n = min((len(v) for v in columns.values() if isinstance(v, list)), default=0)
         for i in range(n):
             if len(out) >= rows:
@@ -240,14 +215,11 @@ def redrive(settings: Settings, *, timeout_s: float = 300.0, say: Callable[[str]
     """Send this deployment's letters not yet redriven back through the sink path; see the module doc."""
     bootstrap = bootstrap_servers(settings)
     group = redrive_group(settings)
-    require_stopped(bootstrap, group, "redriving (another `maple dlq redrive` is running)")
     result = RedriveResult(group)
-    probe = ops_consumer(bootstrap)
-    try:
-        ends = {p: watermarks(probe, DEAD_LETTER.name, p)[1] for p in partitions_of(probe, DEAD_LETTER.name)}
-    finally:
-        probe.close()
-    position = {p: o for (t, p), (o, _) in committed(bootstrap, group).items() if t == DEAD_LETTER.name}
+    with Cluster(bootstrap) as cluster:
+        require_stopped(cluster, group, "redriving (another `maple dlq redrive` is running)")
+        ends = {p: cluster.watermarks(DEAD_LETTER.name, p)[1] for p in cluster.partitions(DEAD_LETTER.name)}
+        position = {p: c.offset for (t, p), c in cluster.committed(group).items() if t == DEAD_LETTER.name}
     total = sum(max(0, end - position.get(p, 0)) for p, end in ends.items())
     if total == 0:
         return result
@@ -285,12 +257,13 @@ def redrive(settings: Settings, *, timeout_s: float = 300.0, say: Callable[[str]
             if not messages and not consumer.assignment() and time.monotonic() > join_deadline:
                 raise OpsError(f"group {group} got no partitions of {DEAD_LETTER.name} within 60 s")
             for message in messages:
-                p = message.partition()
-                if message.error():
-                    if message.error().code() == KafkaError._PARTITION_EOF and message.offset() >= ends.get(p, 0):
+                p, offset = message.partition() or 0, message.offset() or 0
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF and offset >= ends.get(p, 0):
                         finished.add(p)
                     continue
-                if p in finished or message.offset() >= ends[p]:
+                if p in finished or offset >= ends[p]:
                     finished.add(p)
                     continue
                 letter = _letter(message, settings)
@@ -321,8 +294,8 @@ def redrive(settings: Settings, *, timeout_s: float = 300.0, say: Callable[[str]
                     result.letters += 1
                 else:
                     result.unredrivable += 1  # not a row batch (no table or token): nothing to insert it into
-                consumer.commit(offsets=[TopicPartition(DEAD_LETTER.name, p, message.offset() + 1)], asynchronous=False)
-                if message.offset() >= ends[p] - 1:
+                commit_one(consumer, DEAD_LETTER.name, p, offset + 1, "")
+                if offset >= ends[p] - 1:
                     finished.add(p)
                 progress.update(seen, rows)
     finally:

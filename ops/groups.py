@@ -1,26 +1,27 @@
-"""Consumer-group facts and moves the operations need: who is running, where a group stands, rewinds.
+"""Consumer-group rules the operations follow: which topics a stage reads, moving only stopped groups, times.
 
 Offsets of a group may only be moved while none of its members runs: Kafka refuses commits from outside a
 live group's generation anyway, and a running member would overwrite the move with its own next commit.
-So every move checks the group's state and members first and says exactly who is still there.
+So every move checks the group's state and members first and says exactly who is still there. The Kafka
+calls themselves are the library's consumer toolkit (maple/consumer.py).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, TopicPartition
-
-from maple.kafka import admin_client
-from maple.lag import LagError, committed_offsets, probe_consumer, topic_partitions
+from maple.consumer import Cluster, KafkaOpError
 from maple.topics import ALL_TOPICS
 
 
 class OpsError(RuntimeError):
     """An operation was refused or failed; the message names the group, topic or partition and why."""
+
+
+# What the ops commands report to the user: their own refusals and the toolkit's Kafka errors.
+OPS_ERRORS = (OpsError, KafkaOpError)
 
 
 def stage_topics(stage: str) -> list[str]:
@@ -30,85 +31,14 @@ def stage_topics(stage: str) -> list[str]:
     return [t.name for t in ALL_TOPICS if t.consumer.endswith("worker")]
 
 
-@dataclass(frozen=True)
-class GroupState:
-    group: str
-    state: str
-    members: tuple[str, ...]  # "client_id@host (n partitions)"
-
-    @property
-    def running(self) -> bool:
-        return bool(self.members) or self.state not in ("EMPTY", "DEAD", "UNKNOWN")
-
-
-def describe(bootstrap: str, group: str, timeout: float = 30.0) -> GroupState:
-    admin = admin_client(bootstrap, log_level=4)  # referenced until the future resolves; errors come through it
-    future = admin.describe_consumer_groups([group], request_timeout=timeout)[group]
-    try:
-        description = future.result(timeout + 5)
-    except KafkaException as exc:
-        raise OpsError(f"group {group}: cannot describe it: {exc.args[0].str()}") from exc
-    members = tuple(f"{m.client_id}@{m.host} ({len(m.assignment.topic_partitions) if m.assignment else 0} partitions)"
-                    for m in description.members or [])
-    state = description.state.name if isinstance(description.state, ConsumerGroupState) else str(description.state)
-    return GroupState(group, state, members)
-
-
-def require_stopped(bootstrap: str, group: str, why: str) -> None:
+def require_stopped(cluster: Cluster, group: str, why: str) -> None:
     """Refuse (OpsError) while `group` has members; `why` says what the caller was about to do."""
-    info = describe(bootstrap, group)
+    info = cluster.describe_group(group)
     if info.running:
         who = ", ".join(info.members) or "none listed"
         raise OpsError(f"group {group} is {info.state.lower()} with {len(info.members)} running member(s): {who}. "
                        f"Stop its processes before {why} (a member killed with -9 stays listed until its session "
                        f"times out), or replay into a separate group and database with --into-database.")
-
-
-def committed(bootstrap: str, group: str) -> dict[tuple[str, int], tuple[int, str]]:
-    try:
-        return committed_offsets(bootstrap, group)
-    except LagError as exc:
-        raise OpsError(str(exc)) from exc
-
-
-def commit(bootstrap: str, group: str, offsets: list[TopicPartition]) -> None:
-    """Commit `offsets` (with their metadata) for a stopped group, from outside the group."""
-    if not offsets:
-        return
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        results = consumer.commit(offsets=offsets, asynchronous=False) or []
-    except KafkaException as exc:
-        raise OpsError(f"group {group}: the offset commit was refused ({exc.args[0].str()}); did a member "
-                       "start meanwhile?") from exc
-    finally:
-        consumer.close()
-    failed = [f"{tp.topic}[{tp.partition}]: {tp.error.str()}" for tp in results if tp.error is not None]
-    if failed:
-        raise OpsError(f"group {group}: commits refused for {', '.join(failed)}")
-
-
-def partitions_of(consumer: Consumer, topic: str) -> list[int]:
-    try:
-        return topic_partitions(consumer, topic)
-    except LagError as exc:
-        raise OpsError(str(exc)) from exc
-
-
-def watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
-    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-    return max(low, 0), max(high, 0)
-
-
-def offsets_for_time(consumer: Consumer, tps: list[tuple[str, int]], ms: int) -> dict[tuple[str, int], int]:
-    """The first offset at or after `ms` per partition; the end offset where every record is older."""
-    asked = consumer.offsets_for_times([TopicPartition(t, p, ms) for t, p in tps], timeout=30)
-    out: dict[tuple[str, int], int] = {}
-    for tp in asked:
-        if tp.error is not None:
-            raise OpsError(f"{tp.topic}[{tp.partition}]: offsets_for_times failed: {tp.error.str()}")
-        out[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else watermarks(consumer, tp.topic, tp.partition)[1]
-    return out
 
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
@@ -132,7 +62,3 @@ def parse_time(text: str, now: float | None = None) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
-
-
-def ops_consumer(bootstrap: str) -> Consumer:
-    return probe_consumer(bootstrap)

@@ -26,23 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from maple import clickhouse
+from maple.consumer import Cluster, Commit, headers_of
 from maple.kafka import bootstrap_servers
 from maple.settings import Settings
 from maple.topics import ALL_TOPICS, HEADER_ROWS, HEADER_SOURCE, HEADER_TABLE, SourcePosition, Topic
-from ops.groups import (
-    OpsError,
-    commit,
-    committed,
-    offsets_for_time,
-    ops_consumer,
-    partitions_of,
-    require_stopped,
-    stage_topics,
-    watermarks,
-)
+from ops.groups import OpsError, require_stopped, stage_topics
 from ops.progress import Progress
 from sinks.batch import decode_epoch, decode_state, encode_state
 
@@ -86,7 +75,8 @@ class Plan:
     moves: list[Move]
     skipped: list[str] = field(default_factory=list)
     sink_group: str | None = None
-    sink_updates: list[TopicPartition] = field(default_factory=list)  # worker replays: lowered sink metadata
+    sink_updates: list[tuple[str, int, int, str]] = field(default_factory=list)  # worker replays: lowered sink
+    # metadata, as (topic, partition, offset, metadata)
     tables: dict[str, tuple[int, int]] = field(default_factory=dict)  # table -> (min, max) Kafka ms replayed
     guard: dict[str, int] = field(default_factory=dict)  # table -> rows already there in that range
     notes: list[str] = field(default_factory=list)
@@ -101,11 +91,11 @@ class Plan:
 # -- where to start ---------------------------------------------------------------------------------
 
 
-def _scope(consumer: Consumer, stage: str, group: str, topics: list[str] | None,
-           commits: dict[tuple[str, int], tuple[int, str]]) -> list[str]:
+def _scope(cluster: Cluster, stage: str, group: str, topics: list[str] | None,
+           commits: dict[tuple[str, int], Commit]) -> list[str]:
     if topics:
         for topic in topics:
-            partitions_of(consumer, topic)  # exists, or an error naming it
+            cluster.partitions(topic)  # exists, or an error naming it
         return sorted(set(topics))
     maple_names = {t.name for t in ALL_TOPICS}
     names = sorted({topic for topic, _ in commits if topic in maple_names} or set())
@@ -115,13 +105,13 @@ def _scope(consumer: Consumer, stage: str, group: str, topics: list[str] | None,
     return names
 
 
-def _targets(consumer: Consumer, names: list[str], start: Start) -> dict[tuple[str, int], int]:
-    tps = [(topic, p) for topic in names for p in partitions_of(consumer, topic)]
+def _targets(cluster: Cluster, names: list[str], start: Start) -> dict[tuple[str, int], int]:
+    tps = [(topic, p) for topic in names for p in cluster.partitions(topic)]
     if start.kind == "earliest":
-        return {(t, p): watermarks(consumer, t, p)[0] for t, p in tps}
+        return {(t, p): cluster.watermarks(t, p)[0] for t, p in tps}
     if start.kind == "time":
         assert start.ms is not None
-        return offsets_for_time(consumer, tps, start.ms)
+        return cluster.offsets_for_time(tps, start.ms)
     out: dict[tuple[str, int], int] = {}
     for (topic, partition), offset in start.offsets.items():
         if topic is None:
@@ -134,23 +124,23 @@ def _targets(consumer: Consumer, names: list[str], start: Start) -> dict[tuple[s
                            f"({', '.join(names)})")
         if (topic, partition) not in tps:
             raise OpsError(f"--offset {topic}:{partition}={offset}: {topic} has no partition {partition}")
-        low, high = watermarks(consumer, topic, partition)
+        low, high = cluster.watermarks(topic, partition)
         if not low <= offset <= high:
             raise OpsError(f"--offset {topic}:{partition}={offset}: outside the retained range {low}..{high}")
         out[(topic, partition)] = offset
     return out
 
 
-def _moves(consumer: Consumer, group: str, targets: dict[tuple[str, int], int],
-           commits: dict[tuple[str, int], tuple[int, str]], skipped: list[str]) -> list[Move]:
+def _moves(cluster: Cluster, group: str, targets: dict[tuple[str, int], int],
+           commits: dict[tuple[str, int], Commit], skipped: list[str]) -> list[Move]:
     moves = []
     for (topic, partition), target in sorted(targets.items()):
-        low, high = watermarks(consumer, topic, partition)
+        low, high = cluster.watermarks(topic, partition)
         if (topic, partition) not in commits:
             skipped.append(f"{topic}[{partition}]: group {group} never committed it; it reads it from the "
                            "earliest offset anyway")
             continue
-        offset, metadata = commits[(topic, partition)]
+        offset, metadata = commits[(topic, partition)].offset, commits[(topic, partition)].metadata
         if target > offset:
             raise OpsError(f"{topic}[{partition}]: the replay start {target} is past group {group}'s committed "
                            f"offset {offset}; a replay only moves back (moving forward would skip "
@@ -170,52 +160,25 @@ class _Scan:
     rows_by_source: dict[str, int] = field(default_factory=dict)
 
 
-def _scan(bootstrap: str, ranges: list[tuple[str, int, int, int]], what: str,
+def _scan(cluster: Cluster, ranges: list[tuple[str, int, int, int]], what: str,
           keep: Callable[[str, int, int, SourcePosition], bool] = lambda *_: True) -> _Scan:
     """Read [start, stop) of each partition's row batches (headers only matter) and summarise them."""
     scan = _Scan()
     ranges = [r for r in ranges if r[3] > r[2]]
     if not ranges:
         return scan
-    total = sum(stop - start for _, _, start, stop in ranges)
-    progress = Progress(what, total)
-    consumer = ops_consumer(bootstrap)
-    stops = {(t, p): stop for t, p, _, stop in ranges}
-    done: set[tuple[str, int]] = set()
+    progress = Progress(what, sum(stop - start for _, _, start, stop in ranges))
     read = rows = 0
     try:
-        consumer.assign([TopicPartition(t, p, start) for t, p, start, _ in ranges])
-        idle_since = time.monotonic()
-        while len(done) < len(ranges):
-            batch = consumer.consume(num_messages=2000, timeout=0.5)
-            if not batch:
-                if time.monotonic() - idle_since > 60:
-                    missing = ", ".join(f"{t}[{p}]" for t, p in stops if (t, p) not in done)
-                    raise OpsError(f"reading {missing} stalled: no records for 60 s before the expected offsets")
-                continue
-            idle_since = time.monotonic()
-            for message in batch:
-                if message.error():
-                    continue
-                key = (message.topic(), message.partition())
-                offset = message.offset()
-                if key in done or offset >= stops[key]:
-                    if key not in done:
-                        done.add(key)
-                        consumer.pause([TopicPartition(*key)])
-                    continue
-                read += 1
-                if offset >= stops[key] - 1:
-                    done.add(key)
-                    consumer.pause([TopicPartition(*key)])
-                headers = {k: v for k, v in (message.headers() or []) if v is not None}
-                raw_source = headers.get(HEADER_SOURCE)
-                source = (SourcePosition.parse(raw_source) if raw_source
-                          else SourcePosition(key[0], key[1], offset))
-                if not keep(key[0], key[1], offset, source):
-                    continue
-                first = scan.first.setdefault(key, {})
-                first.setdefault(source.key, (source.offset, source.part))
+        for message in cluster.read(ranges):
+            topic, partition, offset = message.topic() or "", message.partition() or 0, message.offset() or 0
+            read += 1
+            headers = headers_of(message)
+            raw_source = headers.get(HEADER_SOURCE)
+            source = SourcePosition.parse(raw_source) if raw_source else SourcePosition(topic, partition, offset)
+            if keep(topic, partition, offset, source):
+                key = (topic, partition)
+                scan.first.setdefault(key, {}).setdefault(source.key, (source.offset, source.part))
                 n = int(headers.get(HEADER_ROWS, b"0") or 0)
                 rows += n
                 scan.rows[key] = scan.rows.get(key, 0) + n
@@ -225,9 +188,10 @@ def _scan(bootstrap: str, ranges: list[tuple[str, int, int, int]], what: str,
                     stamp = message.timestamp()[1]
                     low, high = scan.tables.get(table, (stamp, stamp))
                     scan.tables[table] = (min(low, stamp), max(high, stamp))
-            progress.update(read, rows)
+            if read % 1000 == 0:
+                progress.update(read, rows)
+        progress.update(read, rows, force=True)
     finally:
-        consumer.close()
         progress.done()
     return scan
 
@@ -271,16 +235,18 @@ def _check_guard(plan: Plan, database: str, force: bool) -> None:
 
 def plan_sink(settings: Settings, group: str, topics: list[str] | None, start: Start, *, reinsert: bool,
               force: bool, scan_rows: bool) -> Plan:
-    bootstrap = bootstrap_servers(settings)
-    require_stopped(bootstrap, group, "rewinding it")
-    commits = committed(bootstrap, group)
-    consumer = ops_consumer(bootstrap)
-    try:
-        names = _scope(consumer, "sink", group, topics, commits)
-        plan = Plan("sink", group, "reinsert" if reinsert else "keep", [])
-        plan.moves = _moves(consumer, group, _targets(consumer, names, start), commits, plan.skipped)
-    finally:
-        consumer.close()
+    with Cluster(bootstrap_servers(settings)) as cluster:
+        return _plan_sink(settings, cluster, group, topics, start, reinsert=reinsert, force=force,
+                          scan_rows=scan_rows)
+
+
+def _plan_sink(settings: Settings, cluster: Cluster, group: str, topics: list[str] | None, start: Start, *,
+               reinsert: bool, force: bool, scan_rows: bool) -> Plan:
+    require_stopped(cluster, group, "rewinding it")
+    commits = cluster.committed(group)
+    names = _scope(cluster, "sink", group, topics, commits)
+    plan = Plan("sink", group, "reinsert" if reinsert else "keep", [])
+    plan.moves = _moves(cluster, group, _targets(cluster, names, start), commits, plan.skipped)
     for move in plan.moves:
         wm, end = decode_state(move.metadata)
         if end is not None:
@@ -288,7 +254,7 @@ def plan_sink(settings: Settings, group: str, topics: list[str] | None, start: S
                            f"({move.committed}-{end}); start a sink to finish it, stop it, then replay")
     scan = _Scan()
     if reinsert or scan_rows:
-        scan = _scan(bootstrap, [(m.topic, m.partition, m.target, m.committed) for m in plan.moves],
+        scan = _scan(cluster, [(m.topic, m.partition, m.target, m.committed) for m in plan.moves],
                      f"reading {group}'s replay range")
         for move in plan.moves:
             move.rows = scan.rows.get((move.topic, move.partition), 0)
@@ -319,48 +285,45 @@ def plan_worker(settings: Settings, group: str, sink_group: str, topics: list[st
                        "batches as copies of what it has. After rows were removed, add --reinsert (it also "
                        f"lowers sink group {sink_group}'s watermarks); to rebuild a table from the processed "
                        "topics use `maple replay sink --into-database`")
-    bootstrap = bootstrap_servers(settings)
-    require_stopped(bootstrap, group, "rewinding it")
-    require_stopped(bootstrap, sink_group, "lowering its watermarks for a worker replay")
-    commits = committed(bootstrap, group)
-    consumer = ops_consumer(bootstrap)
-    try:
-        names = _scope(consumer, "worker", group, topics, commits)
-        plan = Plan("worker", group, "reinsert", [], sink_group=sink_group)
-        plan.moves = _moves(consumer, group, _targets(consumer, names, start), commits, plan.skipped)
-        new_start = {f"{m.topic}/{m.partition}": m.target for m in plan.moves if m.messages}
-        sink_commits = committed(bootstrap, sink_group)
-        affected: list[tuple[str, int, int, int]] = []
-        for (topic, partition), (offset, metadata) in sorted(sink_commits.items()):
-            wm, end = decode_state(metadata)
-            keys = [key for key in new_start if key in wm and wm[key] >= (new_start[key], 0)]
-            if not keys:
-                continue
-            if end is not None:
-                raise OpsError(f"{topic}[{partition}]: sink group {sink_group} stopped in the middle of a batch "
-                               f"({offset}-{end}); start a sink to finish it, stop it, then replay")
-            high = watermarks(consumer, topic, partition)[1]
-            if high > offset:
-                raise OpsError(f"{topic}[{partition}]: sink group {sink_group} is {high - offset} messages behind; "
-                               "stop the workers first, let the sinks catch up (`maple lag`), then stop the sinks "
-                               "and replay")
-            for key in keys:
-                wm[key] = (new_start[key], -1)
-            plan.sink_updates.append(TopicPartition(topic, partition, offset, metadata=encode_state(
-                wm, epoch=decode_epoch(metadata))))
-            # Where this partition's batches of the replayed sources start, roughly: find them by time.
-            affected.append((topic, partition, offset, high))
-        first_ms = _first_timestamps(consumer, plan.moves)
-    finally:
-        consumer.close()
+    with Cluster(bootstrap_servers(settings)) as cluster:
+        return _plan_worker(settings, cluster, group, sink_group, topics, start, force=force)
+
+
+def _plan_worker(settings: Settings, cluster: Cluster, group: str, sink_group: str, topics: list[str] | None,
+                 start: Start, *, force: bool) -> Plan:
+    require_stopped(cluster, group, "rewinding it")
+    require_stopped(cluster, sink_group, "lowering its watermarks for a worker replay")
+    commits = cluster.committed(group)
+    names = _scope(cluster, "worker", group, topics, commits)
+    plan = Plan("worker", group, "reinsert", [], sink_group=sink_group)
+    plan.moves = _moves(cluster, group, _targets(cluster, names, start), commits, plan.skipped)
+    new_start = {f"{m.topic}/{m.partition}": m.target for m in plan.moves if m.messages}
+    sink_commits = cluster.committed(sink_group)
+    affected: list[tuple[str, int, int, int]] = []
+    for (topic, partition), commit in sorted(sink_commits.items()):
+        offset, metadata = commit.offset, commit.metadata
+        wm, end = decode_state(metadata)
+        keys = [key for key in new_start if key in wm and wm[key] >= (new_start[key], 0)]
+        if not keys:
+            continue
+        if end is not None:
+            raise OpsError(f"{topic}[{partition}]: sink group {sink_group} stopped in the middle of a batch "
+                           f"({offset}-{end}); start a sink to finish it, stop it, then replay")
+        high = cluster.watermarks(topic, partition)[1]
+        if high > offset:
+            raise OpsError(f"{topic}[{partition}]: sink group {sink_group} is {high - offset} messages behind; "
+                           "stop the workers first, let the sinks catch up (`maple lag`), then stop the sinks "
+                           "and replay")
+        for key in keys:
+            wm[key] = (new_start[key], -1)
+        plan.sink_updates.append((topic, partition, offset, encode_state(wm, epoch=decode_epoch(metadata))))
+        # Where this partition's batches of the replayed sources start, roughly: find them by time.
+        affected.append((topic, partition, offset, high))
+    first_ms = _first_timestamps(cluster, plan.moves)
     if affected and first_ms:
         since = min(first_ms.values())
-        consumer = ops_consumer(bootstrap)
-        try:
-            starts = offsets_for_time(consumer, [(t, p) for t, p, _, _ in affected], since)
-        finally:
-            consumer.close()
-        scan = _scan(bootstrap, [(t, p, starts[(t, p)], high) for t, p, _, high in affected],
+        starts = cluster.offsets_for_time([(t, p) for t, p, _, _ in affected], since)
+        scan = _scan(cluster, [(t, p, starts[(t, p)], high) for t, p, _, high in affected],
                      f"reading {sink_group}'s batches of the replayed sources",
                      keep=lambda _t, _p, _o, src: src.key in new_start and src.offset >= new_start[src.key])
         for move in plan.moves:
@@ -373,10 +336,8 @@ def plan_worker(settings: Settings, group: str, sink_group: str, topics: list[st
     return plan
 
 
-def _first_timestamps(consumer: Consumer, moves: list[Move]) -> dict[tuple[str, int], int]:
-    from maple.lag import record_timestamps
-
-    stamps = record_timestamps(consumer, [TopicPartition(m.topic, m.partition, m.target) for m in moves if m.messages])
+def _first_timestamps(cluster: Cluster, moves: list[Move]) -> dict[tuple[str, int], int]:
+    stamps = cluster.first_timestamps([(m.topic, m.partition, m.target) for m in moves if m.messages])
     return {key: int(seconds * 1000) for key, seconds in stamps.items()}
 
 
@@ -385,13 +346,12 @@ def execute(settings: Settings, plan: Plan) -> None:
 
     In that order a failure in between leaves the worker rewound and the sink dropping its output as
     copies: nothing is duplicated, and running the same replay again completes it."""
-    bootstrap = bootstrap_servers(settings)
-    require_stopped(bootstrap, plan.group, "rewinding it")
-    commit(bootstrap, plan.group, [TopicPartition(m.topic, m.partition, m.target, metadata=m.metadata)
-                                   for m in plan.moves])
-    if plan.sink_group and plan.sink_updates:
-        require_stopped(bootstrap, plan.sink_group, "lowering its watermarks")
-        commit(bootstrap, plan.sink_group, plan.sink_updates)
+    with Cluster(bootstrap_servers(settings)) as cluster:
+        require_stopped(cluster, plan.group, "rewinding it")
+        cluster.commit(plan.group, [(m.topic, m.partition, m.target, m.metadata) for m in plan.moves])
+        if plan.sink_group and plan.sink_updates:
+            require_stopped(cluster, plan.sink_group, "lowering its watermarks")
+            cluster.commit(plan.sink_group, plan.sink_updates)
 
 
 # -- into another database -----------------------------------------------------------------------------
@@ -414,50 +374,50 @@ def run_into_database(settings: Settings, database: str, group: str, topics: lis
     The first run commits the start offsets for `group` (fresh metadata: no watermarks, its own tokens);
     a later run with the same group resumes from its commits, so the job can be stopped and run again
     without duplicating anything. It stops once every partition reached the end offsets seen at start."""
+    if database == settings.clickhouse.database:
+        raise OpsError(f"--into-database {database} is the live database; replay in place instead")
+    with Cluster(bootstrap_servers(settings)) as cluster:
+        return _run_into_database(settings, cluster, database, group, topics, start, dry_run=dry_run)
+
+
+def _run_into_database(settings: Settings, cluster: Cluster, database: str, group: str, topics: list[str] | None,
+                       start: Start, *, dry_run: bool) -> tuple[Plan, JobResult | None]:
     from maple import schema
     from sinks.runner import Sink
 
-    if database == settings.clickhouse.database:
-        raise OpsError(f"--into-database {database} is the live database; replay in place instead")
-    bootstrap = bootstrap_servers(settings)
-    require_stopped(bootstrap, group, "starting a replay job in it")
-    commits = committed(bootstrap, group)
-    consumer = ops_consumer(bootstrap)
-    try:
-        plan = Plan("sink", group, "into-database", [])
-        if topics:
-            names = sorted(set(topics))
-            for name in names:
-                partitions_of(consumer, name)  # exists, or an error naming it
-        else:
-            existing = set(consumer.list_topics(timeout=30).topics)
-            names = [n for n in stage_topics("sink") if n in existing]
-            plan.skipped.extend(f"{n}: no such topic yet" for n in stage_topics("sink") if n not in existing)
-        resumed = bool(commits)
-        if resumed:
-            for (topic, partition), (offset, _) in sorted(commits.items()):
-                if topic in names:
-                    low, high = watermarks(consumer, topic, partition)
-                    plan.moves.append(Move(topic, partition, high, offset, low, high, note="resume"))
-            plan.notes.append(f"group {group} exists: resuming from its commits (the start option is ignored)")
-        else:
-            for (topic, partition), target in sorted(_targets(consumer, names, start).items()):
-                low, high = watermarks(consumer, topic, partition)
-                plan.moves.append(Move(topic, partition, high, target, low, high, metadata=encode_state({})))
-    finally:
-        consumer.close()
+    require_stopped(cluster, group, "starting a replay job in it")
+    commits = cluster.committed(group)
+    plan = Plan("sink", group, "into-database", [])
+    if topics:
+        names = sorted(set(topics))
+        for name in names:
+            cluster.partitions(name)  # exists, or an error naming it
+    else:
+        existing = cluster.topics()
+        names = [n for n in stage_topics("sink") if n in existing]
+        plan.skipped.extend(f"{n}: no such topic yet" for n in stage_topics("sink") if n not in existing)
+    resumed = bool(commits)
+    if resumed:
+        for (topic, partition), commit in sorted(commits.items()):
+            if topic in names:
+                low, high = cluster.watermarks(topic, partition)
+                plan.moves.append(Move(topic, partition, high, commit.offset, low, high, note="resume"))
+        plan.notes.append(f"group {group} exists: resuming from its commits (the start option is ignored)")
+    else:
+        for (topic, partition), target in sorted(_targets(cluster, names, start).items()):
+            low, high = cluster.watermarks(topic, partition)
+            plan.moves.append(Move(topic, partition, high, target, low, high, metadata=encode_state({})))
     # For this plan `committed` is the end to reach and `messages` what is left to read.
     if dry_run:
         return plan, None
     client = clickhouse.connect(settings)
     try:
-        target = schema.Target(database, settings.clickhouse.ttl_days, settings.clickhouse.cluster)
-        schema.apply(client, target, say=lambda _m: None)
+        into = schema.Target(database, settings.clickhouse.ttl_days, settings.clickhouse.cluster)
+        schema.apply(client, into, say=lambda _m: None)
     finally:
         client.close()
     if not resumed:
-        commit(bootstrap, group, [TopicPartition(m.topic, m.partition, m.target, metadata=m.metadata)
-                                  for m in plan.moves])
+        cluster.commit(group, [(m.topic, m.partition, m.target, m.metadata) for m in plan.moves])
     job_settings = replace(settings, clickhouse=replace(settings.clickhouse, database=database),
                            sink=replace(settings.sink, group=group, metrics_port=0))
     by_name = {t.name: t for t in ALL_TOPICS}
@@ -471,8 +431,8 @@ def run_into_database(settings: Settings, database: str, group: str, topics: lis
     def watch() -> None:
         try:
             while not sink.stopping.is_set():
-                now = committed(bootstrap, group)
-                left = sum(max(0, end - now.get(key, (0, ""))[0]) for key, end in ends.items())
+                now = cluster.committed(group)
+                left = sum(max(0, end - (now[key].offset if key in now else 0)) for key, end in ends.items())
                 rows = int(sum(s.value for m in sink.metrics.rows.collect() for s in m.samples
                                if s.name.endswith("_total")))
                 progress.update(total - left, rows)
@@ -518,7 +478,7 @@ def describe_plan(plan: Plan, dry_run: bool) -> list[str]:
                                                   if any(m.rows is not None for m in plan.moves) else ""))
     if plan.sink_updates:
         lines.append(f"sink group {plan.sink_group}: watermarks lowered on "
-                     + ", ".join(f"{tp.topic}[{tp.partition}]" for tp in plan.sink_updates))
+                     + ", ".join(f"{topic}[{partition}]" for topic, partition, _, _ in plan.sink_updates))
     for table, n in sorted(plan.guard.items()):
         lines.append(f"guard: {table} holds {n} rows in the replayed time range")
     lines.extend(f"skipped {s}" for s in plan.skipped)

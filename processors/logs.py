@@ -2,7 +2,8 @@
 
 JSON object bodies (and structured kvlist bodies) are flattened into LogAttributes with dotted keys, up
 to a depth limit; they never overwrite an attribute the record already has, and the body is kept as
-it came. A record without SeverityNumber gets one inferred (see processors/severity.py).
+it came. A record without SeverityNumber gets one inferred (see processors/severity.py). A record's
+``event_name`` (OTLP >= 1.5, the Events API) goes into EventName, as the Collector's exporter stores it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from processors.values import attributes, datetime64, to_python, to_text
 TABLE = "otel_logs"
 COLUMNS = ("Timestamp", "TraceId", "SpanId", "TraceFlags", "SeverityText", "SeverityNumber", "ServiceName", "Body",
            "ResourceSchemaUrl", "ResourceAttributes", "ScopeSchemaUrl", "ScopeName", "ScopeVersion",
-           "ScopeAttributes", "LogAttributes")
+           "ScopeAttributes", "LogAttributes", "EventName")
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,9 @@ def _json_object(text: str, limit: int) -> dict[str, Any] | None:
 def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: LogOptions = LogOptions()
                ) -> dict[str, list[Any]]:
     cols: dict[str, list[Any]] = {name: [] for name in COLUMNS}
-    timestamp, trace_id, span_id, flags, sev_text, sev_num, body_col, log_attrs = (
+    timestamp, trace_id, span_id, flags, sev_text, sev_num, body_col, log_attrs, event_name = (
         cols[name].append for name in ("Timestamp", "TraceId", "SpanId", "TraceFlags", "SeverityText",
-                                       "SeverityNumber", "Body", "LogAttributes"))
+                                       "SeverityNumber", "Body", "LogAttributes", "EventName"))
     max_depth, max_json = options.json_max_depth, options.json_max_body_bytes
     for resource_logs in request.resource_logs:
         resource = attributes(resource_logs.resource.attributes)
@@ -84,7 +85,8 @@ def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: Log
                     parsed = to_python(body)
                 if parsed:
                     flatten(parsed, attrs, max_depth)
-                number, level = record.severity_number, record.severity_text
+                number: int = record.severity_number
+                level = record.severity_text
                 if not 1 <= number <= 24:
                     inferred = (severity.from_fields(parsed) if parsed else None) or severity.from_text(text)
                     level, number = inferred if inferred else (level, 0)
@@ -98,6 +100,7 @@ def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: Log
                 sev_num(number)
                 body_col(text)
                 log_attrs(attrs)
+                event_name(record.event_name)  # OTLP 1.5's event name; the exporter's EventName column
             # Columns that are constant within a scope are filled once per scope, not per record.
             n = len(records)
             cols["ServiceName"] += [service_name] * n

@@ -107,7 +107,7 @@ def to_tables(spans: dict[str, list[Any]], received_ns: int, options: RedOptions
             if value is not None:
                 attrs[dimension.name] = value
         start = datetime64(min(entry.start_ns or received_ns, received_ns))
-        common = ({"service.name": service}, "", SCOPE_NAME, "", {}, 0, "", service)
+        common: tuple[Any, ...] = ({"service.name": service}, "", SCOPE_NAME, "", {}, 0, "", service)
         _common_row(sums, common, CALLS, "", "", attrs, start, now)
         sums["Value"].append(float(entry.calls))
         sums["AggregationTemporality"].append(DELTA)

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from maple.native import core
-from processors.sampling import SamplingConfig, Trace, build_policies, decide
-from processors.traces import COLUMNS
+from processors.sampling import SamplingConfig, Trace, build_policies, decide_weight
+from processors.traces import COLUMNS, SAMPLE_RATE
 
 
-class SpanColumns(dict):  # type: ignore[type-arg]
+class SpanColumns(dict):
     """A Native span batch (the compiled core's SpanBlock) as the columns dict the sampler and the policies
     read: a column is decoded from the block on first read, then found at dict speed."""
 
@@ -49,7 +49,7 @@ class SpanColumns(dict):  # type: ignore[type-arg]
 
     def __missing__(self, key: str) -> list[Any]:
         value = self[key] = self.block[key]
-        return value  # type: ignore[no-any-return]
+        return value
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,11 @@ class _Decided:
     first_offset: int
     last_offset: int
     decided_clock: int
+    weight: float = 1.0  # a sampled trace's SampleRate, for its late spans too
+
+
+# Sampled spans by the offset of their trace's first span: (span batch columns, row, the span's weight).
+Groups = dict[int, list[tuple[dict[str, list[Any]], int, float]]]
 
 
 @dataclass
@@ -158,7 +163,7 @@ class PartitionSampler:
             self._progress[batch.raw_partition] = batch.timestamp_ms
         progress = self._progress
         self.clock_ms = min((progress.get(p, 0) for p in range(self.raw_partitions)), default=0)
-        groups: dict[int, list[tuple[dict[str, list[Any]], int]]] = {}
+        groups: Groups = {}
         self._expire()
         self._decide_due(groups)
         if batch.columns is not None and not self._is_copy(batch):
@@ -181,7 +186,7 @@ class PartitionSampler:
         self._watermarks[batch.source_key] = (batch.source_position, batch.offset)
         return False
 
-    def _take(self, batch: SpanBatch, groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
+    def _take(self, batch: SpanBatch, groups: Groups) -> None:
         cols = batch.columns
         assert cols is not None
         offset, due = batch.offset, batch.timestamp_ms + self.config.decision_wait_ms
@@ -202,13 +207,13 @@ class PartitionSampler:
                     heapq.heappush(self._due, (root_due, self._arrivals, trace_id))
                 continue
             if not trace_id:  # no trace to wait for: keep the span as it is
-                groups.setdefault(offset, []).append((cols, row))
+                groups.setdefault(offset, []).append((cols, row, 1.0))
                 self.counts.spans_sampled += 1
                 continue
             decided = sampled.get(trace_id)
             if decided is not None:
                 decided.last_offset = offset
-                groups.setdefault(decided.first_offset, []).append((cols, row))
+                groups.setdefault(decided.first_offset, []).append((cols, row, decided.weight))
                 self.counts.late_spans_sampled += 1
                 continue
             decided = not_sampled.get(trace_id)
@@ -227,7 +232,7 @@ class PartitionSampler:
 
     # -- decisions ----------------------------------------------------------------------------------
 
-    def _decide_due(self, groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
+    def _decide_due(self, groups: Groups) -> None:
         clock, pending, heap = self.clock_ms, self._pending, self._due
         while heap and heap[0][0] <= clock:
             due, _, trace_id = heapq.heappop(heap)
@@ -238,11 +243,13 @@ class PartitionSampler:
             self._decide(trace_id, entry, groups)
 
     def _decide(self, trace_id: str, entry: _Pending,
-                groups: dict[int, list[tuple[dict[str, list[Any]], int]]]) -> None:
+                groups: Groups) -> None:
         trace = entry.trace
         record = _Decided(entry.first_offset, entry.last_offset, self.clock_ms)
-        if decide(self._policies, trace, self.clock_ms // 1000):
-            groups.setdefault(entry.first_offset, []).extend(trace.spans)
+        weight = decide_weight(self._policies, trace, self.clock_ms // 1000)
+        if weight is not None:
+            record.weight = weight
+            groups.setdefault(entry.first_offset, []).extend((cols, row, weight) for cols, row in trace.spans)
             self.counts.traces_sampled += 1
             self.counts.spans_sampled += trace.span_count
             self._remember(self._sampled, trace_id, record, self.config.sampled_cache_size)
@@ -317,14 +324,14 @@ class PartitionSampler:
         return self._safe
 
 
-def _gather(spans: list[tuple[dict[str, list[Any]], int]]) -> dict[str, list[Any]] | bytes:
-    """The rows of `spans`: as columns from column dicts, as one Native block from span blocks (copied
-    block to block by the compiled core, never through Python values)."""
+def _gather(spans: list[tuple[dict[str, list[Any]], int, float]]) -> dict[str, list[Any]] | bytes:
+    """The rows of `spans` with their SampleRate: as columns from column dicts, as one Native block from span
+    blocks (copied block to block by the compiled core, never through Python values)."""
     first = spans[0][0]
-    if isinstance(first, SpanColumns):
-        assert core is not None  # span blocks exist only when the compiled core made them
-        return bytes(core.gather([(cols.block, row) for cols, row in spans], list(COLUMNS)))  # type: ignore[attr-defined]
-    if isinstance(first, dict):
-        return {name: [cols[name][row] for cols, row in spans] for name in COLUMNS}
-    assert core is not None
-    return bytes(core.gather(spans, list(COLUMNS)))
+    if isinstance(first, dict) and not isinstance(first, SpanColumns):
+        columns = {name: [cols[name][row] for cols, row, _ in spans] for name in COLUMNS}
+        columns[SAMPLE_RATE] = [weight for _, _, weight in spans]
+        return columns
+    assert core is not None  # span blocks exist only when the compiled core made them
+    rows = [(cols.block if isinstance(cols, SpanColumns) else cols, row) for cols, row, _ in spans]
+    return bytes(core.gather(rows, list(COLUMNS), [weight for _, _, weight in spans]))

@@ -16,6 +16,8 @@ from processors.values import attributes, datetime64
 
 TABLE = "otel_traces"
 START_NS = "StartNs"
+# Set by the tail sampler on the spans it keeps (their trace's weight); the table's default, 1, otherwise.
+SAMPLE_RATE = "SampleRate"
 COLUMNS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "SpanName", "SpanKind", "ServiceName",
            "ResourceAttributes", "ScopeName", "ScopeVersion", "SpanAttributes", "Duration", "StatusCode",
            "StatusMessage", "Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceId", "Links.SpanId",

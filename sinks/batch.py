@@ -41,7 +41,7 @@ class RowBatch:
 @dataclass(frozen=True)
 class Limits:
     rows: int
-    bytes: int
+    size: int  # bytes
     interval_s: float
 
 
@@ -89,7 +89,7 @@ class PartitionBatch:
     taken: list[RowBatch] = field(default_factory=list)
     last_offset: int | None = None
     rows: int = 0
-    bytes: int = 0
+    size: int = 0  # bytes gathered
     duplicates: int = 0
     opened_at: float | None = None
 
@@ -124,7 +124,7 @@ class PartitionBatch:
         self.wm[source.key] = (source.offset, source.part)
         self.taken.append(batch)
         self.rows += batch.rows
-        self.bytes += len(batch.value)
+        self.size += len(batch.value)
         return True
 
     def skip(self, offset: int, now: float) -> None:
@@ -139,7 +139,7 @@ class PartitionBatch:
         if self.pending_end is not None:
             return self.last_offset >= self.pending_end
         assert self.opened_at is not None
-        return (self.rows >= limits.rows or self.bytes >= limits.bytes
+        return (self.rows >= limits.rows or self.size >= limits.size
                 or now - self.opened_at >= limits.interval_s)
 
     def inserts(self) -> dict[tuple[str, str], list[builtins.bytes]]:

@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from maple import blocks, clickhouse
 from maple import kafka as kafka_clients
 from maple import metrics as prom
+from maple.consumer import Commit, CommitRefused, commit_one, headers_of, member_commits
 from maple.deadletter import sink_letter
 from maple.lag import SinkLag
 from maple.settings import Settings
@@ -79,7 +80,7 @@ class SinkMetrics:
 
 def _row_batch(message: Any) -> RowBatch:
     """The message as a row batch; raises ValueError (with the reason) when it does not follow the contract."""
-    headers = {key: value for key, value in (message.headers() or []) if value is not None}
+    headers = headers_of(message)
     table = headers.get(HEADER_TABLE, b"").decode(errors="replace")
     if not table or not message.value():
         raise ValueError(f"no {HEADER_TABLE} header or no value")
@@ -92,10 +93,6 @@ def _row_batch(message: Any) -> RowBatch:
                         fmt=blocks.format_of(headers.get(HEADER_FORMAT)))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed row batch headers: {exc}") from exc
-
-
-class CommitFailed(RuntimeError):
-    """The group moved on (rebalance, expired membership): this process no longer owns the partition."""
 
 
 class Sink:
@@ -137,15 +134,19 @@ class Sink:
 
     # -- partition ownership -------------------------------------------------------------------------
 
+    @staticmethod
+    def _batch_at(key: tuple[str, int], commit: Commit | None) -> PartitionBatch:
+        """The batch that starts at the partition's commit, with the state committed beside it."""
+        metadata = commit.metadata if commit is not None else ""
+        wm, end = decode_state(metadata)
+        start = commit.offset if commit is not None else -1
+        if end is not None:
+            log.info("%s[%d]: resuming an interrupted batch %d-%d", key[0], key[1], start, end)
+        return PartitionBatch(key[0], key[1], start, wm, end, epoch=decode_epoch(metadata))
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = consumer.committed(partitions, timeout=30)
-        for tp in committed:
-            wm, end = decode_state(tp.metadata)
-            start = tp.offset if tp.offset >= 0 else -1
-            self.batches[(tp.topic, tp.partition)] = PartitionBatch(tp.topic, tp.partition, start, wm, end,
-                                                                    epoch=decode_epoch(tp.metadata))
-            if end is not None:
-                log.info("%s[%d]: resuming an interrupted batch %d-%d", tp.topic, tp.partition, start, end)
+        for key, commit in member_commits(consumer, [(tp.topic, tp.partition) for tp in partitions]).items():
+            self.batches[key] = self._batch_at(key, commit)
         log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing")
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -164,9 +165,10 @@ class Sink:
             while not self.stopping.is_set():
                 self._stale.clear()  # a seek purged the partition's prefetched messages: new ones are current
                 for message in self.consumer.consume(num_messages=2000, timeout=0.2):
-                    if message.error():
-                        if message.error().code() != KafkaError._PARTITION_EOF:
-                            log.warning("consumer: %s", message.error())
+                    error = message.error()
+                    if error is not None:
+                        if error.code() != KafkaError._PARTITION_EOF:
+                            log.warning("consumer: %s", error)
                         continue
                     self._take(message)
                 now = time.monotonic()
@@ -206,11 +208,7 @@ class Sink:
             self.metrics.duplicates.labels(key[0]).inc()
 
     def _commit(self, batch: PartitionBatch, offset: int, metadata: str) -> None:
-        try:
-            self.consumer.commit(offsets=[TopicPartition(batch.topic, batch.partition, offset, metadata=metadata)],
-                                 asynchronous=False)
-        except KafkaException as exc:
-            raise CommitFailed(str(exc)) from exc
+        commit_one(self.consumer, batch.topic, batch.partition, offset, metadata)
 
     def _flush(self, key: tuple[str, int]) -> None:
         batch = self.batches[key]
@@ -229,7 +227,7 @@ class Sink:
                                                             if b.table == table and b.fmt == fmt))
             self._settle_dead_letters()
             self._commit(batch, batch.end + 1, batch.done())
-        except CommitFailed as exc:
+        except CommitRefused as exc:
             log.warning("%s[%d]: commit refused (%s); re-reading from the last commit", topic, partition, exc)
             self._reset(key)
             return
@@ -252,11 +250,9 @@ class Sink:
                 log.info("%s[%d] is no longer assigned here", *key)  # the rebalance callbacks take it from here
                 return
             try:
-                tp = self.consumer.committed([TopicPartition(*key)], timeout=30)[0]
-                wm, end = decode_state(tp.metadata)
-                self.consumer.seek(TopicPartition(key[0], key[1], tp.offset if tp.offset >= 0 else 0))
-                self.batches[key] = PartitionBatch(key[0], key[1], tp.offset if tp.offset >= 0 else -1, wm, end,
-                                                   epoch=decode_epoch(tp.metadata))
+                commit = member_commits(self.consumer, [key])[key]
+                self.consumer.seek(TopicPartition(key[0], key[1], commit.offset if commit is not None else 0))
+                self.batches[key] = self._batch_at(key, commit)
                 return
             except KafkaException as exc:
                 log.warning("%s[%d]: reading its commit failed (%s), retry %d", key[0], key[1], exc, attempt + 1)

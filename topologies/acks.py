@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-Release = Callable[[], Awaitable[None]]
+Release = Callable[[], Awaitable[object]]
 
 
 class InOrderAcks:

@@ -24,6 +24,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import faust
@@ -31,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from maple import kafka as kafka_clients
 from maple import metrics as prom
+from maple.consumer import Cluster
 from maple.deadletter import worker_letter
 from maple.exits import stop_for_safety
 from maple.lag import LagGauges, measure
@@ -39,7 +41,6 @@ from maple.native import core as native_core
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings, SettingsError
 from maple.topics import (
-    DEAD_LETTER,
     HEADER_ROWS,
     LOGS,
     METRICS,
@@ -112,13 +113,13 @@ def build_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
     )
     metrics = WorkerMetrics()
+    # One admin/probe pair for the process's lifetime (lag gauges, the sampler's progress checks): a client
+    # made per measurement and dropped with a request in flight aborts the process when the broker returns.
+    cluster = Cluster(bootstrap, timeout=10)
     producer = AsyncProducer(bootstrap, timeout_s=300.0, on_fatal=lambda err: _fatal(f"producer: {err.str()}"),
                              **{"enable.gapless.guarantee": True, "linger.ms": 10})
-    admin = kafka_clients.admin_client(bootstrap)
-    kafka_clients.ensure_topics(admin, settings.kafka.partitions, settings.kafka.replication_factor,
-                                [RAW_LOGS, RAW_METRICS, RAW_TRACES, LOGS, METRICS, SPANS, SPANS_SAMPLED, DEAD_LETTER])
-    partitions = {t.name: len(admin.list_topics(t.name, timeout=30).topics[t.name].partitions)
-                  for t in (RAW_TRACES, LOGS, METRICS, SPANS, SPANS_SAMPLED)}
+    kafka_clients.create_topics(settings)
+    partitions = {t.name: len(cluster.partitions(t.name)) for t in (RAW_TRACES, LOGS, METRICS, SPANS, SPANS_SAMPLED)}
     red_options = sampler.red_options(settings)
     sampling = sampler.sampling_config(settings, partitions[SPANS.name]) if "traces" in cfg.signals else None
 
@@ -128,13 +129,15 @@ def build_app(settings: Settings) -> faust.App:
 
     if cfg.metrics_port:
         lag_gauges = LagGauges(metrics.registry)
+        raw_topic = {"logs": RAW_LOGS, "metrics": RAW_METRICS, "traces": RAW_TRACES}
+        stage_topics = [raw_topic[s].name for s in cfg.signals] + ([SPANS.name] if "traces" in cfg.signals else [])
 
         @app.timer(interval=15.0)
         async def export_lag() -> None:
-            """The group's own lag, through the admin API off the event loop (never per event)."""
+            """The group's own lag on the topics it reads, off the event loop (never per event)."""
             try:
                 rows = await asyncio.get_running_loop().run_in_executor(
-                    None, lambda: measure(bootstrap, cfg.group, timeout=10))
+                    None, lambda: measure(cluster, cfg.group, stage_topics))
                 lag_gauges.publish(rows)
             except Exception as exc:  # metrics must never stop the data path
                 log.warning("consumer lag not measured: %s", exc)
@@ -160,7 +163,8 @@ def build_app(settings: Settings) -> faust.App:
             return worker_letter(message.value or b"", SourcePosition(message.topic, message.partition,
                                                                        message.offset), error, cfg.group)
 
-        sampler.add_sampler_agent(app, settings, sampling, producer, metrics.registry, partitions[RAW_TRACES.name],
+        sampler.add_sampler_agent(app, settings, sampling, producer, cluster, metrics.registry,
+                                  partitions[RAW_TRACES.name],
                                   partitions[SPANS.name], partitions[SPANS_SAMPLED.name], bad_span_batch, _fatal,
                                   core)
     return app
@@ -177,7 +181,7 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
         producer.start(asyncio.get_running_loop())
         acks.start()
         try:
-            async for event in stream.noack().events():
+            async for event in stream.noack().events():  # type: ignore[attr-defined]  # Stream has it
                 message = event.message
                 raw = RawRecord(event.value or b"", message.topic, message.partition, message.offset,
                                 {k: bytes(v) for k, v in (message.headers or []) if v is not None},
@@ -192,8 +196,8 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
                         records = [worker_letter(raw.value, SourcePosition(raw.topic, raw.partition, raw.offset),
                                                  exc, app.conf.id)]
                 records_counter.inc()
-                rows_counter.inc(sum(int(dict(r.headers).get(HEADER_ROWS, b"0")) for r in records))
-                await acks.put(producer.produce_all(records), lambda event=event: stream.ack(event),
+                rows_counter.inc(sum(int(dict(r.headers).get(HEADER_ROWS) or 0) for r in records))
+                await acks.put(producer.produce_all(records), partial(stream.ack, event),
                                f"{message.tp.topic}[{message.tp.partition}]@{message.offset}")
         except asyncio.CancelledError:
             raise

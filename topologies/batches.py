@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from maple.jsoncolumns import MAX_BATCH_BYTES, encode
-from maple.producer import Record
+from maple.producer import Headers, Record
 from maple.topics import (
     FORMAT_NATIVE,
     HEADER_FORMAT,
@@ -66,7 +66,7 @@ def _batches(raw: RawRecord, outputs: Sequence[Output], first_part: int = 0) -> 
     for topic, partition, table, data in outputs:
         native = not isinstance(data, dict)
         for rows, block in encode(data) if isinstance(data, dict) else data:
-            headers = [(HEADER_TABLE, table.encode()), (HEADER_ROWS, str(rows).encode()),
+            headers: Headers = [(HEADER_TABLE, table.encode()), (HEADER_ROWS, str(rows).encode()),
                        (HEADER_SOURCE, SourcePosition(raw.topic, raw.partition, raw.offset,
                                                       first_part + len(out)).header()),
                        (HEADER_RECEIVED_NS, str(raw.received_ns).encode()),

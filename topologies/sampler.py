@@ -30,11 +30,10 @@ from typing import Any
 import faust
 import orjson
 import yaml
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from maple import blocks
-from maple import kafka as kafka_clients
+from maple.consumer import Cluster, KafkaOpError
 from maple.jsoncolumns import encode
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings, SettingsError
@@ -139,23 +138,24 @@ class SamplerMetrics:
 class RawProgress:
     """Which raw traces partitions the worker group has committed to the end (nothing left in flight)."""
 
-    def __init__(self, bootstrap: str, group: str) -> None:
-        # Not subscribed: it only reads the group's commits and never joins the group.
-        self.consumer = Consumer(kafka_clients.consumer_config(bootstrap, group))
-        self.partitions: list[TopicPartition] | None = None
+    def __init__(self, cluster: Cluster, group: str) -> None:
+        self.cluster = cluster  # long-lived: the worker's one admin/probe pair, never one per tick
+        self.group = group
+        self.partitions: list[int] | None = None
 
     def caught_up(self) -> set[int]:
         try:
             if self.partitions is None:
-                meta = self.consumer.list_topics(RAW_TRACES.name, timeout=10).topics[RAW_TRACES.name]
-                self.partitions = [TopicPartition(RAW_TRACES.name, p) for p in sorted(meta.partitions)]
+                self.partitions = self.cluster.partitions(RAW_TRACES.name)
+            commits = self.cluster.committed(self.group, [RAW_TRACES.name])
             done = set()
-            for tp in self.consumer.committed(self.partitions, timeout=10):
-                low, high = self.consumer.get_watermark_offsets(tp, timeout=10, cached=False)
-                if high <= low or tp.offset >= high:
-                    done.add(tp.partition)
+            for partition in self.partitions:
+                low, high = self.cluster.watermarks(RAW_TRACES.name, partition)
+                commit = commits.get((RAW_TRACES.name, partition))
+                if high <= low or (commit is not None and commit.offset >= high):
+                    done.add(partition)
             return done
-        except (KafkaException, KeyError) as exc:
+        except KafkaOpError as exc:
             log.info("raw traces progress unknown (%s); ticks carry what the spans showed", exc)
             return set()
 
@@ -254,9 +254,9 @@ def _sampled_records(emissions: list[Emission], partition: int, offset: int, out
 
 
 def add_sampler_agent(app: faust.App, settings: Settings, config: SamplingConfig, producer: AsyncProducer,
-                      registry: CollectorRegistry, raw_partitions: int, span_partitions: int, sampled_partitions: int,
-                      on_bad_batch: Callable[[Any, Exception], Record], fatal: Callable[[str], None],
-                      core: Any = None) -> None:
+                      cluster: Cluster, registry: CollectorRegistry, raw_partitions: int, span_partitions: int,
+                      sampled_partitions: int, on_bad_batch: Callable[[Any, Exception], Record],
+                      fatal: Callable[[str], None], core: Any = None) -> None:
     """`core`: the compiled core (span batches held as Native blocks), or None (as column dicts)."""
     topic = app.topic(SPANS.name, value_serializer="raw", key_serializer="raw")
     metrics = SamplerMetrics(registry)
@@ -265,13 +265,13 @@ def add_sampler_agent(app: faust.App, settings: Settings, config: SamplingConfig
     tick_s = settings.traces.tick_interval_s
     window = settings.worker.inflight_batches
 
-    @app.on_partitions_revoked.connect
-    async def forget_revoked(_app: faust.App, revoked: set, **_: Any) -> None:
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust sends `revoked` as a keyword
+    async def forget_revoked(_app: faust.App, revoked: set[Any], **_: Any) -> None:
         # The next owner rebuilds these partitions from their commits; keeping state here would be stale.
         for tp in revoked:
             states.pop(tp, None)
 
-    progress = RawProgress(kafka_clients.bootstrap_servers(settings), settings.worker.group)
+    progress = RawProgress(cluster, settings.worker.group)
 
     @app.timer(interval=tick_s)
     async def tick_and_publish() -> None:
@@ -309,7 +309,7 @@ def add_sampler_agent(app: faust.App, settings: Settings, config: SamplingConfig
         producer.start(asyncio.get_running_loop())
         acks.start()
         try:
-            async for event in stream.noack().events():
+            async for event in stream.noack().events():  # type: ignore[attr-defined]  # Stream has it
                 message = event.message
                 tp = message.tp
                 state = states.get(tp)

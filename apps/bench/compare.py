@@ -393,7 +393,7 @@ def run_collector(settings: Settings, otelcol: Path, *, spans: int, logs: int, b
 def peers() -> tuple[Path, Path]:
     """The Collector and telemetrygen, built from the Go module proxy into the cache (apps/peers.py)."""
     try:
-        from apps import peers as builder  # type: ignore[attr-defined]
+        from apps import peers as builder
     except ImportError as exc:
         raise RuntimeError("apps/peers.py (the Collector and telemetrygen builder) is not in this checkout") from exc
     return builder.ensure("otelcol"), builder.ensure("telemetrygen")

@@ -34,6 +34,8 @@ from confluent_kafka import Producer
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from apps import maple_command
 from maple import clickhouse
@@ -68,7 +70,7 @@ def log_request(service: str, per_request: int, seed: int) -> bytes:
                                         f'"user":"u{rng.randint(1, 5000)}"}}')
         elif kind == 1:
             record.body.string_value = f"GET /api/items/{rng.randint(1, 999)} 200 in {rng.randint(1, 900)} ms"
-            record.severity_number, record.severity_text = 9, "INFO"
+            record.severity_number, record.severity_text = SeverityNumber.SEVERITY_NUMBER_INFO, "INFO"
         else:
             record.body.string_value = f"cache miss for key item:{rng.randint(1, 99999)}, falling back"
         record.attributes.add(key="http.route", value={"string_value": "/api/items/{id}"})
@@ -141,7 +143,7 @@ def trace_request(service: str, per_request: int, seed: int) -> tuple[bytes, lis
         root.attributes.add(key="http.route", value={"string_value": "/api/orders/{id}"})
         root.attributes.add(key="http.response.status_code", value={"int_value": 500 if error else 200})
         if error:
-            root.status.code, root.status.message = 2, "upstream failed"
+            root.status.code, root.status.message = Status.STATUS_CODE_ERROR, "upstream failed"
         for n in range(SPANS_PER_TRACE - 1):
             start = now + int(rng.uniform(0, latency_ms / 2) * 1e6)
             child = ss.spans.add(trace_id=trace_id, span_id=rng.randbytes(8), parent_span_id=root_id,
@@ -289,8 +291,7 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
         client = clickhouse.connect(settings, database=database, in_process=False)
 
         # The bench's groups start at the topics' ends: earlier traffic is not part of the measurement.
-        kafka_clients.ensure_topics(kafka_clients.admin_client(bootstrap), settings.kafka.partitions,
-                                    settings.kafka.replication_factor, worker_topics + sink_topics)
+        kafka_clients.create_topics(settings)
         kafka_clients.start_group_at_end(bootstrap, env["MAPLE_WORKER_GROUP"], [t.name for t in worker_topics])
         kafka_clients.start_group_at_end(bootstrap, env["MAPLE_SINK_GROUP"], [t.name for t in sink_topics])
 

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from apps import maple_command
 from maple.net import free_port, http_ok
@@ -48,7 +49,7 @@ def make_request(spans: int, seed: int) -> bytes:
                            ("net.peer.name", "items.internal")):
             span.attributes.add(key=key, value=common_pb2.AnyValue(string_value=value))
         span.attributes.add(key="http.status_code", value=common_pb2.AnyValue(int_value=500 if i % 97 == 0 else 200))
-        span.status.code = 2 if i % 97 == 0 else 0
+        span.status.code = Status.STATUS_CODE_ERROR if i % 97 == 0 else Status.STATUS_CODE_UNSET
     return request.SerializeToString()
 
 

@@ -8,7 +8,7 @@ use crate::pb::{self, Chunks, DecodeError, Type, Value, R};
 use crate::severity;
 use crate::values::{self, Any, Attrs, Dict, Py};
 
-pub const COLUMNS: [(&str, &str); 15] = [
+pub const COLUMNS: [(&str, &str); 16] = [
     ("Timestamp", "DateTime64(9)"),
     ("TraceId", "String"),
     ("SpanId", "String"),
@@ -24,6 +24,7 @@ pub const COLUMNS: [(&str, &str); 15] = [
     ("ScopeVersion", "String"),
     ("ScopeAttributes", "Map(String, String)"),
     ("LogAttributes", "Map(String, String)"),
+    ("EventName", "String"),
 ];
 
 pub struct Options {
@@ -190,6 +191,7 @@ fn log_record(buf: &[u8], received_ns: u64, options: &Options, text_severity: &m
     let mut body = Chunks::default();
     let mut pairs = Vec::new();
     let (mut flags, mut trace_id, mut span_id): (u32, &[u8], &[u8]) = (0, b"", b"");
+    let mut event_name = "";
     pb::each(buf, 3, |field, v| {
         match (field, v) {
             (1, Value::I64(x)) => time = x,
@@ -201,6 +203,7 @@ fn log_record(buf: &[u8], received_ns: u64, options: &Options, text_severity: &m
             (8, Value::I32(x)) => flags = x,
             (9, Value::Len(b)) => trace_id = b,
             (10, Value::Len(b)) => span_id = b,
+            (12, Value::Len(b)) => event_name = pb::text(b),
             _ => {}
         }
         Ok(())
@@ -256,5 +259,6 @@ fn log_record(buf: &[u8], received_ns: u64, options: &Options, text_severity: &m
     c[5].push_u8(number_out as u8);
     c[7].push_str(text.as_bytes());
     push_attrs(&mut c[14], &attrs);
+    c[15].push_str(event_name.as_bytes());
     Ok(())
 }

@@ -13,6 +13,7 @@ use crate::traces::COLUMNS;
 use crate::{block_err, column_to_py, BlockError};
 
 pub const START_NS: &str = "StartNs";
+pub const SAMPLE_RATE: &str = "SampleRate";
 
 #[pyclass(module = "maple_native", frozen)]
 pub struct SpanBlock {
@@ -112,10 +113,17 @@ impl SpanBlock {
     }
 }
 
-/// A Native block of the given rows ((block, row) in order) with the columns `names`.
+/// A Native block of the given rows ((block, row) in order) with the columns `names`, and a `SampleRate`
+/// Float64 column from `sample_rates` (one per row) when given.
 #[pyfunction]
-pub fn gather<'py>(py: Python<'py>, spans: Vec<(Bound<'py, SpanBlock>, usize)>, names: Vec<String>)
-                   -> PyResult<Bound<'py, PyBytes>> {
+#[pyo3(signature = (spans, names, sample_rates=None))]
+pub fn gather<'py>(py: Python<'py>, spans: Vec<(Bound<'py, SpanBlock>, usize)>, names: Vec<String>,
+                   sample_rates: Option<Vec<f64>>) -> PyResult<Bound<'py, PyBytes>> {
+    if let Some(rates) = &sample_rates {
+        if rates.len() != spans.len() {
+            return Err(BlockError::new_err(format!("{} sample rates for {} rows", rates.len(), spans.len())));
+        }
+    }
     // Consecutive rows of one block become one run.
     let mut runs: Vec<(&Bound<'py, SpanBlock>, usize, usize)> = Vec::new();
     for (blk, row) in &spans {
@@ -128,7 +136,7 @@ pub fn gather<'py>(py: Python<'py>, spans: Vec<(Bound<'py, SpanBlock>, usize)>, 
         }
     }
     let mut out = Vec::new();
-    block::put_varint(&mut out, names.len() as u64);
+    block::put_varint(&mut out, (names.len() + sample_rates.is_some() as usize) as u64);
     block::put_varint(&mut out, spans.len() as u64);
     for name in &names {
         let mut ty: Option<&str> = None;
@@ -151,6 +159,13 @@ pub fn gather<'py>(py: Python<'py>, spans: Vec<(Bound<'py, SpanBlock>, usize)>, 
         block::put_str(&mut out, name.as_bytes());
         block::put_str(&mut out, ty.as_bytes());
         block::write_parts(&parts, &mut out);
+    }
+    if let Some(rates) = sample_rates {
+        block::put_str(&mut out, SAMPLE_RATE.as_bytes());
+        block::put_str(&mut out, b"Float64");
+        for rate in rates {
+            out.extend_from_slice(&rate.to_le_bytes());
+        }
     }
     Ok(PyBytes::new(py, &out))
 }

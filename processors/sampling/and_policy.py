@@ -1,4 +1,5 @@
-"""and: samples a trace when every sub-policy samples it (asked in order, until one does not)."""
+"""and: samples a trace when every sub-policy samples it (asked in order, until one does not). Its weight is
+the product of theirs (each keeps the trace independently of the others)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,14 @@ class And(Policy):
         super().__init__(name)
         self.policies = policies
 
-    def evaluate(self, trace: Trace, second: int) -> Vote:
-        every = all(p.evaluate(trace, second) == Vote.SAMPLED for p in self.policies)
-        return Vote.SAMPLED if every else Vote.NOT_SAMPLED
+    def weigh(self, trace: Trace, second: int) -> tuple[Vote, float]:
+        weight = 1.0
+        for policy in self.policies:
+            vote, policy_weight = policy.weigh(trace, second)
+            if vote != Vote.SAMPLED:
+                return Vote.NOT_SAMPLED, 1.0
+            weight *= policy_weight
+        return Vote.SAMPLED, weight
 
 
 def sub_policies(f: Fields, key: str, sub: DecodeSub) -> tuple[PolicyConfig, ...]:

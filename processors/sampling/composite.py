@@ -1,7 +1,8 @@
 """composite: sub-policies in `policy_order`; the first that samples decides, within its share of
 `max_total_spans_per_second` (as in the Collector: over its share the trace is not sampled, and later
 sub-policies are not asked). A share is `percent` of the total; percent 0 means an equal share of the total;
-a sub-policy without an entry in `rate_allocation` gets none."""
+a sub-policy without an entry in `rate_allocation` gets none. A trace it samples weighs the sub-policy's
+weight times the effective ratios of the budgets it passed (see rate_limiting)."""
 
 from __future__ import annotations
 
@@ -29,15 +30,17 @@ class Composite(Policy):
         self.budgets = {p.name: SecondBudget((total * allocation[p.name] / 100.0 if allocation[p.name] else equal)
                                              if p.name in allocation else 0.0) for p in ordered}
 
-    def evaluate(self, trace: Trace, second: int) -> Vote:
+    def weigh(self, trace: Trace, second: int) -> tuple[Vote, float]:
         spans = trace.span_count
         for policy in self.ordered:
-            if policy.evaluate(trace, second) != Vote.SAMPLED:
+            vote, weight = policy.weigh(trace, second)
+            if vote != Vote.SAMPLED:
                 continue
-            if self.budgets[policy.name].admit(spans, second) and self.total.admit(spans, second):
-                return Vote.SAMPLED
-            return Vote.NOT_SAMPLED
-        return Vote.NOT_SAMPLED
+            budget = self.budgets[policy.name]
+            if budget.admit(spans, second) and self.total.admit(spans, second):
+                return Vote.SAMPLED, weight * budget.ratio * self.total.ratio
+            return Vote.NOT_SAMPLED, 1.0
+        return Vote.NOT_SAMPLED, 1.0
 
 
 def decode(f: Fields, sub: DecodeSub) -> CompositeConfig:

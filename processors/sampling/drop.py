@@ -15,8 +15,9 @@ class DropConfig:
 
 
 class Drop(And):
-    def evaluate(self, trace: Trace, second: int) -> Vote:
-        return Vote.DROPPED if super().evaluate(trace, second) == Vote.SAMPLED else Vote.NOT_SAMPLED
+    def weigh(self, trace: Trace, second: int) -> tuple[Vote, float]:
+        matched = super().weigh(trace, second)[0] == Vote.SAMPLED
+        return (Vote.DROPPED if matched else Vote.NOT_SAMPLED), 1.0
 
 
 def decode(f: Fields, sub: DecodeSub) -> DropConfig:

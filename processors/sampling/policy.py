@@ -3,6 +3,12 @@
 A policy looks at a whole trace (every span gathered during `decision_wait`) and votes. The votes combine
 as in the Collector: a `drop` match wins; otherwise the trace is sampled when any policy samples it.
 
+A sampled trace also gets a weight, which the sink stores in otel_traces.SampleRate so that counts over
+sampled traces can be re-weighted (sum(SampleRate)): 1 / the probability that a trace like it is kept.
+A policy that keeps every trace it matches (status code, latency, attributes, ...) weighs 1, a
+probabilistic policy at p% 100/p, a rate limit its effective ratio (docs/traces.md). When several
+policies sample a trace, the smallest weight counts: the surest reason it was kept.
+
 Everything here is deterministic given the trace and the stream clock (`second`, stream time): re-deciding
 a trace after a restart gives the same answer (docs/traces.md).
 """
@@ -66,7 +72,12 @@ class Policy:
         self.name = name
 
     def evaluate(self, trace: Trace, second: int) -> Vote:
-        raise NotImplementedError
+        return self.weigh(trace, second)[0]
+
+    def weigh(self, trace: Trace, second: int) -> tuple[Vote, float]:
+        """The vote and, for a sampled trace, its weight. Policies that keep all they match weigh 1; a
+        policy overrides `evaluate` or this (one of them, calling the other never twice: budgets)."""
+        return self.evaluate(trace, second), 1.0
 
 
 def matched(hit: bool, invert: bool) -> Vote:
@@ -74,15 +85,21 @@ def matched(hit: bool, invert: bool) -> Vote:
     return Vote.SAMPLED if hit != invert else Vote.NOT_SAMPLED
 
 
-def decide(policies: Sequence[Policy], trace: Trace, second: int) -> bool:
-    """The combined decision over all top-level policies (every policy is evaluated, as in the Collector)."""
-    sampled = False
+def decide_weight(policies: Sequence[Policy], trace: Trace, second: int) -> float | None:
+    """The combined decision over all top-level policies (every policy is evaluated, as in the Collector):
+    None when the trace is not sampled, else its weight (the smallest of the sampling policies')."""
+    weight: float | None = None
     for policy in policies:
-        vote = policy.evaluate(trace, second)
+        vote, policy_weight = policy.weigh(trace, second)
         if vote == Vote.DROPPED:
-            return False
-        sampled = sampled or vote == Vote.SAMPLED
-    return sampled
+            return None
+        if vote == Vote.SAMPLED:
+            weight = policy_weight if weight is None else min(weight, policy_weight)
+    return weight
+
+
+def decide(policies: Sequence[Policy], trace: Trace, second: int) -> bool:
+    return decide_weight(policies, trace, second) is not None
 
 
 @dataclass(frozen=True)

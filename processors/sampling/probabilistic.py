@@ -1,6 +1,6 @@
 """probabilistic: samples a fixed share of trace ids, by the Collector's hash (FNV-1a 64 over salt + trace
 id bytes), so the same salt and percentage pick the same traces as a Collector would, and a re-decision
-after a restart agrees."""
+after a restart agrees. A trace it samples at p% weighs 100/p."""
 
 from __future__ import annotations
 
@@ -34,15 +34,19 @@ class ProbabilisticConfig:
 class Probabilistic(Policy):
     def __init__(self, name: str, config: ProbabilisticConfig) -> None:
         super().__init__(name)
-        self._threshold = int(min(max(config.sampling_percentage, 0.0), 100.0) / 100.0 * _MASK64)
+        percentage = min(max(config.sampling_percentage, 0.0), 100.0)
+        self._threshold = int(percentage / 100.0 * _MASK64)
+        self._weight = 100.0 / percentage if percentage else 0.0  # nothing is sampled at 0%
         self._salt = config.hash_salt.encode()
 
-    def evaluate(self, trace: Trace, second: int) -> Vote:
+    def weigh(self, trace: Trace, second: int) -> tuple[Vote, float]:
         try:
             trace_bytes = bytes.fromhex(trace.trace_id)
         except ValueError:
             trace_bytes = trace.trace_id.encode()
-        return Vote.SAMPLED if _hash(self._salt + trace_bytes) <= self._threshold else Vote.NOT_SAMPLED
+        if _hash(self._salt + trace_bytes) <= self._threshold:
+            return Vote.SAMPLED, self._weight
+        return Vote.NOT_SAMPLED, 1.0
 
 
 def decode(f: Fields, sub: DecodeSub) -> ProbabilisticConfig:

@@ -21,7 +21,8 @@ from confluent_kafka.admin import NewTopic
 
 from apps import maple_command
 from maple import clickhouse, kafka
-from maple.lag import measure
+from maple.consumer import Cluster
+from maple.lag import PartitionLag, measure
 from maple.net import free_port
 from maple.settings import Settings
 from maple.topics import DEAD_LETTER, HEADER_ROWS, HEADER_SOURCE, HEADER_TABLE, LOGS, RAW_LOGS, SourcePosition
@@ -32,6 +33,11 @@ from tests.helpers.stages import Stage
 
 REQUESTS, PER_REQUEST = 24, 25
 ROWS = REQUESTS * PER_REQUEST
+
+
+def _measure(bootstrap: str, group: str, topics: list[str], timestamps: bool = True) -> list[PartitionLag]:
+    with Cluster(bootstrap) as cluster:
+        return measure(cluster, group, topics, timestamps=timestamps)
 
 
 def maple(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -78,7 +84,7 @@ class Landed:
         deadline = time.monotonic() + timeout
         rows = []
         while time.monotonic() < deadline:
-            rows = measure(self.bootstrap, group, topics, timestamps=False)
+            rows = _measure(self.bootstrap, group, topics, timestamps=False)
             if rows and all(r.lag == 0 for r in rows):
                 return
             time.sleep(0.5)
@@ -153,7 +159,7 @@ def test_replay_over_rows_already_there_changes_no_count(landed: Landed) -> None
     group = landed.env["MAPLE_SINK_GROUP"]
     landed.wait_caught_up(group, [LOGS.name])
     assert landed.sink.stop() == 0
-    before = {(r.topic, r.partition): r.committed for r in measure(landed.bootstrap, group, [LOGS.name])}
+    before = {(r.topic, r.partition): r.committed for r in _measure(landed.bootstrap, group, [LOGS.name])}
 
     dry = maple(landed.env, "replay", "sink", "--topic", LOGS.name, "--from-time", landed.since, "--dry-run",
                 "--json")
@@ -164,7 +170,7 @@ def test_replay_over_rows_already_there_changes_no_count(landed: Landed) -> None
     assert sum(m["rows"] for m in plan["moves"]) >= ROWS  # our batches, maybe others' since then too
     for key, move in moved.items():
         assert move["committed"] == before[key] and move["new_offset"] == before[key] - move["messages"]
-    after_dry = {(r.topic, r.partition): r.committed for r in measure(landed.bootstrap, group, [LOGS.name])}
+    after_dry = {(r.topic, r.partition): r.committed for r in _measure(landed.bootstrap, group, [LOGS.name])}
     assert after_dry == before  # a dry run changes nothing
 
     # Start one message into each range: the sink then gathers batches with boundaries (and so tokens) it
@@ -173,7 +179,7 @@ def test_replay_over_rows_already_there_changes_no_count(landed: Landed) -> None
     assert offsets
     result = maple(landed.env, "replay", "sink", *[f"--offset={t}:{p}={o}" for (t, p), o in offsets.items()])
     assert result.returncode == 0, result.stderr
-    rewound = {(r.topic, r.partition): r.committed for r in measure(landed.bootstrap, group, [LOGS.name])}
+    rewound = {(r.topic, r.partition): r.committed for r in _measure(landed.bootstrap, group, [LOGS.name])}
     assert {key: rewound[key] for key in offsets} == offsets
     assert all(rewound[key] == before[key] for key in before if key not in offsets)  # only named partitions move
 

@@ -72,7 +72,7 @@ def test_sdk_logs_land_as_exact_rows(pipeline: Pipeline) -> None:
                     attributes={"case": f"explicit-{text}"})
     logger.emit(body='{"level": "warning", "msg": "disk 91% full", "disk": {"mount": "/data", "free_gb": 3}}',
                 attributes={"case": "json", "msg": "explicit wins"})
-    logger.emit(body="Payment ERROR: card declined", attributes={"case": "keyword"})
+    logger.emit(body="Payment ERROR: card declined", attributes={"case": "keyword"}, event_name="payment.declined")
     logger.emit(body="cache warmed in 12 ms", attributes={"case": "none"})
     assert provider.force_flush(10_000)
     provider.shutdown()
@@ -81,7 +81,7 @@ def test_sdk_logs_land_as_exact_rows(pipeline: Pipeline) -> None:
     client = pipeline.client()
     rows = {r[0]: r[1:] for r in client.query(
         "SELECT LogAttributes['case'], SeverityText, SeverityNumber, Body, LogAttributes, ScopeName, ScopeVersion, "
-        "ResourceAttributes['k8s.pod.name'], `__hdx_materialized_k8s.pod.name` "
+        "ResourceAttributes['k8s.pod.name'], `__otel_materialized_k8s.pod.name`, EventName "
         f"FROM otel_logs WHERE ServiceName = '{service}'").result_rows}
     client.close()
     for number, text in levels:
@@ -92,7 +92,8 @@ def test_sdk_logs_land_as_exact_rows(pipeline: Pipeline) -> None:
                            "disk.free_gb": "3"}
     assert rows["keyword"][:2] == ("ERROR", 17)
     assert rows["none"][:2] == ("", 0)
-    assert all(r[4:] == ("shop.checkout", "3.2.1", "pod-7", "pod-7") for r in rows.values())
+    assert all(r[4:8] == ("shop.checkout", "3.2.1", "pod-7", "pod-7") for r in rows.values())
+    assert {case: r[8] for case, r in rows.items() if r[8]} == {"keyword": "payment.declined"}
 
 
 # -- metrics --------------------------------------------------------------------------------------

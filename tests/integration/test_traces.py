@@ -103,6 +103,12 @@ def test_sdk_traces_land_sampled_and_complete_and_red_counts_every_span(
         [(spans, distinct)] = _rows(pipeline, "SELECT count(), uniqExact(SpanId) FROM otel_traces "
                                               f"WHERE ServiceName = '{service}'")
         assert spans == distinct
+        # Each kept span carries its trace's weight: errors and slow traces 1, the 25% share 4, so the
+        # re-weighted count of normal traces estimates the 160 that were sent.
+        weights = dict(_rows(pipeline, f"SELECT TraceId, any(SampleRate) FROM otel_traces WHERE ServiceName = "
+                                       f"'{service}' GROUP BY TraceId HAVING min(SampleRate) = max(SampleRate)"))
+        assert weights == {t: (4.0 if kinds[t] == "normal" else 1.0) for t in expected}
+        assert 4.0 * len(shared) == sum(weights[t] for t in shared)
 
         error_trace = next(t for t, k in kinds.items() if k == "error")
         rows = _rows(pipeline, "SELECT SpanName, SpanKind, StatusCode, StatusMessage, ScopeName, ScopeVersion, "

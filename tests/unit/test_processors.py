@@ -35,6 +35,7 @@ def test_one_row_per_record_with_every_field() -> None:
                                   "trace_id": bytes.fromhex("5b8efff798038103d269b633813fc60c"),
                                   "span_id": bytes.fromhex("eee19b7ec3c1b174"), "flags": 0x101,
                                   "severity_number": 9, "severity_text": "Information",
+                                  "event_name": "browser.page_view",
                                   "attributes": {"http.method": "GET"}}), received_ns=1)
     row = {name: values[0] for name, values in cols.items()}
     assert row == {
@@ -42,7 +43,8 @@ def test_one_row_per_record_with_every_field() -> None:
         "SpanId": "eee19b7ec3c1b174", "TraceFlags": 1, "SeverityText": "Information", "SeverityNumber": 9,
         "ServiceName": "checkout", "Body": "hello", "ResourceSchemaUrl": "https://opentelemetry.io/schemas/1.21.0",
         "ResourceAttributes": {"service.name": "checkout"}, "ScopeSchemaUrl": "", "ScopeName": "app.logger",
-        "ScopeVersion": "2.1", "ScopeAttributes": {}, "LogAttributes": {"http.method": "GET"}}
+        "ScopeVersion": "2.1", "ScopeAttributes": {}, "LogAttributes": {"http.method": "GET"},
+        "EventName": "browser.page_view"}
 
 
 def test_timestamp_falls_back_to_observed_then_receive_time() -> None:

@@ -84,3 +84,18 @@ def test_shown_yaml_loads_back_to_the_same_settings(tmp_path: Path) -> None:
     config = tmp_path / "round-trip.yaml"
     config.write_text(as_yaml(settings, {}))
     assert load_settings(config, environ={}) == settings
+
+
+def test_the_embedded_host_needs_a_password_beyond_loopback() -> None:
+    from maple.settings import SettingsError, load_settings
+
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        load_settings(environ={"MAPLE_CLICKHOUSE_EMBEDDED_HOST": host})
+    with pytest.raises(SettingsError, match=r"clickhouse.embedded_host \(MAPLE_CLICKHOUSE_EMBEDDED_HOST\): '0.0.0.0' "
+                                            r"is not a loopback address; set clickhouse.embedded_password"):
+        load_settings(environ={"MAPLE_CLICKHOUSE_EMBEDDED_HOST": "0.0.0.0"})
+    settings = load_settings(environ={"MAPLE_CLICKHOUSE_EMBEDDED_HOST": "0.0.0.0",
+                                      "MAPLE_CLICKHOUSE_EMBEDDED_PASSWORD": "s3cret"})
+    assert settings.clickhouse.embedded_password == "s3cret"
+    # With a server URL no embedded host runs, so its address does not matter.
+    load_settings(environ={"MAPLE_CLICKHOUSE_EMBEDDED_HOST": "0.0.0.0", "MAPLE_CLICKHOUSE_URL": "http://ch:8123"})

@@ -7,7 +7,7 @@ import dataclasses
 from maple.topics import FORMAT_JSON, FORMAT_NATIVE, SourcePosition
 from sinks.batch import Limits, PartitionBatch, RowBatch, decode_epoch, decode_state, encode_state
 
-LIMITS = Limits(rows=10, bytes=1 << 20, interval_s=1.0)
+LIMITS = Limits(rows=10, size=1 << 20, interval_s=1.0)
 
 
 def _rb(offset: int, source_offset: int | None, part: int = 0, rows: int = 2, table: str = "otel_logs") -> RowBatch:

@@ -17,8 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from processors import red
 from processors.sampling import ConfigError, decode_config
 from processors.tail_sampler import Emission, PartitionSampler, SpanBatch
-from tests.helpers.spans import NOW
-from tests.helpers.spans import span_columns
+from tests.helpers.spans import NOW, span_columns
 from tests.helpers.spans import span_columns as _cols
 from topologies.batches import RawRecord, span_partition, trace_batches
 
