@@ -119,7 +119,7 @@ def cmd_bench_compare(args: argparse.Namespace) -> int:
     settings = _settings(args)
     report = compare.run(settings, spans=args.spans, logs=args.logs, batch=args.batch, rate=args.rate,
                          decision_wait_s=args.decision_wait, runs=args.runs, pipelines=tuple(args.pipelines),
-                         collector_exporter=args.collector_exporter,
+                         collector_exporter=args.collector_exporter, workers=args.workers,
                          say=lambda message: print(message, file=sys.stderr, flush=True))
     print(json.dumps(report, indent=2) if args.json else compare.render(report))
     return 0
@@ -405,6 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                                help="which pipelines to run (default all three)")
     bench_compare.add_argument("--collector-exporter", action="store_true",
                                help="end the Collector's worker in its ClickHouse exporter instead of the debug one")
+    bench_compare.add_argument("--workers", type=int, default=1,
+                               help="Maple worker processes (default 1; the CPU of all of them is the worker's)")
     bench_compare.add_argument("--json", action="store_true", help="print the report as JSON")
 
     add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,

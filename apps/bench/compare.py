@@ -193,7 +193,7 @@ def _services(settings: Settings) -> list[Watched]:
 
 
 def run_maple(settings: Settings, core: str, *, spans: int, logs: int, batch: int, rate: float,
-              decision_wait_s: float, telemetrygen: Path, say: Callable[[str], None]) -> RunResult:
+              decision_wait_s: float, telemetrygen: Path, say: Callable[[str], None], workers: int = 1) -> RunResult:
     tag = uuid.uuid4().hex[:8]
     bootstrap = kafka_clients.bootstrap_servers(settings)
     database = f"bench_{tag}"
@@ -216,16 +216,18 @@ def run_maple(settings: Settings, core: str, *, spans: int, logs: int, batch: in
     try:
         stages.ensure_clickhouse(settings, say)
         subprocess.run(maple_command("schema", "apply"), env=env, check=True, stdout=subprocess.DEVNULL)
-        ingest, worker, sink = stages.start("ingest"), stages.start("worker"), stages.start("sink")
+        ingest, sink = stages.start("ingest"), stages.start("sink")
+        worker_procs = [stages.start("worker") for _ in range(workers)]
+        worker = worker_procs[0]
         deadline = time.monotonic() + 120
         ready = (f"http://127.0.0.1:{http_port}/readyz", f"http://127.0.0.1:{sink_port}/metrics")
         while not all(http_ok(url) for url in ready):
             if time.monotonic() > deadline or worker.poll() is not None:
                 raise RuntimeError(f"maple ({core}) did not come up")
             time.sleep(0.5)
-        time.sleep(8)  # the groups settle
-        watched = [Watched("ingest", ingest.pid), Watched("worker", worker.pid), Watched("sink", sink.pid),
-                   *_services(settings)]
+        time.sleep(8 + 4 * (workers - 1))  # the groups settle (a rebalance per extra worker)
+        watched = [Watched("ingest", ingest.pid), *(Watched("worker", w.pid) for w in worker_procs),
+                   Watched("sink", sink.pid), *_services(settings)]
         _measure_idle(watched)
         metrics_url = f"http://127.0.0.1:{sink_port}/metrics"
         before = {t: _histogram(metrics_url, "maple_sink_freshness_seconds", t) for t in sink_topics}
@@ -238,8 +240,9 @@ def run_maple(settings: Settings, core: str, *, spans: int, logs: int, batch: in
         _wait_drained(bootstrap, {env["MAPLE_SINK_GROUP"]: sink_topics}, 600, say)
         time.sleep(SETTLE_S)
         elapsed = time.monotonic() - started
-        result = RunResult(f"maple-{core}", spans + logs, elapsed, _charge(watched, elapsed),
-                           {w.stage: round(peak_rss_mb(w.pid), 1) for w in watched[:3]})
+        result = RunResult(f"maple-{core}" + (f"-{workers}w" if workers > 1 else ""), spans + logs, elapsed,
+                           _charge(watched, elapsed),
+                           {w.stage: round(peak_rss_mb(w.pid), 1) for w in watched[:2 + workers]})
         after = {t: _histogram(metrics_url, "maple_sink_freshness_seconds", t) for t in sink_topics}
         for topic in sink_topics:
             result.freshness[topic] = {q: (round(v, 3) if (v := _quantile(before[topic], after[topic], p)) is not None
@@ -400,7 +403,8 @@ def peers() -> tuple[Path, Path]:
 
 
 def run(settings: Settings, *, spans: int, logs: int, batch: int, rate: float, decision_wait_s: float, runs: int,
-        pipelines: tuple[str, ...], collector_exporter: bool, say: Callable[[str], None]) -> dict[str, Any]:
+        pipelines: tuple[str, ...], collector_exporter: bool, say: Callable[[str], None], workers: int = 1
+        ) -> dict[str, Any]:
     kafka_clients.probe(kafka_clients.bootstrap_servers(settings), timeout=10)
     otelcol, telemetrygen = peers()
     results: list[RunResult] = []
@@ -413,7 +417,8 @@ def run(settings: Settings, *, spans: int, logs: int, batch: int, rate: float, d
             if pipeline == "collector":
                 results.append(run_collector(settings, otelcol, exporter=collector_exporter, **kw))  # type: ignore[arg-type]
             else:
-                results.append(run_maple(settings, pipeline.removeprefix("maple-"), **kw))  # type: ignore[arg-type]
+                results.append(run_maple(settings, pipeline.removeprefix("maple-"), workers=workers,
+                                         **kw))  # type: ignore[arg-type]
     return summarize(results, spans=spans, logs=logs, batch=batch, decision_wait_s=decision_wait_s)
 
 
@@ -444,7 +449,10 @@ def summarize(results: list[RunResult], **load: Any) -> dict[str, Any]:
         both = collector.get("worker")
         if both:
             ratios[pipeline]["worker+sink vs worker"] = round((mine.get("worker", 0) + mine.get("sink", 0)) / both, 2)
+    per_core = {p: round(1e6 / row["median_cpu_s_per_million"]["worker"])
+                for p, row in table.items() if row["median_cpu_s_per_million"].get("worker")}
     return {"load": load, "pipelines": table, "ratios_to_collector": ratios,
+            "worker_records_per_cpu_second": per_core,
             "machine": f"{os.cpu_count()} cores, shared; CPU is each process's own (user+system) less its idle rate"}
 
 
@@ -473,5 +481,6 @@ def render(report: dict[str, Any]) -> str:
         for note in row["notes"]:
             lines.append(f"note {pipeline}: {note}")
     lines.append(f"ratios to the Collector (median): {report['ratios_to_collector']}")
+    lines.append(f"worker records per CPU second (records/s per core): {report['worker_records_per_cpu_second']}")
     return "\n".join(lines)
 

@@ -334,17 +334,21 @@ def python_rows(kind: str, value: bytes) -> Rows | str:
         return f"error: {type(exc).__name__}: {exc}"
 
 
+def native_records(kind: str, raw: RawRecord, core: Any) -> list[Any]:
+    """The row-batch records the worker's glue makes of `raw` with the compiled core."""
+    if kind == "logs":
+        return log_batches(raw, PARTITIONS, logs.LogOptions(), core)
+    if kind == "metrics":
+        return metric_batches(raw, PARTITIONS, core)
+    return trace_batches(raw, PARTITIONS, PARTITIONS, None, core)
+
+
 def native_rows(kind: str, value: bytes, core: Any) -> Rows | str:
     """The compiled core's rows through the worker's own glue (topologies/batches.py), decoded; or "error"."""
     raw = RawRecord(value, f"otlp.{kind}.raw", RAW_PARTITION, 7, {"maple.received": str(RECEIVED_NS).encode()},
                     1_700_000_000_000)
     try:
-        if kind == "logs":
-            records = log_batches(raw, PARTITIONS, logs.LogOptions(), core)
-        elif kind == "metrics":
-            records = metric_batches(raw, PARTITIONS, core)
-        else:
-            records = trace_batches(raw, PARTITIONS, PARTITIONS, None, core)
+        records = native_records(kind, raw, core)
     except Exception as exc:
         return f"error: {type(exc).__name__}: {exc}"
     out: Rows = {}
