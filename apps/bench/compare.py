@@ -142,6 +142,54 @@ def _wait_drained(bootstrap: str, groups: dict[str, list[str]], timeout: float, 
 GENERATORS = 8  # telemetrygen workers per signal: one worker's rate limiter tops out near 2,000 records/s
 
 
+_COUNTER = {"group.id": "maple-compare-count", "enable.auto.commit": False}
+
+
+def _ends(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    consumer = Consumer(_COUNTER | {"bootstrap.servers": bootstrap})
+    try:
+        out = {}
+        for topic in topics:
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+                out[(topic, p)] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        return out
+    finally:
+        consumer.close()
+
+
+def _received(bootstrap: str, start: dict[tuple[str, int], int], end: dict[tuple[str, int], int]) -> tuple[int, int]:
+    """(spans, logs) in the OTLP requests written to the raw topics between two sets of end offsets: what
+    the pipeline was given (telemetrygen's SDK drops records when the receiver falls behind)."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    consumer = Consumer(_COUNTER | {"bootstrap.servers": bootstrap})
+    spans = logs = 0
+    try:
+        wanted = {key: (start.get(key, 0), stop) for key, stop in end.items() if stop > start.get(key, 0)}
+        consumer.assign([TopicPartition(t, p, a) for (t, p), (a, _) in wanted.items()])
+        remaining = sum(b - a for a, b in wanted.values())
+        deadline = time.monotonic() + 120
+        while remaining > 0 and time.monotonic() < deadline:
+            for message in consumer.consume(500, timeout=1.0):
+                if message.error():
+                    continue
+                key = (str(message.topic()), int(message.partition() or 0))
+                if key not in wanted or int(message.offset() or 0) >= wanted[key][1]:
+                    continue
+                remaining -= 1
+                value = message.value() or b""
+                if "spans" in key[0] or "traces" in key[0]:
+                    request = ExportTraceServiceRequest.FromString(value)
+                    spans += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+                else:
+                    logs_request = ExportLogsServiceRequest.FromString(value)
+                    logs += sum(len(sl.log_records) for rl in logs_request.resource_logs for sl in rl.scope_logs)
+        return spans, logs
+    finally:
+        consumer.close()
+
+
 def _telemetrygen(binary: Path, endpoint: str, service: str, spans: int, logs: int, batch: int,
                   rate: float) -> list[subprocess.Popen[bytes]]:
     """telemetrygen for traces (`spans` in traces of 8) and logs at once, each at `rate` records/s in total,
@@ -241,6 +289,7 @@ def run_maple(settings: Settings, core: str, *, spans: int, logs: int, batch: in
         metrics_url = f"http://127.0.0.1:{sink_port}/metrics"
         before = {t: _histogram(metrics_url, "maple_sink_freshness_seconds", t) for t in sink_topics}
         say(f"maple-{core}: sending {spans:,} spans and {logs:,} logs")
+        raw_start = _ends(bootstrap, worker_topics)
         started = time.monotonic()
         _finish(_telemetrygen(telemetrygen, f"127.0.0.1:{grpc_port}", f"bench-{tag}", spans, logs, batch, rate),
                 timeout=600)
@@ -249,7 +298,8 @@ def run_maple(settings: Settings, core: str, *, spans: int, logs: int, batch: in
         _wait_drained(bootstrap, {env["MAPLE_SINK_GROUP"]: sink_topics}, 600, say)
         time.sleep(SETTLE_S)
         elapsed = time.monotonic() - started
-        sent = _sent(spans, logs)
+        spans_sent, logs_sent = _received(bootstrap, raw_start, _ends(bootstrap, worker_topics))
+        sent = spans_sent + logs_sent
         result = RunResult(f"maple-{core}" + (f"-{workers}w" if workers > 1 else ""), sent, elapsed,
                            _charge(watched, elapsed),
                            {w.stage: round(peak_rss_mb(w.pid), 1) for w in watched[:2 + workers]})
@@ -259,11 +309,16 @@ def run_maple(settings: Settings, core: str, *, spans: int, logs: int, batch: in
                                            else None) for q, p in (("p50", 0.5), ("p99", 0.99))}
         client = clickhouse.connect(settings, database=database, in_process=False)
         try:
-            rows = client.query("SELECT (SELECT count() FROM otel_logs), (SELECT sum(Value) FROM otel_metrics_sum "
-                                "WHERE MetricName = 'traces.span.metrics.calls'), (SELECT count() FROM otel_traces)"
-                                ).result_rows[0]
-            result.notes.append(f"in ClickHouse: {rows[0]:,} logs, {int(rows[1] or 0):,} spans counted by RED, "
-                                f"{rows[2]:,} sampled spans")
+            where = f"ServiceName = 'bench-{tag}'"
+            rows = client.query(f"SELECT (SELECT count() FROM otel_logs WHERE {where}), (SELECT sum(Value) FROM "
+                                f"otel_metrics_sum WHERE MetricName = 'traces.span.metrics.calls' AND {where}), "
+                                f"(SELECT count() FROM otel_traces WHERE {where})").result_rows[0]
+            logs_in, spans_in, sampled = int(rows[0]), int(rows[1] or 0), int(rows[2])
+            result.notes.append(f"in ClickHouse: {logs_in:,} logs, {spans_in:,} spans counted by RED, "
+                                f"{sampled:,} sampled spans")
+            if logs_in != logs_sent or spans_in != spans_sent:
+                raise RuntimeError(f"maple-{core}: {logs_in:,} logs and {spans_in:,} spans arrived of "
+                                   f"{logs_sent:,} and {spans_sent:,} received: the run is not complete")
             client.command(f"DROP DATABASE IF EXISTS `{database}` SYNC")
         finally:
             client.close()
@@ -376,9 +431,10 @@ def run_collector(settings: Settings, otelcol: Path, *, spans: int, logs: int, b
         time.sleep(decision_wait_s + 1 + SETTLE_S)  # tail sampling decides on its timer, spanmetrics flushes
         elapsed = time.monotonic() - started
         cpu = _charge(watched, elapsed)
-        sent = _sent(spans, logs)
-        result = RunResult("collector", sent, elapsed, cpu,
+        spans_sent, logs_sent = _received(bootstrap, {}, _ends(bootstrap, topics))
+        result = RunResult("collector", spans_sent + logs_sent, elapsed, cpu,
                            {w.stage: round(peak_rss_mb(w.pid), 1) for w in watched[:2]})
+        result.notes.append(f"received {spans_sent:,} spans and {logs_sent:,} logs")
         result.notes.append("worker = kafka receiver + tail_sampling + spanmetrics + transform + "
                             + ("clickhouse exporter" if exporter else "debug exporter (the ClickHouse exporter is "
                                "not measured: run with --collector-exporter once the host speaks clickhouse-go)"))
