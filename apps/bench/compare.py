@@ -392,11 +392,19 @@ def run_collector(settings: Settings, otelcol: Path, *, spans: int, logs: int, b
     grpc_port = free_port()
     export_config = None
     database = f"bench_collector_{tag}"
+    services = Stages(dict(os.environ))  # an embedded ClickHouse host for the exporter, when none runs
     if exporter:
-        host = clickhouse.running_host(settings)
-        url = host["url"] if host else settings.clickhouse.url[0]
-        export_config = {"clickhouse": {"endpoint": url, "database": database, "create_schema": True,
-                                        "timeout": "30s"}}
+        services.ensure_clickhouse(settings, say)
+        if settings.clickhouse.url:
+            server = clickhouse.endpoints(settings)[0]
+            url, user, password = f"http://{server.host}:{server.port}", server.username, server.password
+        else:
+            host = clickhouse.running_host(settings)
+            assert host is not None
+            url, user = f"http://{host['host']}:{host['port']}", settings.clickhouse.embedded_user
+            password = settings.clickhouse.embedded_password
+        export_config = {"clickhouse": {"endpoint": url, "username": user, "password": password,
+                                        "database": database, "create_schema": True, "timeout": "30s"}}
     ingest_config, worker_config = collector_configs(tag, bootstrap, grpc_port, decision_wait_s, export_config)
     work = Path(tempfile.mkdtemp(prefix="maple-compare-collector-"))
     (work / "ingest.yaml").write_text(ingest_config)
@@ -435,6 +443,14 @@ def run_collector(settings: Settings, otelcol: Path, *, spans: int, logs: int, b
         result = RunResult("collector", spans_sent + logs_sent, elapsed, cpu,
                            {w.stage: round(peak_rss_mb(w.pid), 1) for w in watched[:2]})
         result.notes.append(f"received {spans_sent:,} spans and {logs_sent:,} logs")
+        if exporter:
+            client = clickhouse.connect(settings, database=database, in_process=False)
+            try:
+                rows = client.query("SELECT (SELECT count() FROM otel_logs), (SELECT count() FROM otel_traces)"
+                                    ).result_rows[0]
+                result.notes.append(f"the exporter wrote {rows[0]:,} logs and {rows[1]:,} sampled spans")
+            finally:
+                client.close()
         result.notes.append("worker = kafka receiver + tail_sampling + spanmetrics + transform + "
                             + ("clickhouse exporter" if exporter else "debug exporter (the ClickHouse exporter is "
                                "not measured: run with --collector-exporter once the host speaks clickhouse-go)"))
@@ -455,6 +471,7 @@ def run_collector(settings: Settings, otelcol: Path, *, spans: int, logs: int, b
                 client.close()
             except Exception:  # cleaning up: the numbers are already taken
                 pass
+        services.stop()
 
 
 # -- the whole comparison ----------------------------------------------------------------------------------
