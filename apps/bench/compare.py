@@ -7,7 +7,8 @@ Each pipeline runs in its own processes, one after the other, `--runs` times in 
   -> ClickHouse;
 * **collector**: an OpenTelemetry Collector as the ingest (otlp receiver -> kafka exporter) and another
   as the worker (kafka receiver -> tail_sampling, spanmetrics, transform for logs -> debug exporter, or
-  the clickhouse exporter into the same ClickHouse with `--collector-exporter`).
+  with `--collector-exporter` its ClickHouse exporter into the same ClickHouse, through the embedded
+  host's clickhouse-go protocol when embedded).
 
 The load is telemetrygen's (the Collector project's generator), sent over OTLP/gRPC: `--spans` in traces
 of 8 and `--logs` with a JSON body, in batches of `--batch`, both at once. Tail sampling is the same on
@@ -452,8 +453,8 @@ def run_collector(settings: Settings, otelcol: Path, *, spans: int, logs: int, b
             finally:
                 client.close()
         result.notes.append("worker = kafka receiver + tail_sampling + spanmetrics + transform + "
-                            + ("clickhouse exporter" if exporter else "debug exporter (the ClickHouse exporter is "
-                               "not measured: run with --collector-exporter once the host speaks clickhouse-go)"))
+                            + ("clickhouse exporter" if exporter else "debug exporter (--collector-exporter measures "
+                               "its ClickHouse exporter too)"))
         return result
     finally:
         for proc in procs:
