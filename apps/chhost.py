@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.policy
 import hmac
 import json
 import logging
@@ -48,6 +49,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from typing import Any
 
 import chdb
@@ -265,13 +267,28 @@ class Engine:
             message = f"{message.rstrip()} (version {self.version})"
         return RequestError(self.status(code), code, message)
 
-    def _connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
+    def _connection(self, readonly: str = "0") -> Any:
+        """This thread's pooled connection for a `readonly` level (0, 1 or 2).
+
+        ClickHouse refuses to change `readonly` once a connection is read-only, so a request's readonly
+        setting could never be undone on a shared connection (it would leave the thread read-only for the
+        sinks' inserts that come next). Each thread keeps one connection per level instead, made read-only
+        once when it is opened."""
+        if readonly not in ("0", "1", "2"):
+            raise RequestError(400, BAD_ARGUMENTS, f"Code: 36. DB::Exception: readonly must be 0, 1 or 2, not "
+                                                   f"{readonly!r}. (BAD_ARGUMENTS)")
+        conns: dict[str, Any] | None = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+            self._local.databases = {}
+        conn = conns.get(readonly)
         if conn is None:
             conn = chdb.connect(self.path)
-            self._local.conn, self._local.database = conn, None
             with self._lock:
                 self._connections.append(conn)
+            if readonly != "0":
+                conn.query(f"SET readonly = {int(readonly)}")
+            conns[readonly] = conn
         return conn
 
     # -- sessions -------------------------------------------------------------------------------------
@@ -316,7 +333,8 @@ class Engine:
 
         Raises RequestError (before or after output began)."""
         if session is None:
-            return self._run(self._connection(), request, None, emit)
+            return self._run(self._connection(request.settings.get("readonly", "0").strip() or "0"), request, None,
+                             emit)
         if not session.lock.acquire(blocking=False):
             raise RequestError(self.status(SESSION_IS_LOCKED), SESSION_IS_LOCKED,
                                "Code: 373. DB::Exception: Session is locked by a concurrent client. "
@@ -350,12 +368,14 @@ class Engine:
             raise self.error(exc) from exc
 
     def _use(self, conn: Any, request: Request, session: Session | None) -> None:
-        state = session if session is not None else self._local
         database = request.database or (session.database if session is not None else "default")
-        if getattr(state, "database", None) != database or session is not None:
+        if session is not None:
             conn.query(f"USE `{database.replace('`', '')}`")
-            if session is None:
-                self._local.database = database
+            return
+        databases: dict[int, str] = self._local.databases  # per pooled connection of this thread
+        if databases.get(id(conn)) != database:
+            conn.query(f"USE `{database.replace('`', '')}`")
+            databases[id(conn)] = database
 
     @contextmanager
     def _settings(self, conn: Any, request: Request, session: Session | None) -> Iterator[None]:
@@ -370,6 +390,8 @@ class Engine:
         applied = []
         try:
             for name, value in request.settings.items():
+                if name == "readonly" and session is None:
+                    continue  # the pooled connection is at that level already (see _connection)
                 conn.query(f"SET {name} = {_quote(value)}")
                 applied.append(name)
             yield
@@ -566,6 +588,22 @@ def _block_method(query: Any) -> int | None:
     return chwire.METHODS[method]
 
 
+def form_fields(body: bytes, content_type: str) -> dict[str, str]:
+    """The fields of a multipart/form-data body (name -> text)."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise RequestError(400, BAD_ARGUMENTS, "Code: 36. DB::Exception: malformed multipart/form-data body. "
+                                               "(BAD_ARGUMENTS)")
+    out = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            payload = part.get_payload(decode=True)
+            out[name] = payload.decode("utf-8") if isinstance(payload, bytes) else ""
+    return out
+
+
 def build_app(engine: Engine, metrics: HostMetrics, max_body: int, users: Users) -> web.Application:
     async def ping(_: web.Request) -> web.Response:
         return web.Response(text="Ok.\n")
@@ -620,7 +658,13 @@ def build_app(engine: Engine, metrics: HostMetrics, max_body: int, users: Users)
                 raise RequestError(400, code, f"Code: {code}. DB::Exception: {exc}. (CANNOT_DECOMPRESS)") from exc
             except ValueError as exc:  # decompressed blocks past the limit
                 raise RequestError(413, TOO_LARGE, f"Code: 241. DB::Exception: {exc}. (MEMORY_LIMIT_EXCEEDED)") from exc
-            request = Request.parse(dict(http.query), body)
+            fields = dict(http.query)
+            if http.content_type == "multipart/form-data":
+                # clickhouse-connect sends the query and large bound parameters as form fields, which
+                # ClickHouse reads like URL parameters
+                fields.update(form_fields(body, http.headers.get("Content-Type", "")))
+                body = b""
+            request = Request.parse(fields, body)
             if request.data is not None:
                 kind = "insert"
                 metrics.insert_bytes.inc(len(request.data))

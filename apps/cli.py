@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 from maple import __version__
 from maple.log import setup_logging
-from maple.settings import Settings, SettingsError, as_yaml, describe, load_settings
+from maple.settings import Settings, SettingsError, as_yaml, describe, load_settings, setting_sources
 
 EPILOG = """\
 Settings come from MAPLE_* environment variables and an optional YAML file (--config or MAPLE_CONFIG);
@@ -74,14 +75,14 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 def cmd_sink(args: argparse.Namespace) -> int:
     from sinks.runner import run
 
-    run(_settings(args))
+    run(_settings(args), ready_file=args.ready_file)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from topologies.app import run
 
-    run(_settings(args))
+    run(_settings(args), ready_file=args.ready_file)
     return 0
 
 
@@ -89,6 +90,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from ingest.server import run
 
     run(_settings(args))
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from query.app import run
+
+    run(_settings(args, api_host=args.host, api_port=args.port))
     return 0
 
 
@@ -149,6 +157,59 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_send_test_data(args: argparse.Namespace) -> int:
+    import time
+
+    from apps import testdata
+
+    settings = _settings(args)
+    host = settings.ingest.host if settings.ingest.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    endpoint = args.endpoint or f"http://{host}:{settings.ingest.http_port}"
+    run = str(time.time_ns())
+    _say(f"sending {args.traces} traces (3 spans each, every fifth with an error), {args.traces} log records and "
+         f"{2 * args.traces} metric points to {endpoint}, run {run}")
+    if not testdata.send_all(endpoint, args.traces, run, args.api_key):
+        print(f"maple send-test-data: the ingest at {endpoint} did not take them; is `maple up` (or `maple ingest`) "
+              "running with these settings?", file=sys.stderr)
+        return 1
+    if args.wait:
+        return 0 if testdata.wait_for_rows(settings, run, args.traces, args.wait_timeout, _say) else 1
+    where = f"ResourceAttributes['{testdata.RUN_ATTRIBUTE}'] = '{run}'"
+    _say("logs and metrics are queryable within seconds, traces after the sampler's decision_wait (10 s by "
+         "default); then:")
+    _say(f'  maple query "SELECT SeverityText, Body FROM otel_logs WHERE {where} LIMIT 5"')
+    _say(f'  maple query "SELECT MetricName, count() FROM otel_metrics_sum WHERE {where} GROUP BY MetricName"')
+    _say(f'  maple query "SELECT TraceId, SpanName, StatusCode FROM otel_traces WHERE {where}"')
+    return 0
+
+
+def cmd_bench_query(args: argparse.Namespace) -> int:
+    from apps.bench import query as bench_query
+
+    settings = _settings(args)
+    report = bench_query.run(settings, database=args.database, logs=args.logs, spans=args.spans, hours=args.hours,
+                             iterations=args.iterations, reuse=args.reuse,
+                             say=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    data = report["data"]
+    _say(f"data: {data['logs']:,} log rows and {data['spans']:,} spans over {data['hours']} h in `{data['database']}` "
+         f"(generated in ClickHouse: {data['generation_s'] or 'reused'})")
+    _say(f"{'call':<46} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'CH p50':>8} {'CH p95':>8} {'CPU API':>8} "
+         f"{'CPU CH':>8}  items")
+    for row in report["results"]:
+        _say(f"{row['call']:<46} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['max_ms']:>8.1f} "
+             f"{row['clickhouse_p50_ms']:>8.1f} {row['clickhouse_p95_ms']:>8.1f} {row['api_cpu_ms']:>8.1f} "
+             f"{row['clickhouse_cpu_ms']:>8.1f}  {row['items']}")
+    _say(f"({report['iterations']} calls each, one at a time. CH: time waiting for ClickHouse (Server-Timing). CPU: "
+         "CPU ms per call of the API process and of the embedded ClickHouse host, from /proc)")
+    _say("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in report["load_average"]))
+    for name, plan in report["explain"].items():
+        _say(f"\nEXPLAIN indexes = 1 -- {name}\n{plan}")
+    return 0
+
+
 def cmd_bench_rekey(args: argparse.Namespace) -> int:
     from apps.bench import rekey
 
@@ -178,12 +239,24 @@ def cmd_clickhouse_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def query_format(explicit: str | None, interactive: bool) -> str:
+    """The output format of `maple query`: the one asked for, else a table for a person at a terminal and
+    TSV for a pipe or a file (what clickhouse-client does), so scripts get no box-drawing characters."""
+    return explicit or ("PrettyCompactMonoBlock" if interactive else "TSV")
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from maple import clickhouse
 
     settings = _settings(args)
     database = args.database or settings.clickhouse.database
+    in_process = settings.embedded_clickhouse and clickhouse.running_host(settings) is None
     client = clickhouse.connect(settings)
+    if in_process:  # on stderr: stdout carries only the result
+        print(f"maple query: no ClickHouse host runs for this data dir; opened the embedded engine (chDB, "
+              f"ClickHouse {client.server_version}) in this process on {clickhouse.embedded_data_path(settings)}",
+              file=sys.stderr, flush=True)
+    fmt = query_format(args.format, sys.stdout.isatty())
     try:
         exists = client.query("SELECT count() FROM system.databases WHERE name = {db:String}",
                               parameters={"db": database}).result_rows[0][0]
@@ -192,7 +265,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         elif args.database:
             raise SettingsError(f"--database {database}: no such database")
         # Only row-returning statements take an output format; `INSERT ... VALUES` would choke on one.
-        out = client.raw_query(args.sql, fmt=args.format if _wants_format(args.sql) else None)
+        out = client.raw_query(args.sql, fmt=fmt if _wants_format(args.sql) else None)
     finally:
         client.close()
     sys.stdout.write(out.decode("utf-8", errors="replace"))
@@ -243,14 +316,18 @@ def cmd_schema_apply(args: argparse.Namespace) -> int:
 
 def cmd_config_show(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    rows = describe(settings, sources=setting_sources(args.config))
     if args.format == "yaml":
         sys.stdout.write(as_yaml(settings))
     elif args.format == "json":
-        print(json.dumps(describe(settings), indent=2, default=str))
+        print(json.dumps(rows, indent=2, default=str))
     else:
-        for row in describe(settings):
-            source = "env" if row["from_env"] else ""
-            _say(f"{row['key']:<32} {json.dumps(row['value'], default=str):<40} {row['env']:<34} {source}")
+        # Values as JSON, so types show: "text" is a string, 2.0 a number, [..] a list. Values last: some are long.
+        table = [("setting", "source", "environment variable", "value")] + [
+            (row["key"], row["source"], row["env"], json.dumps(row["value"], default=str)) for row in rows]
+        widths = [max(len(line[i]) for line in table) for i in range(3)]
+        for line in table:
+            _say("  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[3])
     return 0
 
 
@@ -275,12 +352,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    add("up", "run everything locally: Kafka, embedded ClickHouse and the pipeline stages", cmd_up,
-        "Start the local Kafka broker (unless MAPLE_KAFKA_BOOTSTRAP is set), create Maple's topics, start the "
-        "embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set) and the pipeline stages as child "
-        "processes. Prints the endpoints once everything is healthy, restarts a stage that dies (with "
-        "backoff), and stops everything on Ctrl-C or SIGTERM. Data persists in the data dir, so a second "
-        "`maple up` resumes where the first stopped.")
+    add("up", "run everything locally: Kafka, embedded ClickHouse, the pipeline stages and the query API", cmd_up,
+        "Check every port it will listen on (a taken one stops it before anything starts, naming the port and "
+        "its setting), start the local Kafka broker (unless MAPLE_KAFKA_BOOTSTRAP is set), create Maple's "
+        "topics, start the embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), the pipeline stages "
+        "and the query API (`maple api`, api.port 8080) as child processes. Says \"maple is up\" with the "
+        "endpoints once every stage is ready, then prints nothing unless something happens; restarts a stage "
+        "that dies (with backoff), and stops everything on Ctrl-C or SIGTERM. Every child logs in one format "
+        "at log_level. Data persists in the data dir, so a second `maple up` resumes where the first stopped.")
 
     kafka = add("kafka", "run Maple's local Apache Kafka (KRaft, jars from Maven Central)", cmd_kafka,
                 "Manage the local Kafka cluster under <data_dir>/kafka. `start` fetches the broker jars with mvn "
@@ -303,11 +382,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = add("query", "run one SQL statement against Maple's ClickHouse and print the result", cmd_query,
                 "Runs against MAPLE_CLICKHOUSE_URL, else the running embedded host (`maple up`), else opens the "
-                "embedded engine in this process. Tables of Maple's database can be named unqualified.")
+                "embedded engine in this process (and says so on stderr, with its data directory). Tables of "
+                "Maple's database can be named unqualified. Output: a table on a terminal, TSV when piped or "
+                "redirected (like clickhouse-client), or the --format given.")
     query.add_argument("sql", help='the statement, e.g. "SELECT count() FROM otel_logs"')
-    query.add_argument("--format", default="PrettyCompactMonoBlock",
-                       help="ClickHouse output format (default PrettyCompactMonoBlock; e.g. TSV, JSONEachRow, CSV)")
+    query.add_argument("--format",
+                       help="ClickHouse output format, e.g. TSV, TSVWithNames, CSV, JSONEachRow, PrettyCompact "
+                            "(default: PrettyCompactMonoBlock on a terminal, TSV otherwise)")
     query.add_argument("--database", help="default database for the statement (default: clickhouse.database)")
+
+    send = add("send-test-data", "send a few traces, logs and metrics to the ingest, to see Maple work",
+               cmd_send_test_data,
+               "Sends --traces traces of three spans (every fifth with an error span, which the default tail "
+               "sampling keeps; 10% of the others), as many log records (a third with JSON bodies) and two metric "
+               "points per trace, as OTLP/HTTP JSON, to the configured ingest (ingest.host, ingest.http_port) or "
+               "--endpoint. Every record carries the resource attribute maple.test_run with the run's id. "
+               "With --wait it watches the rows arrive in ClickHouse. Logs and metrics are queryable within "
+               "seconds, traces after decision_wait (10 s by default). Standalone: python3 apps/testdata.py.")
+    send.add_argument("--endpoint", help="OTLP/HTTP base URL (default: http://<ingest.host>:<ingest.http_port>)")
+    send.add_argument("--traces", type=int, default=20, help="traces, log records and points per metric (default 20)")
+    send.add_argument("--api-key", help="when the ingest has MAPLE_INGEST_API_KEYS set")
+    send.add_argument("--wait", action="store_true", help="wait until the rows are in ClickHouse, and say when")
+    send.add_argument("--wait-timeout", type=float, default=60.0, metavar="SECONDS",
+                      help="how long --wait waits (default 60)")
 
     schema = sub.add_parser("schema", help="Maple's ClickHouse schema", parents=[common])
     schema_sub = schema.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -327,7 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="inspect settings", parents=[common])
     config_sub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = add("show", "print the effective settings (secrets masked)", cmd_config_show, into=config_sub)
+    show = add("show", "print the effective settings (secrets masked) and where each came from", cmd_config_show,
+               "One row per setting: its key, where its value came from (default, file: the YAML of --config or "
+               "MAPLE_CONFIG, environment: its MAPLE_* variable, which wins), the variable, and the value as JSON "
+               "(strings quoted, numbers and lists typed). --format yaml prints a file --config accepts back.",
+               into=config_sub)
     show.add_argument("--format", choices=("table", "yaml", "json"), default="table")
 
     add("ingest", "serve OTLP gRPC :4317 and HTTP :4318, writing every accepted request to Kafka", cmd_ingest,
@@ -335,6 +436,19 @@ def build_parser() -> argparse.ArgumentParser:
         "boundaries if it exceeds the topic's record limit) on otlp.{traces,logs,metrics}.raw; the client "
         "gets success only after Kafka acknowledged. Also serves /healthz, /readyz (ready while Kafka is "
         "reachable) and Prometheus /metrics on the HTTP port. See `maple config show` for ingest.*.")
+    api = add("api", "serve the query API (and the web UI): search logs and traces, services, metrics, SQL",
+              cmd_api,
+              "The query service: an HTTP API over Maple's ClickHouse tables under /api/v1 (logs search, aggregate "
+              "and live tail; traces search, one trace, services with RED figures, the service map; metrics names, "
+              "labels, series and a PromQL subset; read-only SQL; sources; health), its OpenAPI document at "
+              "/api/openapi.json (browsable at /api/docs), and the built web UI at / when there is one. Every "
+              "query runs read-only with ClickHouse's limits (api.max_execution_time_s, api.max_result_rows, ...). "
+              "Operator-added sources live in the metadata store (api.metadata_url; default a SQLite file in the "
+              "data dir), migrated at start. Needs a running ClickHouse: `maple up` starts this with the rest. "
+              "See docs/query.md.")
+    api.add_argument("--host", help="listen address (default: api.host, 127.0.0.1)")
+    api.add_argument("--port", type=int, help="listen port (default: api.port, 8080)")
+
     bench = sub.add_parser("bench", help="benchmarks (figures for the README's performance section)",
                            parents=[common])
     bench_sub = bench.add_subparsers(dest="action", metavar="BENCHMARK", required=True)
@@ -409,19 +523,42 @@ def build_parser() -> argparse.ArgumentParser:
                                help="Maple worker processes (default 1; the CPU of all of them is the worker's)")
     bench_compare.add_argument("--json", action="store_true", help="print the report as JSON")
 
-    add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,
+    bench_q = add("query", "measure the query API on a generated data set (10M log rows, 2M spans by default)",
+                  cmd_bench_query,
+                  "Generates a reproducible data set inside ClickHouse (INSERT ... SELECT over numbers(): every value "
+                  "a function of the row number; timestamps end at the minute of generation), derives RED metrics "
+                  "from its spans, starts `maple api` on it and reports p50/p95/max latency of log search with a "
+                  "text term over 24 h, trace by id, the service list, the service map over 1 h and a histogram "
+                  "quantile, then ClickHouse's EXPLAIN (indexes = 1) of the SQL behind them. Needs the embedded "
+                  "engine (started if no host runs) or MAPLE_CLICKHOUSE_URL.", into=bench_sub)
+    bench_q.add_argument("--database", default="bench_query", help="database for the data set (default bench_query; "
+                                                                   "dropped and recreated unless --reuse)")
+    bench_q.add_argument("--logs", type=int, default=10_000_000, help="log rows (default 10,000,000)")
+    bench_q.add_argument("--spans", type=int, default=2_000_000, help="spans, in traces of 8 (default 2,000,000)")
+    bench_q.add_argument("--hours", type=float, default=24.0, help="time span of the data (default 24)")
+    bench_q.add_argument("--iterations", type=int, default=30, help="measured calls per case (default 30)")
+    bench_q.add_argument("--reuse", action="store_true", help="keep an existing data set of the same size")
+    bench_q.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    worker = add("worker", "run the Faust processing workers: raw OTLP topics -> row batches", cmd_worker,
         "A Faust app (consumer group worker.group) with one agent per signal in worker.signals: logs (JSON "
         "bodies parsed, severity inferred), metrics (one row per data point, by type) and traces (spans "
         "repartitioned by TraceId onto otel.spans with RED points onto otel.metrics, then tail-sampled onto "
-        "otel.spans.sampled by the policies in traces.sampling_config). Each raw record becomes JSONColumns "
-        "row batches, acknowledged in order after Kafka stored them. Run more processes to scale, up to the "
-        "partition count.")
-    add("sink", "run the exactly-once ClickHouse sink: processed topics -> ClickHouse tables", cmd_sink,
+        "otel.spans.sampled by the policies in traces.sampling_config). Each raw record becomes row batches "
+        "(ClickHouse Native from the compiled core, JSONColumns from the Python processors: worker.core), "
+        "acknowledged in order after Kafka stored them. Run more processes to scale, up to the partition count.")
+    worker.add_argument("--ready-file", type=Path, metavar="PATH",
+                        help="create PATH (holding the pid) once the worker consumes, remove it at exit; "
+                             "`maple up` waits for it, and an exec readiness probe can test for it")
+    sink = add("sink", "run the exactly-once ClickHouse sink: processed topics -> ClickHouse tables", cmd_sink,
         "Consumes otel.logs, otel.metrics and otel.spans.sampled (group sink.group), gathers row batches per "
         "partition up to sink.batch_rows / batch_bytes / flush_interval_s, inserts them with deduplication "
         "tokens, and commits offsets only after ClickHouse acknowledged. Rows ClickHouse rejects for good go to "
         "maple.dlq. Run "
         "more processes to scale, up to the partition count. See docs/exactly-once.md.")
+    sink.add_argument("--ready-file", type=Path, metavar="PATH",
+                      help="create PATH (holding the pid) once the group assigned this sink its partitions, "
+                           "remove it at exit; `maple up` waits for it")
 
     from ops.commands import register as register_ops  # replay, lag, dlq: docs/operations.md
 
@@ -439,6 +576,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `maple ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
     except Exception as exc:  # a clear one-line reason, the traceback only at debug level
         logging.getLogger("maple").debug("command failed", exc_info=True)
         print(f"maple {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -1,10 +1,17 @@
 """`maple up`: the all-in-one local run, a small supervisor over Maple's processes.
 
-It brings up Kafka (the local KRaft broker unless MAPLE_KAFKA_BOOTSTRAP is set), creates Maple's topics,
-starts the embedded ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), then the pipeline stages, each
-as a child process. A child that dies is restarted with exponential backoff and the reason is logged.
-SIGINT/SIGTERM stop everything in reverse order of start; children also get SIGTERM from the kernel if
-the supervisor itself is killed (PR_SET_PDEATHSIG), so no process is left behind.
+It checks every port it will listen on (apps/ports.py) before it starts anything, brings up Kafka (the
+local KRaft broker unless MAPLE_KAFKA_BOOTSTRAP is set), creates Maple's topics, starts the embedded
+ClickHouse host (unless MAPLE_CLICKHOUSE_URL is set), then the pipeline stages and the query API, each as a
+child process. It says "maple is up" only once every part is ready: Kafka produces and consumes,
+ClickHouse answers, the ingest's and the API's /readyz are 200, the worker and the sink created their ready
+files (maple/ready.py). After that it prints nothing unless something happens. A child that dies is
+restarted with exponential backoff and the reason is logged. SIGINT/SIGTERM stop everything in reverse
+order of start; children also get SIGTERM from the kernel if the supervisor itself is killed
+(PR_SET_PDEATHSIG), so no process is left behind.
+
+Everything is logged in Maple's one format (maple/log.py), the children's lines included; only the
+"maple is up" summary is printed as a table, on stdout.
 """
 
 from __future__ import annotations
@@ -21,8 +28,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from apps import localkafka, maple_command
-from maple import clickhouse
+from apps import localkafka, maple_command, ports
+from maple import clickhouse, ready
 from maple import kafka as kafka_clients
 from maple.net import http_ok
 from maple.settings import Settings
@@ -33,6 +40,11 @@ BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
 STABLE_AFTER_S = 60.0  # a child that ran this long has its backoff reset
 STOP_GRACE_S = 20.0
+READY_TIMEOUT_S = 120.0  # a worker's first start creates topics and joins its group: seconds on a busy machine
+
+
+class StartupError(RuntimeError):
+    """`maple up` cannot start; the message says what and which setting to change."""
 
 
 
@@ -53,14 +65,24 @@ class Child:
     started_at: float = 0.0
     backoff: float = BACKOFF_START_S
     restart_at: float | None = None
+    ready_file: Path | None = None  # the child creates it once ready (maple/ready.py); None: ready once started
+    announce_ready: bool = False    # restarted after "maple is up": say when it is ready again
 
     def launch(self) -> None:
+        if self.ready_file is not None:
+            ready.clear(self.ready_file)
         # Keep members still alive (the other nodes of a Kafka cluster); start() brings up the rest.
         self.procs = [p for p in self.procs if p.poll() is None] + self.start()
         self.started_at = time.monotonic()
 
     def exited(self) -> list[tuple[int, int]]:
         return [(p.pid, code) for p in self.procs if (code := p.poll()) is not None]
+
+    def is_ready(self) -> bool:
+        alive = [p for p in self.procs if p.poll() is None]
+        if not alive:
+            return False
+        return self.ready_file is None or ready.is_ready(self.ready_file, alive[0].pid)
 
 
 def _describe_exit(code: int) -> str:
@@ -87,16 +109,40 @@ def _terminate(procs: list[subprocess.Popen[bytes]], grace: float) -> None:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, config: str | None, say: Callable[[str], None]) -> None:
+    def __init__(self, settings: Settings, config: str | None, say: Callable[[str], None],
+                 show: Callable[[str], None] | None = None) -> None:
         self.settings = settings
         self.config = config
-        self.say = say
+        self.say = say                  # progress and events: a log line each
+        self.show = show or say         # the "maple is up" summary
         self.children: list[Child] = []
+        self.run_dir = settings.data_path / "run"  # ready files of the children
         self.stopping = threading.Event()
         self.env = dict(os.environ)
         if config:
             self.env["MAPLE_CONFIG"] = str(Path(config).resolve())
         self.env["MAPLE_DATA_DIR"] = str(settings.data_path)
+
+    # -- before anything starts --------------------------------------------------------------------
+
+    def _preflight(self) -> None:
+        """Refuse to start what cannot run: a second `maple up` on this data dir, or a port in use."""
+        settings = self.settings
+        if settings.embedded_clickhouse and (other := clickhouse.running_host(settings)) is not None:
+            raise StartupError(f"an embedded ClickHouse host (pid {other['pid']}) already serves "
+                               f"{settings.data_path}; is another `maple up` running on this data dir?")
+        reused: list[int] = []  # a local Kafka that already runs is used as it is
+        if settings.local_kafka:
+            cluster = localkafka.LocalCluster(settings)
+            running = localkafka.running_nodes(cluster)
+            reused = [port for n in cluster.nodes if n.node_id in running for port in (n.port, n.controller_port)]
+        findings = ports.check(ports.claims(settings), reused)
+        for warning in findings.warnings:
+            log.warning("%s", warning)
+        if findings.errors:
+            for error in findings.errors:
+                log.error("%s", error)
+            raise StartupError(f"{len(findings.errors)} port problem(s), nothing was started")
 
     # -- the parts ---------------------------------------------------------------------------------
 
@@ -133,10 +179,6 @@ class Supervisor:
             version = client.server_version
             client.close()
             return f"{clickhouse.describe_engine(settings)} (ClickHouse {version})"
-        other = clickhouse.running_host(settings)
-        if other is not None:
-            raise RuntimeError(f"an embedded ClickHouse host (pid {other['pid']}) already serves "
-                               f"{settings.data_path}; is another `maple up` running on this data dir?")
         child = Child("clickhouse", lambda: self._maple("clickhouse", "serve"))
         child.launch()
         self.children.append(child)
@@ -173,7 +215,7 @@ class Supervisor:
                 f"(metrics /metrics)")
 
     def _start_pipeline(self) -> list[str]:
-        """Apply the schema, then start the workers and the sink."""
+        """Apply the schema, then start the workers and the sink and wait until both are ready."""
         from maple import schema
 
         client = clickhouse.connect(self.settings, in_process=False)
@@ -184,12 +226,56 @@ class Supervisor:
             client.close()
         lines = [f"  schema      ready    `{self.settings.clickhouse.database}` "
                  f"({len(ran)} migration(s) applied now)"]
-        for name, args in (("worker", ("worker",)), ("sink", ("sink",))):
-            child = Child(name, partial(self._maple, *args))
+        stages = []
+        for name in ("worker", "sink"):
+            ready_file = self.run_dir / f"{name}.ready"
+            child = Child(name, partial(self._maple, name, "--ready-file", str(ready_file)), ready_file=ready_file)
             child.launch()
             self.children.append(child)
-            lines.append(f"  {name:<10}  running  pid {child.procs[0].pid}")
+            stages.append(child)
+        self._wait_ready(stages)
+        for child in stages:
+            what = "consuming" if child.name == "worker" else "holding its partitions"
+            lines.append(f"  {child.name:<10}  ready    pid {child.procs[0].pid}, {what}")
         return lines
+
+    def _wait_ready(self, children: list[Child]) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not all(child.is_ready() for child in children):
+            for child in children:
+                if child.exited():
+                    raise StartupError(f"the {child.name} exited during start-up (see its log above)")
+            if self.stopping.is_set():
+                return
+            if time.monotonic() > deadline:
+                late = ", ".join(c.name for c in children if not c.is_ready())
+                raise StartupError(f"not ready within {READY_TIMEOUT_S:.0f}s: {late} (see the log above)")
+            time.sleep(0.2)
+
+    def _traces_line(self) -> str:
+        """When sampled traces become queryable: after decision_wait, which a user should know about."""
+        from topologies.sampler import sampling_config
+
+        wait_s = sampling_config(self.settings).decision_wait_ms / 1000
+        policies = ("errors, traces of 1 s or more, 10% of the rest" if not self.settings.traces.sampling_config
+                    else f"policies of {self.settings.traces.sampling_config}")
+        return (f"  traces      sampled  {policies}; queryable about {wait_s:g} s after a trace's first span "
+                f"(decision_wait)")
+
+    def _start_api(self) -> str:
+        cfg = self.settings.api
+        child = Child("api", lambda: self._maple("api"))
+        child.launch()
+        self.children.append(child)
+        ready = f"http://{cfg.host}:{cfg.port}/readyz"
+        deadline = time.monotonic() + 60
+        while not http_ok(ready):
+            if child.exited():
+                raise RuntimeError("the query API exited during start-up (see its log above)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the query API was not ready within 60s ({ready})")
+            time.sleep(0.2)
+        return f"http://{cfg.host}:{cfg.port}/ (API /api/v1, OpenAPI /api/openapi.json)"
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -197,6 +283,7 @@ class Supervisor:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: self.stopping.set())
         try:
+            self._preflight()
             kafka_line = self._start_kafka()
             created = kafka_clients.create_topics(self.settings)
             if created:
@@ -206,15 +293,23 @@ class Supervisor:
             clickhouse_line = self._start_clickhouse()
             ingest_line = self._start_ingest()
             pipeline_lines = self._start_pipeline()
+            api_line = self._start_api()
+            traces_line = self._traces_line() if "traces" in self.settings.worker.signals else None
+            if self.stopping.is_set():
+                return self.shutdown(0)
         except Exception as exc:
-            self.say(f"maple up failed: {exc}")
+            log.error("maple up failed: %s", exc)
             return self.shutdown(1)
         lines = ["maple is up", f"  kafka       healthy  {kafka_line}", f"  clickhouse  healthy  {clickhouse_line}",
                  f"  ingest      ready    {ingest_line}"]
         lines += pipeline_lines
+        lines.append(f"  api         ready    {api_line}")
+        if traces_line:
+            lines.append(traces_line)
         lines.append(f"  query it:   maple query \"SELECT version()\"   (data dir {self.settings.data_path})")
+        lines.append("  send some:  maple send-test-data   (logs, traces and metrics)")
         lines.append("Ctrl-C stops everything.")
-        self.say("\n".join(lines))
+        self.show("\n".join(lines))
         while not self.stopping.wait(0.5):
             self._watch()
         return self.shutdown(0)
@@ -227,18 +322,22 @@ class Supervisor:
                     child.restart_at = None
                     try:
                         child.launch()
+                        child.announce_ready = child.ready_file is not None
                         self.say(f"{child.name} restarted")
                     except Exception as exc:
-                        self.say(f"{child.name} could not be restarted: {exc}")
+                        log.error("%s could not be restarted: %s", child.name, exc)
                         child.restart_at, child.backoff = now + child.backoff, min(child.backoff * 2, BACKOFF_MAX_S)
                 continue
+            if child.announce_ready and child.is_ready():
+                child.announce_ready = False
+                self.say(f"{child.name} ready again")
             exited = child.exited()
             if not exited:
                 if now - child.started_at > STABLE_AFTER_S:
                     child.backoff = BACKOFF_START_S
                 continue
             pid, code = exited[0]
-            self.say(f"{child.name} (pid {pid}) {_describe_exit(code)}; restarting in {child.backoff:.0f}s")
+            log.warning("%s (pid %d) %s; restarting in %.0fs", child.name, pid, _describe_exit(code), child.backoff)
             child.restart_at = now + child.backoff
             child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
 
@@ -248,12 +347,13 @@ class Supervisor:
                 continue
             self.say(f"stopping {child.name}")
             (child.stop or (lambda procs: _terminate(procs, STOP_GRACE_S)))(child.procs)
-        self.say("maple stopped")
+        if self.children:
+            self.say("maple stopped")
         return code
 
 
 def run_up(settings: Settings, config: str | None) -> int:
-    def say(message: str) -> None:
-        print(message, flush=True)
+    def show(summary: str) -> None:
+        print(summary, flush=True)
 
-    return Supervisor(settings, config, say).run()
+    return Supervisor(settings, config, say=log.info, show=show).run()

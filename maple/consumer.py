@@ -234,7 +234,7 @@ class Cluster:
                         if offset < stop:
                             yield message
             finally:
-                self._probe.unassign()
+                _release(self._probe)
 
     def first_timestamps(self, positions: Iterable[tuple[str, int, int]],
                          timeout: float = 10.0) -> dict[TopicPartitionKey, float]:
@@ -259,8 +259,17 @@ class Cluster:
                                 out[key] = stamp / 1000.0
                             self._probe.pause([TP(*key)])
             finally:
-                self._probe.unassign()
+                _release(self._probe)
         return out
+
+
+def _release(probe: Consumer) -> None:
+    """Unassign after a scan, resuming what it paused: librdkafka keeps a partition's pause across unassign,
+    so the next scan of that partition on this long-lived probe would read nothing (and time out)."""
+    assigned = probe.assignment()
+    if assigned:
+        probe.resume(assigned)
+    probe.unassign()
 
 
 # -- a group member's own commits (the sink) -----------------------------------------------------------

@@ -59,7 +59,10 @@ def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, A
 
 
 def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, **overrides})
+    # librdkafka's own lines (e.g. "Purging N unserved events" when a short-lived client is destroyed) go
+    # through Maple's logging, never raw onto stderr (maple/log.py); callers may name their own kind.
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, **client_logging("admin"), **overrides}
+    return AdminClient(config)
 
 
 def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,

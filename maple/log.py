@@ -1,4 +1,15 @@
-"""Process-wide logging: one line per event, prefixed with the stage so `maple up` output reads well."""
+"""Process-wide logging: one line per event, one format for every Maple process and the libraries in it.
+
+Every line reads `HH:MM:SS LEVEL   [stage] logger: message`, so `maple up`, whose children share its
+stderr, reads as one log. The libraries inside a stage log through the same handler: Faust and mode (the
+worker starts Faust's Worker with `override_logging=False`, so Faust keeps this setup instead of installing
+its own format), aiokafka, and librdkafka (confluent-kafka clients given `kafka_client_logger(kind)`, whose
+lines arrive as `maple.kafka.<kind>`, rate-limited).
+
+Their INFO lines narrate their own machinery (every Faust service's "Starting..." and "Stopping...", each
+group join, librdkafka's notices), so below Maple's debug level only their warnings and errors come through;
+at debug, their INFO lines too.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,11 @@ import threading
 import time
 
 _FORMAT = "%(asctime)s %(levelname)-7s [%(stage)s] %(name)s: %(message)s"
+# A record that matches this: `maple up` and its tests rely on every line having this shape.
+LINE_PATTERN = r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) +\[[\w.-]+\] [\w.-]+: "
+
+# "maple.kafka" holds only librdkafka's client loggers (maple/kafka.py logs nothing of its own).
+LIBRARIES = ("faust", "mode", "aiokafka", "kafka", "maple.kafka", "urllib3", "chdb")
 
 
 class _StageFilter(logging.Filter):
@@ -32,9 +48,9 @@ def setup_logging(stage: str, level: str = "info") -> None:
     handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
     root.addHandler(handler)
     root.setLevel(level.upper())
-    # Client libraries are chatty at INFO; their warnings still come through.
-    for noisy in ("kafka", "aiokafka", "urllib3", "chdb"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    libraries = logging.INFO if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(libraries)
 
 
 class RateLimit(logging.Filter):

@@ -15,7 +15,7 @@ try:
     import maple_native as _native
 
     core = _native
-except ImportError:  # not built (no cargo when Maple was installed), or MAPLE_NATIVE=0 at install
+except ImportError:  # not built (no cargo when Maple was installed), or NATIVE=0 at install
     core = None
 
 BUILD_HINT = "build it with `make install` (needs cargo), or `pip install ./native` into Maple's environment"

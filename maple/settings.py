@@ -123,6 +123,9 @@ class WorkerSettings:
                         "batches; refuse to start without it), 'python' (the Python processors, JSONColumns "
                         "batches: for a rolling upgrade while older sinks run) or 'auto' (native when built).",
                         choices=("auto", "native", "python"))
+    severity_from_body: bool = setting(False, "Prefer the level field of a JSON body (level, severity, log.level, "
+                                       "...) over the severity the sender set. Off: a sender's severity is kept, "
+                                       "and inference runs only for records without one.")
 
 
 @dataclass(frozen=True)
@@ -132,9 +135,10 @@ class TracesSettings:
                                    "traces of 1 s or more, and 10% of the rest, decided after 10 s (seed 004).")
     red_dimensions: tuple[str, ...] = setting((), "Extra RED series dimensions: span (else resource) attribute "
                                               "keys; key=default fills in a missing value.")
-    red_buckets_ms: tuple[str, ...] = setting(("2", "4", "6", "8", "10", "50", "100", "200", "400", "800", "1000",
-                                               "1400", "2000", "5000", "10000", "15000"),
-                                              "Bucket bounds of traces.span.metrics.duration, in milliseconds.")
+    red_buckets_ms: tuple[float, ...] = setting((2.0, 4.0, 6.0, 8.0, 10.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1000.0,
+                                                 1400.0, 2000.0, 5000.0, 10000.0, 15000.0),
+                                                "Bucket bounds of traces.span.metrics.duration, in milliseconds, "
+                                                "strictly increasing.")
     tick_interval_s: float = setting(1.0, "How often an idle span partition with undecided traces gets a tick "
                                      "record, so its stream clock (and decisions) move on.", minimum=0.05)
 
@@ -153,6 +157,40 @@ class SinkSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    host: str = setting("127.0.0.1", "Address the query service (`maple api`) listens on (0.0.0.0 to accept other "
+                                     "hosts).")
+    port: int = setting(8080, "HTTP port of the query service: the API under /api/v1, OpenAPI at /api/openapi.json, "
+                              "the web UI at /.", minimum=1, maximum=65535)
+    metadata_url: str = setting("", "SQLAlchemy URL of the metadata store (operator-added sources; later teams, "
+                                    "saved searches), e.g. postgresql+psycopg://user:pass@db/maple. Empty: a SQLite "
+                                    "file at <data_dir>/api/metadata.db. Migrations run at start.", secret=True)
+    ui_dir: str = setting("", "Directory of the built web UI served at /. Empty: ui/dist next to the query package, "
+                              "when it exists.")
+    max_execution_time_s: int = setting(30, "ClickHouse max_execution_time for every query the API runs: a slower "
+                                            "query is stopped by ClickHouse and answers 422.", minimum=1, maximum=3600)
+    max_result_rows: int = setting(100_000, "ClickHouse max_result_rows for every query the API runs.", minimum=100)
+    max_result_bytes: int = setting(256 * 1024 * 1024, "ClickHouse max_result_bytes for every query the API runs.",
+                                    minimum=1024 * 1024)
+    max_memory_bytes: int = setting(2 * 1024 * 1024 * 1024, "ClickHouse max_memory_usage per query.",
+                                    minimum=16 * 1024 * 1024)
+    sql_max_rows: int = setting(10_000, "Rows the SQL endpoint returns at most (the rest is cut, and the answer "
+                                        "says so).", minimum=1)
+    sql_max_rows_to_read: int = setting(1_000_000_000, "ClickHouse max_rows_to_read for the SQL endpoint: a "
+                                                       "statement that would scan more answers 422 (add a time "
+                                                       "filter).", minimum=1000)
+    default_range_s: int = setting(3600, "Time range of a request that gives no `from` (seconds before `to`).",
+                                   minimum=1)
+    max_range_s: int = setting(31 * 86400, "Longest time range a request may ask for, in seconds.", minimum=60)
+    default_page_size: int = setting(100, "Rows of a list endpoint without `limit`.", minimum=1)
+    max_page_size: int = setting(1000, "Largest `limit` a list endpoint accepts.", minimum=1, maximum=100_000)
+    tail_interval_s: float = setting(1.0, "How often a live tail polls ClickHouse for new rows.", minimum=0.1)
+    health_interval_s: float = setting(10.0, "How often the health monitor measures Kafka, ClickHouse, lag and dead "
+                                             "letters; /api/v1/health answers from its last measurement.",
+                                       minimum=1)
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = setting(Path(".maple"), "Where Maple keeps local state: Kafka logs, the embedded "
                                              "ClickHouse data, process files.")
@@ -164,6 +202,7 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     traces: TracesSettings = field(default_factory=TracesSettings)
     sink: SinkSettings = field(default_factory=SinkSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @property
     def data_path(self) -> Path:
@@ -193,6 +232,12 @@ def _sections() -> dict[str, type]:
 
 def _env_name(section: str | None, name: str) -> str:
     return (ENV_PREFIX + (f"{section}_" if section else "") + name).upper()
+
+
+def env_var(key: str) -> str:
+    """The environment variable of a setting key: `ingest.http_port` -> `MAPLE_INGEST_HTTP_PORT`."""
+    section, _, name = key.rpartition(".")
+    return _env_name(section or None, name)
 
 
 def _key(section: str | None, name: str) -> str:
@@ -238,13 +283,16 @@ def _coerce(key: str, env: str, raw: Any, hint: Any, meta: Mapping[str, Any]) ->
             fail("a string")
         value = str(raw).strip()
     elif typing.get_origin(hint) is tuple:
+        # tuple[X, ...]: a YAML list or a comma-separated string, each item checked as an X.
+        item_hint = typing.get_args(hint)[0]
         if isinstance(raw, str):
-            items = [part.strip() for part in raw.split(",")]
+            items: list[Any] = raw.split(",")
         elif isinstance(raw, (list, tuple)):
-            items = [str(part).strip() for part in raw]
+            items = list(raw)
         else:
             fail("a list or a comma-separated string")
-        value = tuple(item for item in items if item)
+        items = [item for item in items if item is not None and not (isinstance(item, str) and not item.strip())]
+        value = tuple(_coerce(key, env, item, item_hint, {}) for item in items)
     else:  # pragma: no cover - a programming error, not user input
         raise TypeError(f"unsupported settings type {hint!r} for {key}")
 
@@ -417,8 +465,35 @@ def _masked(value: Any) -> Any:
     return "****" if value else value
 
 
-def describe(settings: Settings, environ: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
-    """Every setting as key, env var, effective value (secrets masked), default and documentation."""
+SOURCES = ("default", "file", "environment")
+
+
+def setting_sources(config: str | Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Where each setting's effective value came from: "environment", "file" (the YAML) or "default".
+
+    Same precedence as `load_settings`; call it with the same arguments (after `load_settings` accepted them)."""
+    environ = os.environ if environ is None else environ
+    config = config or environ.get(CONFIG_ENV) or None
+    file_values = _read_yaml(Path(config)) if config else {}
+    sections = _sections()
+    out: dict[str, str] = {}
+    for f in dataclasses.fields(Settings):
+        names = [(f.name, sub.name) for sub in dataclasses.fields(sections[f.name])] if f.name in sections \
+            else [(None, f.name)]
+        for section, name in names:
+            in_file = file_values.get(section, {}) if section else file_values
+            source = "environment" if _env_name(section, name) in environ else \
+                "file" if isinstance(in_file, dict) and in_file.get(name) is not None else "default"
+            out[_key(section, name)] = source
+    return out
+
+
+def describe(settings: Settings, environ: Mapping[str, str] | None = None,
+             sources: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Every setting as key, env var, effective value (secrets masked), its source and documentation.
+
+    `sources` comes from `setting_sources`; without it a value is "environment" when its variable is set,
+    else "default"."""
     environ = os.environ if environ is None else environ
     rows: list[dict[str, Any]] = []
     sections = _sections()
@@ -426,21 +501,22 @@ def describe(settings: Settings, environ: Mapping[str, str] | None = None) -> li
         if f.name in sections:
             section_value = getattr(settings, f.name)
             for sub in dataclasses.fields(section_value):
-                rows.append(_row(f.name, sub, getattr(section_value, sub.name), environ))
+                rows.append(_row(f.name, sub, getattr(section_value, sub.name), environ, sources))
         else:
-            rows.append(_row(None, f, getattr(settings, f.name), environ))
+            rows.append(_row(None, f, getattr(settings, f.name), environ, sources))
     return rows
 
 
-def _row(section: str | None, f: dataclasses.Field[Any], value: Any, environ: Mapping[str, str]) -> dict[str, Any]:
-    env = _env_name(section, f.name)
+def _row(section: str | None, f: dataclasses.Field[Any], value: Any, environ: Mapping[str, str],
+         sources: Mapping[str, str] | None) -> dict[str, Any]:
+    env, key = _env_name(section, f.name), _key(section, f.name)
     shown = _masked(value) if f.metadata.get("secret") else value
     if isinstance(shown, Path):
         shown = str(shown)
     if isinstance(shown, tuple):
         shown = list(shown)
-    return {"key": _key(section, f.name), "env": env, "value": shown, "from_env": env in environ,
-            "doc": f.metadata.get("doc", "")}
+    source = sources[key] if sources is not None else ("environment" if env in environ else "default")
+    return {"key": key, "env": env, "value": shown, "source": source, "doc": f.metadata.get("doc", "")}
 
 
 def as_yaml(settings: Settings, environ: Mapping[str, str] | None = None) -> str:

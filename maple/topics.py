@@ -35,6 +35,13 @@ DEAD_LETTER = Topic("maple.dlq", "sink", "operators (maple dlq)", "batches Click
 ALL_TOPICS: tuple[Topic, ...] = (RAW_TRACES, RAW_LOGS, RAW_METRICS, LOGS, METRICS, SPANS, SPANS_SAMPLED,
                                  DEAD_LETTER)
 
+# What each stage's consumer group reads (worker.group, sink.group). The sampler runs in the worker's
+# group, so otel.spans is the worker's too. `maple lag` shows a group on these topics only.
+STAGE_TOPICS: dict[str, tuple[Topic, ...]] = {
+    "worker": (RAW_LOGS, RAW_METRICS, RAW_TRACES, SPANS),
+    "sink": (LOGS, METRICS, SPANS_SAMPLED),
+}
+
 # Record headers on raw topics.
 HEADER_TENANT = "maple.tenant"          # tenant name from the API key, "default" without keys
 HEADER_ENCODING = "maple.encoding"      # the client's original encoding: "protobuf" or "json"
@@ -50,6 +57,9 @@ HEADER_ROWS = "maple.rows"              # row count, decimal ASCII
 HEADER_SOURCE = "maple.source"          # "<topic>/<partition>/<offset>/<part>" of the record it came from
 # HEADER_TENANT and HEADER_RECEIVED_NS are carried over from the raw record.
 HEADER_TICK = "maple.tick"              # on otel.spans: no rows, only moves the sampler's stream clock
+HEADER_READ = "maple.read"              # on a tick: the next offset its sampler was to read (its progress);
+                                        # the tick's HEADER_GROUP names the sampler's (worker) group
+TICK_TOPICS = frozenset({SPANS.name})   # topics that carry ticks: a tick waiting there is no lag
 HEADER_DECIDED_NS = "maple.decided"     # on otel.spans.sampled: when the sampler decided, Unix nanoseconds
 FORMAT_JSON, FORMAT_NATIVE = "JSONColumns", "Native"  # the values of HEADER_FORMAT, as ClickHouse names them
 
@@ -59,7 +69,7 @@ HEADER_ERROR = "maple.error"            # the error text
 HEADER_ERROR_CODE = "maple.error_code"  # ClickHouse error code, when there is one
 HEADER_TOKEN = "maple.token"            # the insert deduplication token the rows were tried with
 HEADER_SOURCE_RANGE = "maple.source_range"  # "<topic>/<partition>/<first>-<last>" of the sink batch
-HEADER_GROUP = "maple.group"            # the worker group that dead-lettered a raw record (for `maple dlq redrive`)
+HEADER_GROUP = "maple.group"            # the worker group of a dead letter (`maple dlq redrive`) or of a tick
 HEADER_REDRIVEN = "maple.redriven"      # on a record `maple dlq redrive` produced: "maple.dlq/<partition>/<offset>"
 
 

@@ -98,34 +98,56 @@ def cmd_replay(args: argparse.Namespace, load: Load) -> int:
 def cmd_lag(args: argparse.Namespace, load: Load) -> int:
     from maple.consumer import Cluster, KafkaOpError
     from maple.kafka import bootstrap_servers
-    from maple.lag import measure
+    from maple.lag import PartitionLag, measure, summarize
+    from maple.topics import STAGE_TOPICS
 
     settings = load(args)
     groups = args.group or [settings.worker.group, settings.sink.group]
-    rows = []
+    # Maple's own groups are measured on the topics their stage reads (maple/topics.py), so a group never
+    # shows on a topic it does not consume; other groups on the topics they committed.
+    contract = {settings.worker.group: STAGE_TOPICS["worker"], settings.sink.group: STAGE_TOPICS["sink"]}
+    rows: list[PartitionLag] = []
     with Cluster(bootstrap_servers(settings)) as cluster:
         for group in groups:
             try:
                 if not cluster.committed(group) and not cluster.describe_group(group).members and args.group:
                     return _fail(f"lag: group {group} has no committed offsets and no members (is the name right?)")
-                rows.extend(measure(cluster, group, args.topic or None, timestamps=not args.no_time))
+                topics = [t.name for t in contract[group]] if group in contract else None
+                if topics is not None and args.topic:
+                    topics = [t for t in topics if t in args.topic]
+                    if not topics:
+                        continue
+                found = measure(cluster, group, topics, timestamps=not args.no_time)
+                rows.extend(r for r in found if not args.topic or r.topic in args.topic)
             except KafkaOpError as exc:
                 return _fail(f"lag: {exc}")
+    if args.topic and not rows:
+        return _fail(f"lag: none of {', '.join(groups)} consumes {', '.join(args.topic)}")
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
-    _out(f"{'group':<24} {'topic':<20} {'partition':>9} {'committed':>10} {'end':>10} {'lag':>8} {'lag_seconds':>12}")
+    shown = [g for g in groups if any(r.group == g for r in rows)]
+    summaries = [summarize(group, rows, args.behind_after) for group in shown]
+    width = max([len("group")] + [len(g) for g in shown])
+    _out(f"{'group':<{width}}  {'lag':>8}  {'oldest':>8}  {'status':<7}  topics")
+    for g in summaries:
+        oldest = "?" if g.seconds is None else f"{g.seconds:.1f}s"
+        _out(f"{g.group:<{width}}  {g.messages:>8}  {oldest:>8}  {g.status:<7}  {', '.join(g.topics)}")
+    ticks = sum(g.ticks for g in summaries)
+    if ticks and not args.verbose:
+        _out(f"({ticks} sampler tick(s) waiting on otel.spans are not lag: they carry no rows)")
+    if not args.verbose:
+        return 0
+    _out("")
+    # read: on otel.spans, how far the sampler has read (its commit stays behind the traces it holds)
+    _out(f"{'group':<{width}}  {'topic':<20} {'partition':>9} {'committed':>10} {'read':>10} {'end':>10} {'lag':>8} "
+         f"{'ticks':>6} {'oldest':>8}")
     for r in rows:
         committed = "-" if r.committed is None else str(r.committed)
-        seconds = "?" if r.lag_seconds is None else f"{r.lag_seconds:.1f}"
-        _out(f"{r.group:<24} {r.topic:<20} {r.partition:>9} {committed:>10} {r.end:>10} {r.lag:>8} {seconds:>12}")
-    for group in groups:
-        mine = [r for r in rows if r.group == group]
-        if not mine:
-            _out(f"{group}: no committed offsets")
-        else:
-            _out(f"{group}: total lag {sum(r.lag for r in mine)} messages, oldest "
-                 f"{max((r.lag_seconds or 0.0) for r in mine):.1f}s")
+        read = "-" if r.read is None else str(r.read)
+        seconds = "?" if r.lag_seconds is None else f"{r.lag_seconds:.1f}s"
+        _out(f"{r.group:<{width}}  {r.topic:<20} {r.partition:>9} {committed:>10} {read:>10} {r.end:>10} {r.lag:>8} "
+             f"{r.ticks:>6} {seconds:>8}")
     return 0
 
 
@@ -229,17 +251,25 @@ def register(add: Add, sub: Any, common: argparse.ArgumentParser, load: Load) ->
                         help="show the offset moves and message (and row) counts per partition; change nothing")
     replay.add_argument("--json", action="store_true", help="print the plan as JSON")
 
-    lag = add("lag", "consumer lag per group, topic and partition: offsets and the age of the oldest record",
+    lag = add("lag", "consumer lag per group: messages not yet processed, the age of the oldest, OK or behind",
               lambda args: cmd_lag(args, load),
-              "For each group (default: worker.group and sink.group): committed offset, end offset, lag in "
-              "messages, and lag in seconds (now minus the Kafka timestamp of the record at the committed "
-              "offset). Workers and sinks export the same as maple_consumer_lag{group,topic,partition} and "
+              "One line per group (default: worker.group and sink.group): messages between its committed "
+              "offsets and the ends of the topics it consumes, the age of the oldest of them (now minus its Kafka "
+              "timestamp), and a status: OK, or behind once that age passes --behind-after. Maple's groups are "
+              "shown on the topics their stage reads (maple/topics.py), other groups on the topics they "
+              "committed. The sampler's tick records on otel.spans carry no rows and are not lag: an idle "
+              "pipeline shows 0. --verbose adds one row per partition (committed, end, lag, ticks, oldest). "
+              "Workers and sinks export the same as maple_consumer_lag{group,topic,partition} and "
               "maple_consumer_lag_seconds on /metrics.")
     lag.add_argument("--group", action="append", help="a consumer group (repeatable)")
-    lag.add_argument("--topic", action="append", help="only this topic (repeatable; default: every topic the "
-                                                       "group committed)")
-    lag.add_argument("--no-time", action="store_true", help="skip reading record timestamps (lag_seconds)")
-    lag.add_argument("--json", action="store_true", help="print JSON rows")
+    lag.add_argument("--topic", action="append", help="only this topic (repeatable); a group that does not "
+                                                       "consume it is left out")
+    lag.add_argument("--verbose", "-v", action="store_true", help="also one row per group, topic and partition")
+    lag.add_argument("--behind-after", type=float, default=30.0, metavar="SECONDS",
+                     help="a group is behind once its oldest unprocessed record is older than this (default 30; "
+                          "spans wait decision_wait in the sampler by design)")
+    lag.add_argument("--no-time", action="store_true", help="skip reading record timestamps (oldest)")
+    lag.add_argument("--json", action="store_true", help="print the partition rows as JSON")
 
     dlq = sub.add_parser("dlq", help="dead letters in maple.dlq: list, show, redrive", parents=[common],
                          description="Rows ClickHouse refused (sink) and raw records the workers could not "

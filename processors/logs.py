@@ -2,8 +2,17 @@
 
 JSON object bodies (and structured kvlist bodies) are flattened into LogAttributes with dotted keys, up
 to a depth limit; they never overwrite an attribute the record already has, and the body is kept as
-it came. A record without SeverityNumber gets one inferred (see processors/severity.py). A record's
-``event_name`` (OTLP >= 1.5, the Events API) goes into EventName, as the Collector's exporter stores it.
+it came. A record's ``event_name`` (OTLP >= 1.5, the Events API) goes into EventName, as the Collector's
+exporter stores it.
+
+Severity (the rule; processors/severity.py has the vocabulary):
+
+1. A record whose sender set a SeverityNumber (1-24) keeps it; a missing SeverityText is filled from it.
+2. A record without one gets one inferred: the level field of its JSON body, else the most severe level
+   keyword in the body text, else none (0, '').
+3. With `prefer_body_level` (setting worker.severity_from_body), a level *field* of the JSON body wins
+   over the sender's severity: `log.info('{"level": "error", ...}')` through an SDK's logging bridge is
+   INFO by the sender and ERROR by its body. Keywords in free text never override a sender's severity.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ COLUMNS = ("Timestamp", "TraceId", "SpanId", "TraceFlags", "SeverityText", "Seve
 class LogOptions:
     json_max_depth: int = 4          # nesting levels flattened into dotted keys; deeper values stay JSON text
     json_max_body_bytes: int = 65536  # larger bodies are not parsed
+    prefer_body_level: bool = False   # a JSON body's level field overrides the sender's severity (rule 3)
 
 
 def flatten(obj: dict[str, Any], out: dict[str, str], depth: int, prefix: str = "") -> None:
@@ -66,7 +76,7 @@ def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: Log
     timestamp, trace_id, span_id, flags, sev_text, sev_num, body_col, log_attrs, event_name = (
         cols[name].append for name in ("Timestamp", "TraceId", "SpanId", "TraceFlags", "SeverityText",
                                        "SeverityNumber", "Body", "LogAttributes", "EventName"))
-    max_depth, max_json = options.json_max_depth, options.json_max_body_bytes
+    max_depth, max_json, prefer_body = options.json_max_depth, options.json_max_body_bytes, options.prefer_body_level
     for resource_logs in request.resource_logs:
         resource = attributes(resource_logs.resource.attributes)
         service_name = resource.get("service.name", "")
@@ -87,7 +97,9 @@ def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: Log
                     flatten(parsed, attrs, max_depth)
                 number: int = record.severity_number
                 level = record.severity_text
-                if not 1 <= number <= 24:
+                if prefer_body and parsed and (from_body := severity.from_fields(parsed)):
+                    level, number = from_body
+                elif not 1 <= number <= 24:
                     inferred = (severity.from_fields(parsed) if parsed else None) or severity.from_text(text)
                     level, number = inferred if inferred else (level, 0)
                 elif not level:

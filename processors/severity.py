@@ -1,4 +1,4 @@
-"""Severity inference for log records that carry no SeverityNumber.
+"""Severity inference for log records that carry no SeverityNumber (when it runs: processors/logs.py).
 
 First a level field of a parsed JSON body (`level`, `severity`, `log.level`, ...), then keywords in the
 body (fatal, error, warn(ing), info, debug, trace; whole words, any case; the most severe wins). The

@@ -17,15 +17,17 @@ landed). A rebalance moves that state with the partition, because it lives in th
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from maple import blocks, clickhouse
+from maple import blocks, clickhouse, ready
 from maple import kafka as kafka_clients
 from maple import metrics as prom
 from maple.consumer import Commit, CommitRefused, commit_one, headers_of, member_commits
@@ -96,8 +98,10 @@ def _row_batch(message: Any) -> RowBatch:
 
 
 class Sink:
-    def __init__(self, settings: Settings, topics: tuple[Topic, ...] = SINK_TOPICS) -> None:
+    def __init__(self, settings: Settings, topics: tuple[Topic, ...] = SINK_TOPICS,
+                 ready_file: Path | None = None) -> None:
         self.settings = settings
+        self.ready_file = ready_file  # created once the group gave this sink its partitions (maple/ready.py)
         cfg = settings.sink
         self.group = cfg.group
         self.topics = [t.name for t in topics]
@@ -147,7 +151,9 @@ class Sink:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for key, commit in member_commits(consumer, [(tp.topic, tp.partition) for tp in partitions]).items():
             self.batches[key] = self._batch_at(key, commit)
-        log.info("assigned %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing")
+        log.info("assigned %s", _ranges(partitions) or "nothing")
+        if self.ready_file is not None and not ready.is_ready(self.ready_file, os.getpid()):
+            ready.mark_ready(self.ready_file)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -180,6 +186,8 @@ class Sink:
         except SystemExit:
             pass
         finally:
+            if self.ready_file is not None:
+                ready.clear(self.ready_file)
             self.consumer.close()
             self.dead_letters.flush(10)
 
@@ -285,8 +293,26 @@ class Sink:
             raise RuntimeError(f"dead letters not acknowledged by Kafka: {errors or 'timed out'}")
 
 
-def run(settings: Settings) -> None:
-    sink = Sink(settings)
+def _ranges(partitions: list[TopicPartition]) -> str:
+    """`otel.logs[0-5], otel.metrics[0-2,4]`: one entry per topic, not per partition."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    out = []
+    for topic, numbers in sorted(by_topic.items()):
+        numbers.sort()
+        runs: list[list[int]] = []
+        for n in numbers:
+            if runs and n == runs[-1][1] + 1:
+                runs[-1][1] = n
+            else:
+                runs.append([n, n])
+        out.append(f"{topic}[{','.join(str(a) if a == b else f'{a}-{b}' for a, b in runs)}]")
+    return ", ".join(out)
+
+
+def run(settings: Settings, ready_file: Path | None = None) -> None:
+    sink = Sink(settings, ready_file=ready_file)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: sink.stopping.set())
     sink.run()

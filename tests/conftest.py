@@ -92,3 +92,13 @@ def ch(clickhouse_settings: Settings) -> Iterator[object]:
 @pytest.fixture
 def topic_name() -> str:
     return f"test.{uuid.uuid4().hex[:12]}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The UI tests' screenshots and performance figures, so CI's log says where they are."""
+    from tests.helpers import browser
+
+    if browser.REPORT:
+        terminalreporter.section("web UI")
+        for line in browser.REPORT:
+            terminalreporter.write_line(line)

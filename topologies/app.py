@@ -25,6 +25,7 @@ import gc
 import logging
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -39,6 +40,7 @@ from maple.lag import LagGauges, measure
 from maple.native import BUILD_HINT
 from maple.native import core as native_core
 from maple.producer import AsyncProducer, Record
+from maple.ready import clear, mark_ready
 from maple.settings import Settings, SettingsError
 from maple.topics import (
     HEADER_ROWS,
@@ -95,6 +97,8 @@ def choose_core(choice: str) -> Any:
 def build_app(settings: Settings) -> faust.App:
     bootstrap = kafka_clients.bootstrap_servers(settings)
     cfg = settings.worker
+    faust_dir = settings.data_path / "faust" / cfg.group
+    faust_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         cfg.group,
         broker=[f"kafka://{server}" for server in bootstrap.split(",")],
@@ -105,6 +109,8 @@ def build_app(settings: Settings) -> faust.App:
         broker_commit_interval=1.0,
         consumer_max_fetch_size=8 * 1024 * 1024,
         web_enabled=False, store="memory://",
+        # Faust makes a data dir even with in-memory tables: under Maple's, not `<group>-data` in the cwd.
+        datadir=str(faust_dir),
         stream_buffer_maxsize=4096,
         broker_session_timeout=cfg.session_timeout_s,
         broker_heartbeat_interval=max(1.0, cfg.session_timeout_s / 4),
@@ -123,9 +129,8 @@ def build_app(settings: Settings) -> faust.App:
     red_options = sampler.red_options(settings)
     sampling = sampler.sampling_config(settings, partitions[SPANS.name]) if "traces" in cfg.signals else None
 
-    @app.task
-    async def serve_metrics() -> None:
-        prom.serve(metrics.registry, cfg.metrics_port, "worker")
+    # Served now rather than from a Faust task, which would log its line after the worker said it is ready.
+    prom.serve(metrics.registry, cfg.metrics_port, "worker")
 
     if cfg.metrics_port:
         lag_gauges = LagGauges(metrics.registry)
@@ -142,7 +147,8 @@ def build_app(settings: Settings) -> faust.App:
             except Exception as exc:  # metrics must never stop the data path
                 log.warning("consumer lag not measured: %s", exc)
 
-    options = LogOptions(json_max_depth=cfg.json_max_depth, json_max_body_bytes=cfg.json_max_body_bytes)
+    options = LogOptions(json_max_depth=cfg.json_max_depth, json_max_body_bytes=cfg.json_max_body_bytes,
+                         prefer_body_level=cfg.severity_from_body)
     core = choose_core(cfg.core)
     log.info("transforming with %s", "the compiled core (Native row batches)" if core is not None
              else "the Python processors (JSONColumns row batches)")
@@ -217,9 +223,29 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
 GC_THRESHOLDS = (100_000, 50, 100)
 
 
-def run(settings: Settings) -> None:
+class Worker(faust.Worker):
+    """Faust's worker, logging through Maple's handler in Maple's format (maple/log.py) instead of its own,
+    printing nothing itself, and touching `ready_file` once the first rebalance and recovery are done, i.e.
+    when its agents consume (how `maple up` knows the worker is ready)."""
+
+    def __init__(self, app: faust.App, ready_file: Path | None = None) -> None:
+        super().__init__(app, quiet=True, redirect_stdouts=False, override_logging=False)
+        self.spinner = None  # it writes terminal control characters to stdout even when that is no terminal
+        self.ready_file = ready_file
+
+    async def on_startup_finished(self) -> None:
+        await super().on_startup_finished()
+        if self.ready_file is not None and not self._shutdown_immediately:
+            log.info("worker %s ready: agents %s", self.app.conf.id, ", ".join(sorted(self.app.agents)))
+            mark_ready(self.ready_file)
+
+
+def run(settings: Settings, ready_file: Path | None = None) -> None:
     app = build_app(settings)
     gc.freeze()  # start-up objects (Faust, protobuf, the app) are never garbage: keep them out of every scan
     gc.set_threshold(*GC_THRESHOLDS)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    try:
+        Worker(app, ready_file).execute_from_commandline()
+    finally:
+        if ready_file is not None:
+            clear(ready_file)

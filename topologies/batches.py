@@ -81,7 +81,7 @@ def log_batches(raw: RawRecord, partitions: int, options: logs.LogOptions, core:
     """`core`: the compiled core (maple.native.core) to use instead of the Python processors, or None."""
     if core is not None:
         blocks = core.logs_blocks(raw.value, raw.received_ns, options.json_max_depth, options.json_max_body_bytes,
-                                  MAX_BATCH_BYTES, severity.from_text)
+                                  MAX_BATCH_BYTES, severity.from_text, options.prefer_body_level)
         return _batches(raw, [(LOGS.name, raw.partition % partitions, logs.TABLE, blocks)]) if blocks else []
     columns = logs.to_columns(ExportLogsServiceRequest.FromString(raw.value), raw.received_ns, options)
     if not columns["Timestamp"]:

@@ -41,6 +41,8 @@ from maple.topics import (
     FORMAT_NATIVE,
     HEADER_DECIDED_NS,
     HEADER_FORMAT,
+    HEADER_GROUP,
+    HEADER_READ,
     HEADER_ROWS,
     HEADER_SOURCE,
     HEADER_TABLE,
@@ -87,10 +89,7 @@ def sampling_config(settings: Settings, span_partitions: int = 1) -> SamplingCon
 
 def red_options(settings: Settings) -> red.RedOptions:
     cfg = settings.traces
-    try:
-        buckets = tuple(float(b) for b in cfg.red_buckets_ms)
-    except ValueError as exc:
-        raise SettingsError(f"traces.red_buckets_ms: {exc}; expected numbers of milliseconds") from exc
+    buckets = cfg.red_buckets_ms  # numbers already (maple/settings.py); the order is checked here
     if not buckets or not all(math.isfinite(b) for b in buckets) or any(b >= c for b, c in pairwise(buckets)):
         raise SettingsError(f"traces.red_buckets_ms: {cfg.red_buckets_ms}; expected strictly increasing bounds")
     try:
@@ -272,6 +271,7 @@ def add_sampler_agent(app: faust.App, settings: Settings, config: SamplingConfig
             states.pop(tp, None)
 
     progress = RawProgress(cluster, settings.worker.group)
+    group = settings.worker.group.encode()
 
     @app.timer(interval=tick_s)
     async def tick_and_publish() -> None:
@@ -287,8 +287,12 @@ def add_sampler_agent(app: faust.App, settings: Settings, config: SamplingConfig
                     continue
                 known = state.sampler.progress
                 ticks = {p: now_ms if p in caught_up else known.get(p, 0) for p in range(raw_partitions)}
+                # maple.read: how far this group's sampler has read, which its commit (held back by the traces
+                # still pending and the late-span window) does not show; `maple lag` measures from it.
                 sent = producer.produce_all([Record(SPANS.name, orjson.dumps({str(p): t for p, t in ticks.items()}),
-                                                    [(HEADER_TICK, b"1")], partition=tp.partition)])
+                                                    [(HEADER_TICK, b"1"), (HEADER_GROUP, group),
+                                                     (HEADER_READ, str(state.next_offset).encode())],
+                                                    partition=tp.partition)])
                 sent.add_done_callback(_log_tick_failure)
         for state in states.values():
             metrics.publish(state.sampler.counts, state.published)

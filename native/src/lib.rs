@@ -57,10 +57,12 @@ impl logs::TextSeverity for PySeverity<'_> {
 
 /// One raw logs record (ExportLogsServiceRequest bytes) as otel_logs Native blocks: [(rows, block)].
 #[pyfunction]
-#[pyo3(signature = (value, received_ns, max_depth, max_body_chars, limit, from_text))]
+#[pyo3(signature = (value, received_ns, max_depth, max_body_chars, limit, from_text, prefer_body_level=false))]
+#[allow(clippy::too_many_arguments)]
 fn logs_blocks<'py>(py: Python<'py>, value: &[u8], received_ns: u64, max_depth: i64, max_body_chars: usize,
-                    limit: usize, from_text: Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
-    let options = logs::Options { max_depth, max_body_chars };
+                    limit: usize, from_text: Bound<'py, PyAny>, prefer_body_level: bool)
+                    -> PyResult<Bound<'py, PyList>> {
+    let options = logs::Options { max_depth, max_body_chars, prefer_body_level };
     let mut severity = PySeverity { callback: from_text };
     let cols = logs::to_columns(value, received_ns, &options, &mut severity).map_err(decode_err)?;
     if cols.rows() == 0 {

@@ -30,6 +30,8 @@ pub const COLUMNS: [(&str, &str); 16] = [
 pub struct Options {
     pub max_depth: i64,
     pub max_body_chars: usize,
+    /// A JSON body's level field overrides the sender's severity (worker.severity_from_body).
+    pub prefer_body_level: bool,
 }
 
 /// Severity from free text when the text is not ASCII (answered by processors/severity.py).
@@ -227,7 +229,11 @@ fn log_record(buf: &[u8], received_ns: u64, options: &Options, text_severity: &m
         flatten(parsed, &mut attrs, options.max_depth, "")?;
     }
     let (mut level_out, mut number_out): (Cow<str>, i64) = (Cow::Borrowed(level), number);
-    if !(1..=24).contains(&number) {
+    let from_body = if options.prefer_body_level { parsed.as_ref().and_then(severity::from_fields) } else { None };
+    if let Some((t, n)) = from_body {
+        level_out = Cow::Owned(t);
+        number_out = n;
+    } else if !(1..=24).contains(&number) {
         let mut inferred = parsed.as_ref().and_then(severity::from_fields);
         if inferred.is_none() {
             inferred = match severity::from_ascii_text(&text) {

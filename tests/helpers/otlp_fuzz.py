@@ -311,11 +311,12 @@ RAW_PARTITION, PARTITIONS = 2, 6
 Rows = dict[tuple[str, int, str], dict[str, list[Any]]]
 
 
-def python_rows(kind: str, value: bytes) -> Rows | str:
+def python_rows(kind: str, value: bytes, options: logs.LogOptions | None = None) -> Rows | str:
     """The processors' columns (the oracle) per (topic, partition, table), before any encoding; or "error"."""
     try:
         if kind == "logs":
-            columns = logs.to_columns(ExportLogsServiceRequest.FromString(value), RECEIVED_NS, logs.LogOptions())
+            columns = logs.to_columns(ExportLogsServiceRequest.FromString(value), RECEIVED_NS,
+                                      options or logs.LogOptions())
             return {(LOGS.name, RAW_PARTITION, logs.TABLE): normalize(columns)} if columns["Timestamp"] else {}
         if kind == "metrics":
             tables = metrics.to_tables(ExportMetricsServiceRequest.FromString(value))
@@ -334,21 +335,21 @@ def python_rows(kind: str, value: bytes) -> Rows | str:
         return f"error: {type(exc).__name__}: {exc}"
 
 
-def native_records(kind: str, raw: RawRecord, core: Any) -> list[Any]:
+def native_records(kind: str, raw: RawRecord, core: Any, options: logs.LogOptions | None = None) -> list[Any]:
     """The row-batch records the worker's glue makes of `raw` with the compiled core."""
     if kind == "logs":
-        return log_batches(raw, PARTITIONS, logs.LogOptions(), core)
+        return log_batches(raw, PARTITIONS, options or logs.LogOptions(), core)
     if kind == "metrics":
         return metric_batches(raw, PARTITIONS, core)
     return trace_batches(raw, PARTITIONS, PARTITIONS, None, core)
 
 
-def native_rows(kind: str, value: bytes, core: Any) -> Rows | str:
+def native_rows(kind: str, value: bytes, core: Any, options: logs.LogOptions | None = None) -> Rows | str:
     """The compiled core's rows through the worker's own glue (topologies/batches.py), decoded; or "error"."""
     raw = RawRecord(value, f"otlp.{kind}.raw", RAW_PARTITION, 7, {"maple.received": str(RECEIVED_NS).encode()},
                     1_700_000_000_000)
     try:
-        records = native_records(kind, raw, core)
+        records = native_records(kind, raw, core, options)
     except Exception as exc:
         return f"error: {type(exc).__name__}: {exc}"
     out: Rows = {}

@@ -7,8 +7,9 @@ import time
 from dataclasses import dataclass
 
 from apps import maple_command
-from maple import clickhouse
-from maple.settings import Settings
+from maple import clickhouse, kafka
+from maple.settings import Settings, load_settings
+from maple.topics import ALL_TOPICS
 from tests.helpers.environment import clean_environ
 from tests.helpers.ingest import IngestProcess
 from tests.helpers.stages import Stage, clickhouse_env
@@ -50,6 +51,17 @@ def pipeline_env(bootstrap: str, settings: Settings, tag: str) -> tuple[dict[str
            "MAPLE_WORKER_METRICS_PORT": "0", "MAPLE_SINK_METRICS_PORT": "0", "MAPLE_SINK_FLUSH_INTERVAL_S": "0.3",
            **clickhouse_env(settings)}
     return env, database
+
+
+def start_groups_at_end(bootstrap: str, env: dict[str, str]) -> None:
+    """Start the pipeline's worker and sink groups at the topics' current ends, so records other tests left
+    in the shared broker do not land in this pipeline's database (for tests that count whole tables)."""
+    kafka.create_topics(load_settings(environ={"MAPLE_KAFKA_BOOTSTRAP": bootstrap}))
+    # The worker group also runs the sampler agent (otel.spans).
+    worker = [t.name for t in ALL_TOPICS if t.consumer.endswith("worker") or t.consumer == "sampler"]
+    sink = [t.name for t in ALL_TOPICS if t.consumer == "sink"]
+    kafka.start_group_at_end(bootstrap, env["MAPLE_WORKER_GROUP"], worker)
+    kafka.start_group_at_end(bootstrap, env["MAPLE_SINK_GROUP"], sink)
 
 
 def apply_schema(env: dict[str, str]) -> None:

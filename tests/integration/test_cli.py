@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -16,13 +18,14 @@ import pytest
 
 from apps import maple_command
 from maple import schema
+from maple.log import LINE_PATTERN
 from maple.net import free_port
 from tests.helpers.environment import clean_environ
 
 COMMANDS = [[], ["up"], ["kafka"], ["clickhouse"], ["clickhouse", "serve"], ["query"], ["schema"],
             ["schema", "apply"], ["config"], ["config", "show"], ["ingest"], ["worker"], ["sink"], ["bench"],
-            ["bench", "ingest"], ["bench", "e2e"], ["bench", "rekey"], ["replay"], ["lag"], ["dlq"], ["dlq", "list"], ["dlq", "show"],
-            ["dlq", "redrive"]]
+            ["bench", "ingest"], ["bench", "e2e"], ["bench", "rekey"], ["bench", "query"], ["api"], ["replay"], ["lag"],
+            ["dlq"], ["dlq", "list"], ["dlq", "show"], ["dlq", "redrive"], ["send-test-data"]]
 
 
 def maple(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -71,6 +74,37 @@ def test_query_and_schema_open_the_engine_in_process_when_no_host_runs(tmp_path:
     assert not (tmp_path / "untouched").exists()
     bad = maple("query", "SELECT * FROM nowhere", env=env)
     assert bad.returncode == 1 and "UNKNOWN_TABLE" in bad.stderr
+
+
+def test_query_output_is_tsv_when_piped_and_says_which_engine_it_opened(tmp_path: Path) -> None:
+    env = clean_environ(MAPLE_DATA_DIR=str(tmp_path))
+    piped = maple("query", "SELECT number * 2 + 1 AS n, if(n = 1, 'two words', 'x') AS s FROM numbers(2) ORDER BY n", env=env)
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout == "1\ttwo words\n3\tx\n"  # no box drawing: fit for `cut`, `sort`, `wc -l`
+    # The host is down, so the engine was opened in this process: stderr says which and where, stdout stays clean.
+    assert "opened the embedded engine (chDB, ClickHouse" in piped.stderr
+    assert str(tmp_path / "clickhouse" / "data") in piped.stderr
+    pretty = maple("query", "SELECT 1 AS n", "--format", "PrettyCompact", env=env)
+    assert "┌─n─┐" in pretty.stdout
+
+
+def test_a_taken_port_stops_maple_up_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = clean_environ(MAPLE_DATA_DIR=str(tmp_path), MAPLE_KAFKA_PORT=str(free_port()),
+                            MAPLE_KAFKA_CONTROLLER_PORT=str(free_port()),
+                            MAPLE_CLICKHOUSE_EMBEDDED_PORT=str(free_port()), MAPLE_INGEST_HTTP_PORT=str(port),
+                            MAPLE_INGEST_GRPC_PORT=str(free_port()), MAPLE_WORKER_METRICS_PORT="0",
+                            MAPLE_SINK_METRICS_PORT="0")
+        result = maple("up", env=env, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (f"port {port} is already in use: 127.0.0.1:{port} (OTLP/HTTP; setting ingest.http_port, "
+            f"MAPLE_INGEST_HTTP_PORT)") in result.stderr
+    assert "nothing was started" in result.stderr
+    assert "kafka node" not in result.stderr and not (tmp_path / "kafka").exists()  # Kafka never started
+    assert not (tmp_path / "clickhouse").exists()
 
 
 class Up:
@@ -145,16 +179,32 @@ def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(
                         MAPLE_WORKER_METRICS_PORT="0", MAPLE_SINK_METRICS_PORT="0",
                         MAPLE_KAFKA_CONTROLLER_PORT=str(free_port()), MAPLE_KAFKA_HEAP="384m",
                         MAPLE_CLICKHOUSE_EMBEDDED_PORT=str(free_port()), MAPLE_INGEST_HTTP_PORT=str(free_port()),
-                        MAPLE_INGEST_GRPC_PORT=str(free_port()))
+                        MAPLE_INGEST_GRPC_PORT=str(free_port()), MAPLE_API_PORT=str(free_port()))
     up = Up(env)
     try:
         up.wait_for("Ctrl-C stops everything")
         text = "".join(up.output)
         assert "kafka       healthy" in text and "clickhouse  healthy" in text and "ingest      ready" in text
         assert f"OTLP HTTP http://127.0.0.1:{env['MAPLE_INGEST_HTTP_PORT']}" in text
-        assert "worker      running" in text and "sink        running" in text
+        assert "worker      ready" in text and "sink        ready" in text
         assert f"127.0.0.1:{env['MAPLE_KAFKA_PORT']}" in text
         assert f"http://127.0.0.1:{env['MAPLE_CLICKHOUSE_EMBEDDED_PORT']}" in text
+        # One format: every line of every child is a Maple log line, except the "maple is up" summary.
+        before, summary = text.split("maple is up\n")
+        foreign = [line for line in before.splitlines() if not re.match(LINE_PATTERN, line)]
+        assert not foreign, "lines not in Maple's log format:\n" + "\n".join(foreign)
+        assert all(line.startswith("  ") or line == "Ctrl-C stops everything." for line in summary.splitlines())
+        # The worker and the sink were ready before "up" was said (they logged so, in order).
+        assert "worker maple-worker ready" in before and "sinks.runner: assigned" in before
+        # Nothing after "up" while nothing happens (no Faust chatter, no librdkafka lines, no late "ready").
+        quiet_until = time.monotonic() + 10
+        while time.monotonic() < quiet_until:
+            try:
+                line = up.lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            up.output.append(line)
+            raise AssertionError(f"printed after 'maple is up' with nothing happening: {line!r}")
 
         # The main job: a log sent to the ingest becomes a row anyone can query.
         body = json.dumps({"resourceLogs": [{"resource": {"attributes": [
@@ -172,6 +222,32 @@ def test_up_runs_kafka_and_clickhouse_answers_queries_stops_cleanly_and_resumes(
             assert time.monotonic() < deadline, "the log never became queryable:\n" + "".join(up.output)
             time.sleep(1)
         assert landed.stdout.strip() == "ERROR\thello from maple up ERROR"
+        api = f"http://127.0.0.1:{env['MAPLE_API_PORT']}"
+        assert f"api         ready    {api}/" in text
+        with urllib.request.urlopen(f"{api}/api/v1/logs/search?service=up-test&q=level:error", timeout=30) as found:
+            assert [row["body"] for row in json.load(found)["rows"]] == ["hello from maple up ERROR"]
+
+        # The README's first step: test data in, and seen arriving, within a minute.
+        sent = maple("send-test-data", "--wait", env=env)
+        assert sent.returncode == 0, sent.stdout + sent.stderr + "".join(up.output)
+        for kind in ("logs", "metrics", "traces"):
+            assert re.search(rf"^{kind} +\d+ .* after [\d.]+s$", sent.stdout, re.MULTILINE), sent.stdout
+
+        # Idle again: `maple lag` says 0 for both groups, each only on the topics its stage reads.
+        deadline = time.monotonic() + 90
+        while True:
+            lag = maple("lag", env=env)
+            assert lag.returncode == 0, lag.stderr
+            summary_rows = [line.split(None, 4) for line in lag.stdout.splitlines()[1:3]]
+            if all(row[1] == "0" for row in summary_rows):
+                break
+            assert time.monotonic() < deadline, "lag never reached 0 on an idle pipeline:\n" + lag.stdout
+            time.sleep(2)
+        assert summary_rows == [
+            ["maple-worker", "0", "0.0s", "OK", "otel.spans, otlp.logs.raw, otlp.metrics.raw, otlp.traces.raw"],
+            ["maple-sink", "0", "0.0s", "OK", "otel.logs, otel.metrics, otel.spans.sampled"]], lag.stdout
+        spans_only = maple("lag", "--topic", "otel.spans", "--json", env=env)
+        assert {(r["group"], r["topic"]) for r in json.loads(spans_only.stdout)} == {("maple-worker", "otel.spans")}
 
         version = maple("query", "SELECT version()", "--format", "TSV", env=env)
         assert version.returncode == 0, version.stderr

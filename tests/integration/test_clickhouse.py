@@ -111,3 +111,20 @@ def test_embedded_host_http_interface(clickhouse_settings) -> None:
         assert b"maple_clickhouse_host_requests_total" in response.read()
 
 
+
+
+def test_large_bound_parameters_and_read_only_requests(ch) -> None:
+    """clickhouse-connect sends large bound parameters as multipart form fields, and readonly as a setting:
+    the embedded host reads the former like ClickHouse does and never lets the latter stick to a
+    connection that later requests (the sinks' inserts) reuse."""
+    ids = [f"{i:032x}" for i in range(5000)] + ["it's \"quoted\"\n"]
+    assert ch.query("SELECT has({ids:Array(String)}, {x:String}), length({ids:Array(String)})",
+                    parameters={"ids": ids, "x": "it's \"quoted\"\n"}).result_rows == [(1, 5001)]
+    ch.command("CREATE TABLE ro_check (a Int32) ENGINE = MergeTree ORDER BY a")
+    for _ in range(8):
+        with pytest.raises(DatabaseError, match="readonly"):
+            ch.command("INSERT INTO ro_check VALUES (1)", settings={"readonly": 2})
+        assert ch.query("SELECT getSetting('readonly')", settings={"readonly": 2}).result_rows == [(2,)]
+    for _ in range(8):  # every pooled connection of the host still writes
+        ch.command("INSERT INTO ro_check VALUES (1)")
+    assert ch.query("SELECT count(), getSetting('readonly') FROM ro_check").result_rows == [(8, 0)]

@@ -28,7 +28,7 @@ from processors.red import DEFAULT_BUCKETS_MS
 from tests.helpers.environment import REPO
 from tests.helpers.grafana import All, ExpansionError, TimeRange, expand
 from tests.helpers.ingest import IngestProcess, status
-from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
+from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env, start_groups_at_end
 from tests.helpers.stages import Stage
 
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
@@ -221,14 +221,7 @@ def sent(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory: 
     env.update({"MAPLE_TRACES_SAMPLING_CONFIG": str(sampling), "MAPLE_TRACES_TICK_INTERVAL_S": "0.5",
                 "MAPLE_WORKER_METRICS_PORT": str(worker_port), "MAPLE_SINK_METRICS_PORT": str(sink_port)})
     apply_schema(env)
-    # The dashboards query whole tables: this pipeline's groups start at the topics' ends, so records
-    # other tests left in the shared broker do not land in this database.
-    from maple import kafka
-    from maple.topics import ALL_TOPICS
-    kafka.ensure_topics(kafka.admin_client(kafka_bootstrap), 6, 1, ALL_TOPICS)
-    for group, consumer in ((env["MAPLE_WORKER_GROUP"], "worker"), (env["MAPLE_SINK_GROUP"], "sink")):
-        kafka.start_group_at_end(kafka_bootstrap, group, [t.name for t in ALL_TOPICS if t.consumer.endswith(consumer)
-                                                          or (consumer == "worker" and t.consumer == "sampler")])
+    start_groups_at_end(kafka_bootstrap, env)  # the dashboards query whole tables
     ingest = IngestProcess(kafka_bootstrap, env).start()
     worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
     pipeline = Pipeline(kafka_bootstrap, env, database, ingest, worker, sink, clickhouse_settings)

@@ -335,6 +335,14 @@ def test_lag_reports_exact_offsets_and_the_age_of_the_oldest_record(kafka_bootst
     assert [(rows[p]["committed"], rows[p]["end"], rows[p]["lag"]) for p in (0, 1)] == [(2, 5, 3), (3, 3, 0)]
     assert rows[0]["lag_seconds"] >= 3590 and rows[1]["lag_seconds"] == 0
     table = maple(env, "lag", "--group", group)
-    assert table.returncode == 0 and f"{group}: total lag 3 messages" in table.stdout
+    assert table.returncode == 0, table.stderr
+    header, line = table.stdout.splitlines()[:2]
+    assert header.split() == ["group", "lag", "oldest", "status", "topics"]
+    assert line.split()[:2] == [group, "3"] and line.split()[3:] == ["behind", topic]  # an hour old: behind
+    assert float(line.split()[2].rstrip("s")) >= 3590
+    assert f"{topic}" not in table.stdout.splitlines()[2:] and len(table.stdout.splitlines()) == 2  # summary only
+    verbose = maple(env, "lag", "--group", group, "--verbose")
+    partitions = [row.split() for row in verbose.stdout.splitlines() if row.startswith(group) and topic in row.split()[1:2]]
+    assert [(r[2], r[3], r[5], r[6]) for r in partitions] == [("0", "2", "5", "3"), ("1", "3", "3", "0")]
     unknown = maple(env, "lag", "--group", f"nobody-{uuid.uuid4().hex[:6]}")
     assert unknown.returncode == 1 and "has no committed offsets and no members" in unknown.stderr

@@ -435,13 +435,17 @@ def test_stack_makefile_has_the_seed_targets_and_leaves_the_root_makefile_alone(
 
 
 def test_test_data_script_sends_valid_otlp_json() -> None:
-    spec = importlib.util.spec_from_file_location("send_test_data", DEPLOY / "scripts" / "send-test-data.py")
+    # Loaded from its file as the stack's Makefile runs it (python3 apps/testdata.py): standard library only.
+    spec = importlib.util.spec_from_file_location("send_test_data", REPO / "apps" / "testdata.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     now = time.time_ns()
-    counts = {name: SIGNALS[name].count(parse_json(SIGNALS[name], orjson.dumps(build(5, now))))
+    counts = {name: SIGNALS[name].count(parse_json(SIGNALS[name], orjson.dumps(build(5, now, "run-1"))))
               for name, build in module.PAYLOADS.items()}
     assert counts == {"traces": 15, "logs": 5, "metrics": 10}
+    request = parse_json(SIGNALS["logs"], orjson.dumps(module.logs_payload(1, now, "run-1")))
+    resource = {a.key: a.value.string_value for a in request.resource_logs[0].resource.attributes}
+    assert resource[module.RUN_ATTRIBUTE] == "run-1"
 
 
 @pytest.mark.parametrize("path", ["docker-compose.yml", "deploy/compose/single-node.yml"])

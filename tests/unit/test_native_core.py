@@ -3,7 +3,7 @@ request gives the same rows (values, order, map order, partitions, RED points) o
 
 Random requests with hostile values (duplicate keys, deep and broken JSON, NaN, huge numbers, unusual
 Unicode, ids of any length, merged repeated fields) and byte-level damage. Skipped when the core is not
-built (MAPLE_NATIVE=0): the Python processors then do the work alone."""
+built (NATIVE=0): the Python processors then do the work alone."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from maple.native import core
 from tests.helpers import otlp_fuzz as fz
 
-pytestmark = pytest.mark.skipif(core is None, reason="the compiled core is not built (MAPLE_NATIVE=0)")
+pytestmark = pytest.mark.skipif(core is None, reason="the compiled core is not built (NATIVE=0)")
 
 MAKERS = {"logs": fz.logs_request, "traces": fz.trace_request, "metrics": fz.metrics_request}
 
@@ -30,6 +30,17 @@ def test_random_requests_give_identical_rows(kind: str) -> None:
         compared += 1
         rows += 0 if isinstance(python, str) else sum(len(next(iter(c.values()), [])) for c in python.values())
     assert compared == 300 and rows > 1000  # the generator makes real rows, not only failures
+
+
+def test_a_json_bodys_level_over_the_senders_severity_is_the_same_on_both() -> None:
+    from processors.logs import LogOptions
+
+    rng = random.Random("prefer-body")
+    options = LogOptions(prefer_body_level=True)
+    for case in range(200):
+        value = fz.logs_request(rng)
+        python, native = fz.python_rows("logs", value, options), fz.native_rows("logs", value, core, options)
+        assert fz.first_difference(python, native) == "", f"case {case}: {value.hex()}"
 
 
 @pytest.mark.parametrize("kind", sorted(MAKERS))

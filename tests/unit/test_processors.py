@@ -99,6 +99,22 @@ def test_explicit_severity_is_kept_and_missing_text_filled_from_the_number() -> 
     assert cols["SeverityText"] == ["INFO", "EMERG"] and cols["SeverityNumber"] == [10, 23]
 
 
+def test_a_senders_severity_wins_over_the_body_unless_the_body_level_is_preferred() -> None:
+    # Python logging through the OTel bridge: INFO by the sender, "error" by the JSON body it logged.
+    records = ({"body": '{"level": "error", "msg": "payment declined"}', "severity_number": 9, "severity_text": "INFO"},
+               {"body": "an error in free text", "severity_number": 9, "severity_text": "INFO"},
+               {"body": '{"msg": "no level field"}', "severity_number": 13, "severity_text": "WARN"},
+               {"body": '{"level": "debug"}'})
+    kept = logs.to_columns(_logs(*(dict(r) for r in records)), received_ns=1)
+    assert list(zip(kept["SeverityText"], kept["SeverityNumber"])) == [
+        ("INFO", 9), ("INFO", 9), ("WARN", 13), ("DEBUG", 5)]
+    preferred = logs.to_columns(_logs(*(dict(r) for r in records)), received_ns=1,
+                                options=logs.LogOptions(prefer_body_level=True))
+    # Only a level *field* overrides the sender; keywords in free text never do.
+    assert list(zip(preferred["SeverityText"], preferred["SeverityNumber"])) == [
+        ("ERROR", 17), ("INFO", 9), ("WARN", 13), ("DEBUG", 5)]
+
+
 def test_out_of_range_severity_number_is_treated_as_unset() -> None:
     cols = logs.to_columns(_logs({"body": "an error", "severity_number": 300}), received_ns=1)
     assert cols["SeverityNumber"] == [17]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from maple.settings import SettingsError, as_yaml, describe, load_settings, mask_url
+from maple.settings import SettingsError, as_yaml, describe, load_settings, mask_url, setting_sources
 
 
 def test_defaults_select_embedded_clickhouse_and_local_kafka() -> None:
@@ -84,6 +84,31 @@ def test_shown_yaml_loads_back_to_the_same_settings(tmp_path: Path) -> None:
     config = tmp_path / "round-trip.yaml"
     config.write_text(as_yaml(settings, {}))
     assert load_settings(config, environ={}) == settings
+
+
+def test_lists_of_numbers_are_numbers_from_yaml_and_environment(tmp_path: Path) -> None:
+    assert load_settings(environ={}).traces.red_buckets_ms[:3] == (2.0, 4.0, 6.0)
+    config = tmp_path / "maple.yaml"
+    config.write_text("traces:\n  red_buckets_ms: [0.5, 1, 25]\n")
+    assert load_settings(config, environ={}).traces.red_buckets_ms == (0.5, 1.0, 25.0)
+    assert load_settings(environ={"MAPLE_TRACES_RED_BUCKETS_MS": "1, 2.5,10"}).traces.red_buckets_ms == (1.0, 2.5, 10.0)
+    with pytest.raises(SettingsError, match=r"traces.red_buckets_ms \(MAPLE_TRACES_RED_BUCKETS_MS\): 'ten'; "
+                                            r"expected a number"):
+        load_settings(environ={"MAPLE_TRACES_RED_BUCKETS_MS": "1,ten"})
+    shown = {row["key"]: row["value"] for row in describe(load_settings(environ={}), {})}
+    assert shown["traces.red_buckets_ms"][:2] == [2.0, 4.0]  # numbers, not strings
+
+
+def test_each_value_says_whether_it_came_from_the_default_the_file_or_the_environment(tmp_path: Path) -> None:
+    config = tmp_path / "maple.yaml"
+    config.write_text("kafka:\n  partitions: 12\n  port: 19092\nlog_level: debug\n")
+    environ = {"MAPLE_KAFKA_PORT": "29092"}
+    settings = load_settings(config, environ)
+    rows = {row["key"]: row for row in describe(settings, environ, setting_sources(config, environ))}
+    assert {key: rows[key]["source"] for key in ("kafka.partitions", "kafka.port", "log_level", "kafka.brokers")} == {
+        "kafka.partitions": "file", "kafka.port": "environment", "log_level": "file", "kafka.brokers": "default"}
+    assert rows["kafka.port"]["value"] == 29092
+    assert set(setting_sources(environ={"MAPLE_CONFIG": str(config)}).values()) == {"file", "default"}
 
 
 def test_the_embedded_host_needs_a_password_beyond_loopback() -> None:
