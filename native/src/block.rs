@@ -11,6 +11,26 @@ use crate::pb;
 
 // -- writing -----------------------------------------------------------------------------------------
 
+thread_local! {
+    static OUT_OF_RANGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Unix nanoseconds as DateTime64(9) ticks. Past Int64 (after 2262-04-11) the Python path writes text that
+/// ClickHouse refuses row by row; Native cannot hold such a value, so the request is flagged and handed to
+/// the Python processors (`take_out_of_range`).
+#[inline]
+pub fn ticks(ns: u64) -> i64 {
+    if ns > i64::MAX as u64 {
+        OUT_OF_RANGE.with(|f| f.set(true));
+    }
+    ns as i64
+}
+
+/// Whether a time past Int64 was written since the last call (and clears the flag).
+pub fn take_out_of_range() -> bool {
+    OUT_OF_RANGE.with(|f| f.replace(false))
+}
+
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);

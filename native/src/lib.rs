@@ -20,6 +20,15 @@ mod values;
 create_exception!(maple_native, DecodeError, PyValueError, "The request is not a valid OTLP protobuf message.");
 create_exception!(maple_native, RowTooLarge, PyValueError, "One row alone is over the row batch limit.");
 create_exception!(maple_native, BlockError, PyValueError, "The bytes are not a Native block Maple can read.");
+create_exception!(maple_native, NeedsPython, PyValueError,
+                  "The request holds a time past Int64 nanoseconds: transform it with the Python processors.");
+
+fn check_range() -> PyResult<()> {
+    if block::take_out_of_range() {
+        return Err(NeedsPython::new_err("a time after 2262-04-11 (past Int64 nanoseconds)"));
+    }
+    Ok(())
+}
 
 pub(crate) fn decode_err(e: pb::DecodeError) -> PyErr {
     DecodeError::new_err(format!("Error parsing message: {}", e.0))
@@ -64,7 +73,9 @@ fn logs_blocks<'py>(py: Python<'py>, value: &[u8], received_ns: u64, max_depth: 
                     -> PyResult<Bound<'py, PyList>> {
     let options = logs::Options { max_depth, max_body_chars, prefer_body_level };
     let mut severity = PySeverity { callback: from_text };
+    block::take_out_of_range();
     let cols = logs::to_columns(value, received_ns, &options, &mut severity).map_err(decode_err)?;
+    check_range()?;
     if cols.rows() == 0 {
         return Ok(PyList::empty(py));
     }
@@ -82,7 +93,9 @@ fn trace_blocks<'py>(py: Python<'py>, value: &[u8], span_partitions: u32, receiv
         return Err(PyValueError::new_err("span_partitions must be at least 1"));
     }
     let red = traces::RedOptions { buckets_ms, dimensions };
+    block::take_out_of_range();
     let out = traces::to_output(value, span_partitions, &red).map_err(decode_err)?;
+    check_range()?;
     let spans = PyList::empty(py);
     let tables = PyList::empty(py);
     if out.spans == 0 {
@@ -100,7 +113,9 @@ fn trace_blocks<'py>(py: Python<'py>, value: &[u8], span_partitions: u32, receiv
 /// One raw metrics record as [(table, [(rows, block)])], tables sorted by name.
 #[pyfunction]
 fn metric_blocks<'py>(py: Python<'py>, value: &[u8], limit: usize) -> PyResult<Bound<'py, PyList>> {
+    block::take_out_of_range();
     let mut out = metrics::to_tables(value).map_err(decode_err)?;
+    check_range()?;
     out.tables.sort_by_key(|(t, _)| *t);
     let list = PyList::empty(py);
     for (table, cols) in &out.tables {
@@ -302,6 +317,7 @@ fn maple_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DecodeError", m.py().get_type::<DecodeError>())?;
     m.add("RowTooLarge", m.py().get_type::<RowTooLarge>())?;
     m.add("BlockError", m.py().get_type::<BlockError>())?;
+    m.add("NeedsPython", m.py().get_type::<NeedsPython>())?;
     m.add_function(wrap_pyfunction!(logs_blocks, m)?)?;
     m.add_function(wrap_pyfunction!(trace_blocks, m)?)?;
     m.add_function(wrap_pyfunction!(metric_blocks, m)?)?;

@@ -253,7 +253,7 @@ fn log_record(buf: &[u8], received_ns: u64, options: &Options, text_severity: &m
     }
     let ts = if time != 0 { time } else if observed != 0 { observed } else { received_ns };
     let c = &mut cols.cols;
-    c[0].push_i64(ts as i64);
+    c[0].push_i64(crate::block::ticks(ts));
     let mut hex = Vec::with_capacity(32);
     crate::fmt::hex(trace_id, &mut hex);
     c[1].push_str(&hex);

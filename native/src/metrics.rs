@@ -94,8 +94,8 @@ fn push_common(c: &mut [Col], common: &Common<'_, '_>, attrs: &Attrs<'_>, start:
     c[9].push_str(common.description.as_bytes());
     c[10].push_str(common.unit.as_bytes());
     push_attrs(&mut c[11], attrs);
-    c[12].push_i64(start as i64);
-    c[13].push_i64(time as i64);
+    c[12].push_i64(crate::block::ticks(start));
+    c[13].push_i64(crate::block::ticks(time));
     c[14].push_u32(flags);
 }
 
@@ -264,7 +264,7 @@ fn push_exemplars(cols: &mut [Col], first: usize, exemplars: &[Exemplar<'_>]) {
     let mut hex = Vec::new();
     for e in exemplars {
         push_attrs(cols[first].inner(), &e.attrs);
-        cols[first + 1].inner().push_i64(e.time as i64);
+        cols[first + 1].inner().push_i64(crate::block::ticks(e.time));
         cols[first + 2].inner().push_f64(e.value);
         hex.clear();
         crate::fmt::hex(e.span_id, &mut hex);

@@ -223,7 +223,7 @@ fn span(buf: &[u8], span_partitions: u32, red: &RedOptions, resource: &crate::lo
     let duration = end.saturating_sub(start);
     {
         let c = &mut out.partitions[slot].1.cols;
-        c[0].push_i64(start as i64);
+        c[0].push_i64(crate::block::ticks(start));
         c[1].push_str(&scratch.trace);
         c[2].push_str(&scratch.span);
         c[3].push_str(&scratch.parent);
@@ -250,7 +250,7 @@ fn span(buf: &[u8], span_partitions: u32, red: &RedOptions, resource: &crate::lo
                 }
                 Ok(())
             })?;
-            c[15].inner().push_i64(time as i64);
+            c[15].inner().push_i64(crate::block::ticks(time));
             c[16].inner().push_str(ename.as_bytes());
             push_attrs(c[17].inner(), &values::attributes(&eattrs, 5)?);
         }
