@@ -4,4 +4,7 @@ import sys
 
 from apps.cli import main
 
-sys.exit(main())
+# The guard matters: processes started with multiprocessing's "spawn" (the ingest's parse processes)
+# import the parent's main module under another name, and must not run the command line again.
+if __name__ == "__main__":
+    sys.exit(main())

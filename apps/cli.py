@@ -157,6 +157,48 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ingest_limits(args: argparse.Namespace) -> int:
+    from apps.bench import ingest_limits
+
+    settings = _settings(args)  # the configuration the benchmark's own ingest starts with
+    report = ingest_limits.run(shape=args.shape, size_bytes=int(args.size_mb * 1e6), concurrency=args.concurrency,
+                               settings=settings, url=args.url, pid=args.pid,
+                               say=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _say(f"{report['concurrency']} x {report['shape']} of {report['request_mb']:.1f} MB: statuses "
+         f"{report['statuses']}, answered after {report['request_seconds']} s")
+    _say(f"/healthz during the run: {report['healthz_probes']} probes, median {report['healthz_median_ms']:.1f} ms, "
+         f"p99 {report['healthz_p99_ms']:.1f} ms, max {report['healthz_max_ms']:.1f} ms")
+    ceiling = f", ceiling {report['rss_ceiling_mb']:.0f} MB" if report["rss_ceiling_mb"] else ""
+    _say(f"memory (ingest and its parse processes): baseline {report['rss_baseline_mb']:.0f} MB, peak "
+         f"{report['rss_peak_mb']:.0f} MB (+{report['rss_peak_over_baseline_mb']:.0f} MB){ceiling}")
+    return 0
+
+
+def cmd_bench_chaos(args: argparse.Namespace) -> int:
+    from apps.bench import chaos
+
+    settings = _settings(args)
+    faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
+    report = chaos.run(settings, duration=args.duration, interval=args.interval, faults=faults, brokers=args.brokers,
+                       workers=args.workers, sinks=args.sinks, clients=args.clients, rate=args.rate,
+                       per_request=args.per_request, broker_down_s=args.broker_down, pause_s=args.pause,
+                       keep=args.keep, say=lambda message: print(message, file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _say(f"{report['seconds']} s, faults {report['faults']}")
+        _say(f"records acknowledged {report['records_acked']:,}, stored {report['records_stored']:,} "
+             f"({report['rows']:,} rows)")
+        _say(f"lost {report['lost']}, duplicated {report['duplicated']} ({report['duplicated_after_ambiguous_retry']} "
+             f"after a retry whose first attempt had no clear answer, {report['duplicated_otherwise']} otherwise)")
+        if report["dead_at_end"]:
+            _say(f"not running at the end: {', '.join(report['dead_at_end'])}")
+    return 0 if report["lost"] == 0 and report["duplicated_otherwise"] == 0 else 1
+
+
 def cmd_send_test_data(args: argparse.Namespace) -> int:
     import time
 
@@ -264,6 +306,10 @@ def cmd_query(args: argparse.Namespace) -> int:
             client.database = database  # so Maple's tables can be named unqualified
         elif args.database:
             raise SettingsError(f"--database {database}: no such database")
+        elif in_process:
+            print(f"maple query: there is no database `{database}` in {clickhouse.embedded_data_path(settings)}: "
+                  "if you expected data, is MAPLE_DATA_DIR (or data_dir in --config) the one `maple up` uses?",
+                  file=sys.stderr, flush=True)
         # Only row-returning statements take an output format; `INSERT ... VALUES` would choke on one.
         out = client.raw_query(args.sql, fmt=fmt if _wants_format(args.sql) else None)
     finally:
@@ -382,9 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     query = add("query", "run one SQL statement against Maple's ClickHouse and print the result", cmd_query,
                 "Runs against MAPLE_CLICKHOUSE_URL, else the running embedded host (`maple up`), else opens the "
-                "embedded engine in this process (and says so on stderr, with its data directory). Tables of "
-                "Maple's database can be named unqualified. Output: a table on a terminal, TSV when piped or "
-                "redirected (like clickhouse-client), or the --format given.")
+                "embedded engine in this process (and says so on stderr, with its data directory, warning when "
+                "that directory holds no Maple database). Tables of Maple's database can be named unqualified. "
+                "Output: a table on a terminal, TSV when piped or redirected (like clickhouse-client), or the "
+                "--format given.")
     query.add_argument("sql", help='the statement, e.g. "SELECT count() FROM otel_logs"')
     query.add_argument("--format",
                        help="ClickHouse output format, e.g. TSV, TSVWithNames, CSV, JSONEachRow, PrettyCompact "
@@ -467,6 +514,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench_ingest.add_argument("--warmup", type=float, default=3, help="warm-up seconds, not measured (default 3)")
     bench_ingest.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    limits = add("ingest-limits", "send worst-case requests at once; measure /healthz latency and the ingest's memory",
+                 cmd_bench_ingest_limits,
+                 "Sends --concurrency copies of one expensive OTLP request at once (--shape: json-tiny, json-spans, "
+                 "protobuf-empty, protobuf-spans; the costliest per byte OTLP allows) while probing /healthz every "
+                 "20 ms and sampling the resident memory of the ingest and its parse processes every 50 ms. Reports "
+                 "the answers, /healthz latency (median, p99, max) and peak memory over the baseline. Without --url "
+                 "it starts its own `maple ingest` (Kafka must be running); with --url and --pid it measures that "
+                 "one.", into=bench_sub)
+    limits.add_argument("--shape", choices=("json-tiny", "json-spans", "protobuf-empty", "protobuf-spans"),
+                        default="json-tiny")
+    limits.add_argument("--size-mb", type=float, default=31.0, help="size of the request in MB (default 31)")
+    limits.add_argument("--concurrency", type=int, default=3,
+                        help="copies sent at once (default 3; 0: none, probe an idle ingest for 20 s as a baseline)")
+    limits.add_argument("--url", help="a running ingest's HTTP base URL (default: start one)")
+    limits.add_argument("--pid", type=int, help="that ingest's pid, for its memory")
+    limits.add_argument("--json", action="store_true", help="print the report as JSON")
+
     bench_e2e = add("e2e", "measure records/s through workers and sinks, and ingest-to-queryable freshness",
                     cmd_bench_e2e,
                     "Phase 1 produces --records raw records straight into the raw topic, starts workers and sinks, "
@@ -487,6 +551,32 @@ def build_parser() -> argparse.ArgumentParser:
     bench_e2e.add_argument("--decision-wait", type=float, default=2.0,
                            help="traces: the sampler's decision_wait in seconds (default 2)")
     bench_e2e.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    bench_chaos = add("chaos", "kill the pipeline's parts again and again under load; count records lost, duplicated",
+                      cmd_bench_chaos,
+                      "Runs a sandbox of its own (local Kafka with --brokers, the embedded ClickHouse host, an ingest, "
+                      "workers and sinks, under data_dir/chaos-<id>, on free ports) and a verifying client that sends "
+                      "OTLP/HTTP logs with a unique id per record and retries each request until acknowledged, as "
+                      "OTLP exporters do. Every --interval seconds one fault, round robin over --faults: kill -9 of a "
+                      "worker, sink or the ingest; a broker killed for --broker-down seconds; the ClickHouse host "
+                      "paused (SIGSTOP) for --pause seconds or killed. Then it drains the pipeline and reports "
+                      "records acknowledged, lost and duplicated (docs/reliability.md). Exits 1 on any loss.",
+                      into=bench_sub)
+    bench_chaos.add_argument("--duration", type=float, default=300, help="seconds of faults (default 300)")
+    bench_chaos.add_argument("--interval", type=float, default=15, help="seconds between faults (default 15)")
+    bench_chaos.add_argument("--faults", default="worker,sink,ingest,broker,clickhouse-pause,clickhouse-kill",
+                             help="comma-separated, in this order, round robin (default: all six)")
+    bench_chaos.add_argument("--brokers", type=int, choices=(1, 3), default=1, help="local Kafka brokers (default 1)")
+    bench_chaos.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    bench_chaos.add_argument("--sinks", type=int, default=2, help="sink processes (default 2)")
+    bench_chaos.add_argument("--clients", type=int, default=4, help="verifying client threads (default 4)")
+    bench_chaos.add_argument("--rate", type=float, default=10, help="requests/s per client (default 10)")
+    bench_chaos.add_argument("--per-request", type=int, default=50, help="records per request (default 50)")
+    bench_chaos.add_argument("--broker-down", type=float, default=5, help="seconds a killed broker stays down")
+    bench_chaos.add_argument("--pause", type=float, default=10, help="seconds the ClickHouse host stays paused")
+    bench_chaos.add_argument("--keep", action="store_true", help="keep the sandbox (logs, data) afterwards")
+    bench_chaos.add_argument("--json", action="store_true", help="print the report as JSON")
+
     bench_rekey = add("rekey", "measure what moving otel_logs to the exporter's sort key costs (docs/schema.md)",
                       cmd_bench_rekey,
                       "In a private embedded engine (a temporary directory), fills an otel_logs table of the "

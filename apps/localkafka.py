@@ -317,6 +317,39 @@ def stop(settings: Settings, timeout: float = 60.0, say: Callable[[str], None] =
     return len(pids)
 
 
+def kill(settings: Settings, node_ids: list[int] | None = None, timeout: float = 30.0) -> list[int]:
+    """kill -9 the given nodes (default: all): no controlled shutdown, as a crashed host or an OOM kill.
+
+    For fault injection (tests, `maple bench chaos`). Waits until the JVMs are gone and reaps them when
+    they are this process's children; returns the node ids killed. `start` brings them back with their data."""
+    cluster = LocalCluster(settings)
+    pids = {n: p for n, p in running_nodes(cluster).items() if node_ids is None or n in node_ids}
+    for pid in pids.values():
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    for pid in pids.values():
+        while time.monotonic() < deadline:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break  # our child, now reaped
+            except ChildProcessError:
+                pass  # not our child: its parent reaps it
+            if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+                break
+            time.sleep(0.05)
+    for node in cluster.nodes:
+        if node.node_id in pids:
+            node.pid_file.unlink(missing_ok=True)
+    return sorted(pids)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _signal(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)

@@ -154,7 +154,8 @@ class Supervisor:
     def _start_kafka(self) -> str:
         settings = self.settings
         if not settings.local_kafka:
-            kafka_clients.probe(settings.kafka.bootstrap, timeout=settings.kafka.start_timeout_s)
+            kafka_clients.probe(settings.kafka.bootstrap, timeout=settings.kafka.start_timeout_s,
+                                replication_factor=settings.kafka.replication_factor)
             return f"{settings.kafka.bootstrap} (existing cluster)"
         cluster = localkafka.LocalCluster(settings)
         running = localkafka.running_nodes(cluster)

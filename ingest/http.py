@@ -64,7 +64,11 @@ def build_app(service: IngestService, retry_after_s: int) -> web.Application:
             if len(raw) > held:  # a chunked body declares no length: count it now
                 service.budget.acquire(len(raw) - held)
                 held = len(raw)
-            body = inflate(raw, request.headers.get("Content-Encoding"), service.max_request_bytes)
+            encoding_header = request.headers.get("Content-Encoding")
+            if len(raw) <= service.decoder.inline_bytes:
+                body = inflate(raw, encoding_header, service.max_request_bytes)
+            else:  # a big body inflates in a thread (zlib and lz4 release the GIL), never on the event loop
+                body = await service.decoder.off_loop(inflate, raw, encoding_header, service.max_request_bytes)
             if body is not raw:
                 service.budget.acquire(len(body))
                 held += len(body)

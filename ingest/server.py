@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ingest import grpc as grpc_receiver
 from ingest import http as http_receiver
+from ingest.decoding import Decoder
 from ingest.metrics import IngestMetrics
 from ingest.otlp import SIGNALS
 from ingest.service import IngestService
@@ -48,9 +49,12 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
     max_value = await loop.run_in_executor(None, writer.max_value_bytes, topics)
     if cfg.max_record_bytes:
         max_value = min(max_value, cfg.max_record_bytes)
-    service = IngestService(writer, metrics, max_request_bytes=cfg.max_request_bytes,
-                            max_inflight_bytes=cfg.max_inflight_bytes, max_value_bytes=max_value,
-                            api_keys=api_key_tenants(settings), api_key_header=cfg.api_key_header)
+    decoder = Decoder(max_value, processes=cfg.parse_processes, memory_bytes=cfg.parse_memory_bytes,
+                      inline_bytes=cfg.parse_inline_bytes)
+    decoder.start()
+    service = IngestService(writer, metrics, decoder, max_request_bytes=cfg.max_request_bytes,
+                            max_inflight_bytes=cfg.max_inflight_bytes, api_keys=api_key_tenants(settings),
+                            api_key_header=cfg.api_key_header)
 
     runner = web.AppRunner(http_receiver.build_app(service, cfg.retry_after_s), access_log=None,
                            auto_decompress=False, shutdown_timeout=cfg.kafka_timeout_s + 5)
@@ -62,6 +66,7 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
         await grpc_server.start()
     except (OSError, RuntimeError) as exc:
         await runner.cleanup()
+        decoder.stop()
         writer.close(0)
         raise IngestStartupError(f"cannot listen on {cfg.host}:{cfg.http_port}/{cfg.grpc_port}: {exc}") from exc
     log.info("OTLP ingest: gRPC %s:%d, HTTP %s:%d -> Kafka %s (records up to %d bytes, auth %s)",
@@ -81,6 +86,7 @@ async def serve(settings: Settings, stop: threading.Event | None = None) -> None
     log.info("OTLP ingest stopping: finishing in-flight requests")
     await grpc_server.stop(grace=cfg.kafka_timeout_s)
     await runner.cleanup()
+    decoder.stop()
     unacked = await loop.run_in_executor(None, writer.close, cfg.kafka_timeout_s)
     if unacked:
         log.warning("%d record(s) were still unacknowledged by Kafka at shutdown; their clients were told 503",

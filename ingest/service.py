@@ -10,8 +10,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from ingest.decoding import Decoder, TooCostly
 from ingest.metrics import IngestMetrics
-from ingest.otlp import InvalidRequest, Signal, parse_json, parse_protobuf, split
+from ingest.otlp import InvalidRequest, Signal
 from maple.producer import AsyncProducer, Headers, KafkaBacklogFull, KafkaUnavailable, Record
 from maple.topics import HEADER_ENCODING, HEADER_RECEIVED_NS, HEADER_TENANT
 
@@ -22,6 +23,7 @@ __all__ = [
     "KafkaUnavailable",
     "Outcome",
     "Overloaded",
+    "TooCostly",
     "Unauthenticated",
 ]
 
@@ -61,13 +63,13 @@ class InflightBudget:
 
 
 class IngestService:
-    def __init__(self, writer: AsyncProducer, metrics: IngestMetrics, *, max_request_bytes: int,
-                 max_inflight_bytes: int, max_value_bytes: int, api_keys: dict[str, str],
-                 api_key_header: str) -> None:
+    def __init__(self, writer: AsyncProducer, metrics: IngestMetrics, decoder: Decoder, *, max_request_bytes: int,
+                 max_inflight_bytes: int, api_keys: dict[str, str], api_key_header: str) -> None:
         self.writer = writer
         self.metrics = metrics
+        self.decoder = decoder
         self.max_request_bytes = max_request_bytes
-        self.max_value_bytes = max_value_bytes
+        self.max_value_bytes = decoder.max_value_bytes
         self.budget = InflightBudget(max_inflight_bytes, metrics)
         self.api_keys = api_keys
         self.api_key_header = api_key_header.lower()
@@ -89,16 +91,20 @@ class IngestService:
         """Validate and count one request, and return once Kafka holds every part of it."""
         received_ns = time.time_ns()
         self.metrics.bytes.labels(signal.name, protocol).inc(len(body))
-        request = parse_protobuf(signal, body) if encoding == "protobuf" else parse_json(signal, body)
-        items = signal.count(request)
+        decoded = await self.decoder.decode(signal, body, encoding)  # off the event loop unless small protobuf
+        items, rejected = decoded.items, decoded.rejected
         if items == 0:
             return Outcome(0, 0)
-        if encoding == "protobuf" and len(body) <= self.max_value_bytes:
-            values, rejected = [body], 0  # forward the client's bytes untouched
-        elif request.ByteSize() <= self.max_value_bytes:
-            values, rejected = [request.SerializeToString()], 0
-        else:
-            values, rejected = split(signal, request, self.max_value_bytes)
+        values = [body] if decoded.values is None else decoded.values  # None: the client's bytes, untouched
+        held = 0 if decoded.values is None else sum(map(len, values))
+        self.budget.acquire(held)  # converted or split values are held too, until Kafka acknowledged them
+        try:
+            return await self._write(signal, values, items, rejected, encoding, tenant, received_ns)
+        finally:
+            self.budget.release(held)
+
+    async def _write(self, signal: Signal, values: list[bytes], items: int, rejected: int, encoding: str,
+                     tenant: str, received_ns: int) -> Outcome:
         message = ""
         if rejected:
             message = (f"{rejected} {signal.name} item(s) could not be stored: each alone exceeds the Kafka "
@@ -138,6 +144,7 @@ def refusal_for(exc: BaseException) -> Refusal | None:
         (InvalidRequest, "invalid", 400, code_pb2.INVALID_ARGUMENT, False),
         (CorruptPayload, "invalid", 400, code_pb2.INVALID_ARGUMENT, False),
         (PayloadTooLarge, "too_large", 413, code_pb2.RESOURCE_EXHAUSTED, False),
+        (TooCostly, "too_costly", 413, code_pb2.RESOURCE_EXHAUSTED, False),
         (UnsupportedEncoding, "unsupported_encoding", 415, code_pb2.INVALID_ARGUMENT, False),
         (Unauthenticated, "unauthenticated", 401, code_pb2.UNAUTHENTICATED, False),
         (Overloaded, "overloaded", 429, code_pb2.RESOURCE_EXHAUSTED, True),

@@ -120,17 +120,27 @@ class Cluster:
 
     def _committed_on(self, group: str, topics: list[str]) -> dict[TopicPartitionKey, Commit]:
         wanted = [TP(topic, partition) for topic in topics for partition in self.partitions(topic)]
+        self._serve_logs()
         with self._groups_lock:
             consumer = self._groups.get(group)
             if consumer is None:
                 consumer = self._groups[group] = Consumer({
                     "bootstrap.servers": self.bootstrap, "group.id": group, "enable.auto.commit": False,
                     **client_logging("offsets")})
+            consumer.poll(0)  # never subscribed: no messages, only its queued log lines (see _serve_logs)
             try:
                 asked = consumer.committed(wanted, timeout=self.timeout) if wanted else []
             except KafkaException as exc:
                 raise KafkaOpError(f"group {group}: cannot read its committed offsets: {_reason(exc)}") from exc
         return {(tp.topic, tp.partition): Commit(tp.offset, tp.metadata or "") for tp in asked if tp.offset >= 0}
+
+    def _serve_logs(self) -> None:
+        """librdkafka hands its log lines to Maple's logging only inside a poll (confluent-kafka's `logger`
+        queues them): clients that are never polled would pile them up in memory during an outage. Daemons
+        read commits periodically, which polls here."""
+        self._admin.poll(0)
+        with self._probe_lock:
+            self._probe.poll(0)  # unassigned between reads: no messages
 
     def describe_group(self, group: str) -> GroupState:
         future = self._admin.describe_consumer_groups([group], request_timeout=self.timeout)[group]

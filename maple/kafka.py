@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import uuid
 from collections.abc import Iterable
@@ -31,8 +32,10 @@ def bootstrap_servers(settings: Settings) -> str:
 
 
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
-    """Durable by default: idempotent, acks from all in-sync replicas, compressed batches."""
+    """Durable by default: idempotent, acks from all in-sync replicas, compressed batches. librdkafka's lines
+    go through Maple's logging (polled by whoever polls the producer for its delivery reports)."""
     config: dict[str, Any] = {
+        **client_logging("producer"),
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -45,8 +48,10 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
 
 
 def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, Any]:
-    """Offsets are committed explicitly after the downstream write, never automatically."""
+    """Offsets are committed explicitly after the downstream write, never automatically. librdkafka's lines
+    go through Maple's logging, handed over by consume()/poll()."""
     config: dict[str, Any] = {
+        **client_logging("consumer"),
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -59,10 +64,20 @@ def consumer_config(bootstrap: str, group: str, **overrides: Any) -> dict[str, A
 
 
 def admin_client(bootstrap: str, **overrides: Any) -> AdminClient:
+    """An Admin API client for short-lived use (start-up, commands). A long-running process reads group
+    commits through the consumer path instead (maple/consumer.py: librdkafka aborts the process when an Admin
+    API coordinator request loses its connection). Wait for every future it returns (`settle`) before
+    letting it go."""
     # librdkafka's own lines (e.g. "Purging N unserved events" when a short-lived client is destroyed) go
     # through Maple's logging, never raw onto stderr (maple/log.py); callers may name their own kind.
     config: dict[str, Any] = {"bootstrap.servers": bootstrap, **client_logging("admin"), **overrides}
     return AdminClient(config)
+
+
+def settle(futures: Iterable[concurrent.futures.Future[Any]], timeout: float) -> None:
+    """Wait until every future is done (or `timeout` passed): the client that issued them must not be
+    dropped while requests are in flight. Admin requests carry a request_timeout, so they always finish."""
+    concurrent.futures.wait(list(futures), timeout=timeout)
 
 
 def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
@@ -75,9 +90,11 @@ def ensure_topics(admin: AdminClient, partitions: int, replication_factor: int,
     if not wanted:
         return []
     created = []
-    for name, future in admin.create_topics(wanted, operation_timeout=timeout).items():
+    futures = admin.create_topics(wanted, operation_timeout=timeout, request_timeout=timeout)
+    settle(futures.values(), timeout + 5)  # every request over before one failure is raised and `admin` dropped
+    for name, future in futures.items():
         try:
-            future.result()
+            future.result(0)
             created.append(name)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
@@ -97,7 +114,8 @@ def start_group_at_end(bootstrap: str, group: str, topics: Iterable[str], timeou
     """Commit the current end offsets of `topics` for `group`, so that it reads only what comes next.
 
     For a group that has no running members (a fresh one, or one that is stopped)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         **client_logging("commit")})
     try:
         offsets = []
         for topic in topics:
@@ -125,10 +143,13 @@ def _end_offset(consumer: Consumer, tp: TopicPartition, timeout: float) -> tuple
             time.sleep(0.2)
 
 
-def probe(bootstrap: str, timeout: float = 10.0) -> None:
+def probe(bootstrap: str, timeout: float = 10.0, replication_factor: int | None = None) -> None:
     """Prove the cluster works end to end: produce one record with acks=all, then consume it back.
 
-    Raises RuntimeError with the reason when it does not within `timeout` seconds.
+    The probe topic (maple.health) is created on first use with `replication_factor` (Maple's
+    kafka.replication_factor), or the cluster's own default.replication.factor when None; never with the
+    number of brokers that happen to answer (a broker down at that moment would weaken it for good).
+    Raises RuntimeError with the reason when it does not work within `timeout` seconds.
     """
     deadline = time.monotonic() + timeout
     marker = uuid.uuid4().hex.encode()
@@ -136,9 +157,8 @@ def probe(bootstrap: str, timeout: float = 10.0) -> None:
     quiet = {"log_level": 0}  # failures surface through the exception below, not librdkafka's stderr
     admin = admin_client(bootstrap, **quiet)
     try:
-        brokers = len(admin.list_topics(timeout=max(0.1, deadline - time.monotonic())).brokers)
         if HEALTH_TOPIC not in admin.list_topics(timeout=max(0.1, deadline - time.monotonic())).topics:
-            ensure_topics(admin, 1, min(3, brokers), [Topic(HEALTH_TOPIC, "maple", "maple", "probe")],
+            ensure_topics(admin, 1, replication_factor or -1, [Topic(HEALTH_TOPIC, "maple", "maple", "probe")],
                           timeout=max(0.1, deadline - time.monotonic()))
     except KafkaException as exc:
         raise RuntimeError(f"Kafka at {bootstrap} is not reachable: {exc.args[0].str()}") from exc
@@ -158,7 +178,7 @@ def probe(bootstrap: str, timeout: float = 10.0) -> None:
         raise RuntimeError(f"Kafka at {bootstrap} did not acknowledge a probe record: "
                            f"{'; '.join(errors) or 'timed out'}")
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"maple-probe-{marker.decode()}",
-                         "enable.auto.commit": False, **quiet})
+                         "enable.auto.commit": False, **client_logging("probe"), **quiet})
     try:
         consumer.assign(delivered)
         while time.monotonic() < deadline:

@@ -2,8 +2,10 @@
 
 The ingest (raw requests) and the workers (row batches) both write through it. The producer (acks=all,
 idempotent) runs its own threads; a poll thread turns delivery reports into resolved futures on the
-event loop. Readiness follows the cluster: librdkafka's all-brokers-down error clears it, and a
-metadata check every second sets it again, so callers can fail fast while Kafka is away.
+event loop. Readiness follows the cluster: librdkafka's all-brokers-down error clears it at once, a
+metadata check every second sets it again, and clears it only after several checks failed in a row (one
+broker of three going away fails a check or two, not the cluster), so callers can fail fast while Kafka
+is away.
 """
 
 from __future__ import annotations
@@ -25,6 +27,28 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024  # Kafka's default max.message.bytes
 RECORD_OVERHEAD_BYTES = 4096  # headers, key and batch framing beside the value
+
+
+# Metadata checks that must fail in a row before the producer calls Kafka unavailable. librdkafka's
+# all-brokers-down error still clears readiness at once.
+UNREADY_AFTER_FAILURES = 3
+
+
+class Readiness:
+    """Consecutive-failure rule for the periodic metadata check: one success makes ready, `failures` in a
+    row make unready. Pure (no clock, no I/O) so the rule is tested on plain values."""
+
+    def __init__(self, failures: int = UNREADY_AFTER_FAILURES) -> None:
+        self.failures = failures
+        self.failed = 0
+
+    def observe(self, ok: bool) -> bool | None:
+        """The readiness this check implies: True, False, or None (no change yet)."""
+        if ok:
+            self.failed = 0
+            return True
+        self.failed += 1
+        return False if self.failed >= self.failures else None
 
 
 class KafkaUnavailable(RuntimeError):
@@ -119,12 +143,16 @@ class AsyncProducer:
             self.producer.poll(0.05)
 
     def _health_loop(self) -> None:
+        readiness = Readiness()
         while not self._closing.is_set():
             try:
                 metadata = self.producer.list_topics(timeout=2)
-                self._set_ready(bool(metadata.brokers), "no brokers in metadata")
+                ok, reason = bool(metadata.brokers), "no brokers in metadata"
             except KafkaException as exc:
-                self._set_ready(False, exc.args[0].str())
+                ok, reason = False, exc.args[0].str()
+            verdict = readiness.observe(ok)
+            if verdict is not None:
+                self._set_ready(verdict, f"{reason} ({readiness.failed} checks failed in a row)")
             self._closing.wait(1.0)
 
     def wait_ready(self, timeout: float) -> bool:
@@ -140,9 +168,10 @@ class AsyncProducer:
         while True:  # a just-created topic is briefly unknown to the broker answering
             try:
                 futures = admin.describe_configs(resources, request_timeout=timeout)
-                limits = [int(f.result(timeout)["max.message.bytes"].value) for f in futures.values()]
+                kafka_clients.settle(futures.values(), timeout + 5)  # never drop `admin` with requests in flight
+                limits = [int(f.result(0)["max.message.bytes"].value) for f in futures.values()]
                 return min(limits) - RECORD_OVERHEAD_BYTES
-            except (KafkaException, KeyError, ValueError) as exc:
+            except (KafkaException, KeyError, ValueError, TimeoutError) as exc:
                 if time.monotonic() > deadline:
                     log.warning("could not read max.message.bytes of %s (%s); assuming Kafka's default %d",
                                 ", ".join(topics), exc, DEFAULT_MAX_MESSAGE_BYTES)

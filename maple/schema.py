@@ -181,10 +181,36 @@ class Upgrade:
 
 
 @dataclass(frozen=True)
+class TtlChange:
+    """A new retention expression for a table that exists (ALTER TABLE ... MODIFY TTL), with the target's
+    ttl_days. Nothing for ttl_days 0 (no retention, no TTL to change). Parts already written keep the TTL
+    they were written with (materialize_ttl_after_modify = 0: no mutation rewrites a large table); new
+    parts and merged parts get the new one."""
+
+    table: str
+    expression: str  # a DateTime expression with {seconds} for the retention in seconds
+
+    def statements(self, target: Target) -> list[str]:
+        if not target.ttl_days:
+            return []
+        ttl = self.expression.format(seconds=target.ttl_days * 86400)
+        return [f"ALTER TABLE `{target.database}`.{target.storage_name(self.table)}{target.on_cluster} "
+                f"MODIFY TTL {ttl} SETTINGS materialize_ttl_after_modify = 0"]
+
+
+def saturating_ttl(dt64_column: str) -> str:
+    """`dt64_column` (a DateTime64) plus the retention, computed in 64-bit seconds and capped at DateTime's
+    last second (2106-02-07 06:28:15 UTC): `toDateTime(column) + toIntervalDay(n)` wraps around to 1970
+    for rows past that, which makes their part expire at once."""
+    return (f"toDateTime(least(greatest(intDiv(toUnixTimestamp64Milli({dt64_column}), 1000), 0) + {{seconds}}, "
+            "4294967295))")
+
+
+@dataclass(frozen=True)
 class Migration:
     version: int
     name: str
-    objects: tuple[Table | View | Upgrade, ...]
+    objects: tuple[Table | View | Upgrade | TtlChange, ...]
 
 
 def statements(migration: Migration, target: Target) -> list[str]:
@@ -198,6 +224,8 @@ def statements(migration: Migration, target: Target) -> list[str]:
             out.extend(create_table(item, target))
         elif isinstance(item, Upgrade):
             out.extend(item.renames(target) + item.replace(target) if item.rebuild else item.alter(target))
+        elif isinstance(item, TtlChange):
+            out.extend(item.statements(target))
         else:
             out.append(item.create(target))
     return out
@@ -454,7 +482,22 @@ EXPORTER_GENERATION = Migration(3, "the exporter's current generation: otel_logs
     Upgrade(TRACES_TABLE_V3, (_SAMPLE_RATE,), rebuild=False),
 ))
 
-MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES, EXPORTER_GENERATION)
+# -- migration 4: retention that never wraps around ------------------------------------------------------
+
+# Rows stamped past 2106-02-07 (DateTime's end) were dropped as expired the moment their part was written,
+# leaving no trace (issue 12): the exporter's `toDateTime(ts) + toIntervalDay(n)` wraps around to 1970. The
+# workers refuse such times now (processors/values.py); this keeps rows any other writer puts in from
+# vanishing the same way. Self-contained: it only changes TTL expressions, whatever migration 3 did.
+TTL_WITHOUT_WRAPAROUND = Migration(4, "retention that never wraps around past 2106", (
+    TtlChange("otel_logs", saturating_ttl("Timestamp")),
+    *(TtlChange(name, saturating_ttl("TimeUnix")) for name in (
+        "otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram", "otel_metrics_exponential_histogram",
+        "otel_metrics_summary")),
+    TtlChange("otel_traces", saturating_ttl("Timestamp")),
+    TtlChange("otel_traces_trace_id_ts", "toDateTime(least(toUInt64(toUnixTimestamp(Start)) + {seconds}, 4294967295))"),
+))
+
+MIGRATIONS: tuple[Migration, ...] = (LOGS_AND_METRICS, TRACES, EXPORTER_GENERATION, TTL_WITHOUT_WRAPAROUND)
 # The newest definition of each table (a later migration's Upgrade supersedes the table it replaces).
 TABLES: dict[str, Table] = {}
 for _migration in MIGRATIONS:
@@ -558,6 +601,10 @@ def apply(client: Client, database: str | Target, ttl_days: int = 30, migrations
         for item in migration.objects:
             if isinstance(item, Upgrade):
                 upgrade(client, item, target, say)
+                continue
+            if isinstance(item, TtlChange):
+                for statement in item.statements(target):
+                    client.command(statement)
                 continue
             for statement in create_table(item, target) if isinstance(item, Table) else [item.create(target)]:
                 client.command(statement)

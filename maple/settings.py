@@ -93,6 +93,17 @@ class IngestSettings:
     max_inflight_bytes: int = setting(256 * 1024 * 1024, "Memory budget for requests received but not yet "
                                       "acknowledged by Kafka; past it clients get 429 / RESOURCE_EXHAUSTED "
                                       "with a retry delay (memory-limiter semantics).", minimum=1024)
+    parse_processes: int = setting(2, "Processes that decode OTLP/JSON and protobuf bodies over "
+                                   "parse_inline_bytes, one request each at a time, so no request stalls the "
+                                   "event loop (or /healthz). Requests beyond them wait their turn, holding only "
+                                   "their bytes.",
+                                   minimum=1, maximum=64)
+    parse_memory_bytes: int = setting(512 * 1024 * 1024, "Memory cap of each parse process (RLIMIT_DATA); a request "
+                                      "that needs more to decode gets 413 / RESOURCE_EXHAUSTED (not retried).",
+                                      minimum=64 * 1024 * 1024)
+    parse_inline_bytes: int = setting(256 * 1024, "Protobuf bodies up to this size are decoded on the event loop "
+                                      "(a few ms at worst); larger ones and all OTLP/JSON in the parse processes.",
+                                      minimum=0)
     max_record_bytes: int = setting(0, "Largest Kafka record the ingest writes; bigger requests are split at "
                                     "resource/scope boundaries. 0: the raw topics' max.message.bytes.", minimum=0)
     kafka_timeout_s: float = setting(10.0, "How long a request waits for Kafka's acknowledgement before the "
@@ -112,6 +123,8 @@ class WorkerSettings:
                                        "repartitioning with RED metrics, and tail sampling).")
     metrics_port: int = setting(9465, "Prometheus /metrics port of a worker (0: off; a taken port is "
                                       "skipped with a warning).", minimum=0, maximum=65535)
+    lag_interval_s: float = setting(15.0, "How often a worker measures its group's consumer lag for "
+                                    "/metrics (only with a metrics port).", minimum=0.5)
     session_timeout_s: float = setting(10.0, "Consumer-group session timeout: how soon the partitions of a "
                                        "worker that died move to the others.", minimum=6, maximum=300)
     inflight_batches: int = setting(256, "Raw records processed ahead of Kafka's acknowledgement of their "

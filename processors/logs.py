@@ -13,6 +13,10 @@ Severity (the rule; processors/severity.py has the vocabulary):
 3. With `prefer_body_level` (setting worker.severity_from_body), a level *field* of the JSON body wins
    over the sender's severity: `log.info('{"level": "error", ...}')` through an SDK's logging bridge is
    INFO by the sender and ERROR by its body. Keywords in free text never override a sender's severity.
+
+One record's body never fails its request: a body that looks like a JSON object (`{...}`) but cannot be
+parsed or flattened (invalid JSON, nested deeper than the JSON library goes) is kept as text, nothing of
+it is flattened, and the attribute `maple.body_error` says why.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ import orjson
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from processors import severity
-from processors.values import attributes, datetime64, to_python, to_text
+from processors.values import SPAN_ID_BYTES, TRACE_ID_BYTES, attributes, datetime64, hex_id, to_python, to_text
 
 TABLE = "otel_logs"
+BODY_ERROR = "maple.body_error"  # LogAttributes key: why a JSON-looking body was not flattened
 COLUMNS = ("Timestamp", "TraceId", "SpanId", "TraceFlags", "SeverityText", "SeverityNumber", "ServiceName", "Body",
            "ResourceSchemaUrl", "ResourceAttributes", "ScopeSchemaUrl", "ScopeName", "ScopeVersion",
            "ScopeAttributes", "LogAttributes", "EventName")
@@ -60,14 +65,27 @@ def flatten(obj: dict[str, Any], out: dict[str, str], depth: int, prefix: str = 
             out[name] = orjson.dumps(value).decode()
 
 
-def _json_object(text: str, limit: int) -> dict[str, Any] | None:
+def _json_object(text: str, limit: int) -> tuple[dict[str, Any] | None, str]:
+    """The body parsed as a JSON object, or None and why not ("" when it does not look like one at all)."""
     if not text or (text[0] != "{" and not text.lstrip().startswith("{")) or len(text) > limit:
-        return None
+        return None, ""
     try:
         parsed = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
+    except orjson.JSONDecodeError as exc:
+        # Text that merely starts with "{" is not a JSON body gone wrong; one that also ends with "}" is.
+        return None, (f"body is not valid JSON: {exc}" if text.rstrip().endswith("}") else "")
+    return (parsed, "") if isinstance(parsed, dict) else (None, "")
+
+
+def flattened(parsed: dict[str, Any], attrs: dict[str, str], depth: int) -> tuple[dict[str, str], str]:
+    """`attrs` plus `parsed` flattened, or `attrs` unchanged and why when `parsed` cannot be flattened
+    (all or nothing: a record never gets half of its body's keys)."""
+    merged = dict(attrs)
+    try:
+        flatten(parsed, merged, depth)
+    except (TypeError, ValueError, RecursionError) as exc:  # orjson: "Recursion limit reached" past 254 levels
+        return attrs, f"body JSON not flattened: {exc}"
+    return merged, ""
 
 
 def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: LogOptions = LogOptions()
@@ -88,13 +106,17 @@ def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: Log
                 kind = body.WhichOneof("value")
                 text = body.string_value if kind == "string_value" else to_text(body)
                 attrs = attributes(record.attributes)
-                parsed = None
+                parsed, why = None, ""
                 if kind == "string_value":
-                    parsed = _json_object(text, max_json)
+                    parsed, why = _json_object(text, max_json)
                 elif kind == "kvlist_value":
                     parsed = to_python(body)
                 if parsed:
-                    flatten(parsed, attrs, max_depth)
+                    attrs, why = flattened(parsed, attrs, max_depth)
+                    if why:
+                        parsed = None
+                if why:
+                    attrs.setdefault(BODY_ERROR, why[:1024])
                 number: int = record.severity_number
                 level = record.severity_text
                 if prefer_body and parsed and (from_body := severity.from_fields(parsed)):
@@ -104,9 +126,10 @@ def to_columns(request: ExportLogsServiceRequest, received_ns: int, options: Log
                     level, number = inferred if inferred else (level, 0)
                 elif not level:
                     level = severity.from_number(number)
-                timestamp(datetime64(record.time_unix_nano or record.observed_time_unix_nano or received_ns))
-                trace_id(record.trace_id.hex())
-                span_id(record.span_id.hex())
+                timestamp(datetime64(record.time_unix_nano or record.observed_time_unix_nano or received_ns,
+                                     "time_unix_nano"))
+                trace_id(hex_id(record.trace_id, TRACE_ID_BYTES, "trace_id"))
+                span_id(hex_id(record.span_id, SPAN_ID_BYTES, "span_id"))
                 flags(record.flags & 0xFF)
                 sev_text(level)
                 sev_num(number)

@@ -10,7 +10,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 
-from processors.values import attributes, datetime64
+from processors.values import SPAN_ID_BYTES, TRACE_ID_BYTES, attributes, datetime64, hex_id
 
 GAUGE, SUM, HISTOGRAM, EXP_HISTOGRAM, SUMMARY = ("otel_metrics_gauge", "otel_metrics_sum", "otel_metrics_histogram",
                                                  "otel_metrics_exponential_histogram", "otel_metrics_summary")
@@ -40,10 +40,10 @@ def _number(point: Any) -> float:
 def _exemplars(cols: dict[str, list[Any]], point: Any) -> None:
     exemplars = point.exemplars
     cols["Exemplars.FilteredAttributes"].append([attributes(e.filtered_attributes) for e in exemplars])
-    cols["Exemplars.TimeUnix"].append([datetime64(e.time_unix_nano) for e in exemplars])
+    cols["Exemplars.TimeUnix"].append([datetime64(e.time_unix_nano, "exemplars.time_unix_nano") for e in exemplars])
     cols["Exemplars.Value"].append([_number(e) for e in exemplars])
-    cols["Exemplars.SpanId"].append([e.span_id.hex() for e in exemplars])
-    cols["Exemplars.TraceId"].append([e.trace_id.hex() for e in exemplars])
+    cols["Exemplars.SpanId"].append([hex_id(e.span_id, SPAN_ID_BYTES, "exemplars.span_id") for e in exemplars])
+    cols["Exemplars.TraceId"].append([hex_id(e.trace_id, TRACE_ID_BYTES, "exemplars.trace_id") for e in exemplars])
 
 
 def to_tables(request: ExportMetricsServiceRequest) -> dict[str, dict[str, list[Any]]]:
@@ -73,8 +73,8 @@ def to_tables(request: ExportMetricsServiceRequest) -> dict[str, dict[str, list[
                     for name, value in zip(COMMON, common):
                         cols[name].append(value)
                     cols["Attributes"].append(attributes(point.attributes))
-                    cols["StartTimeUnix"].append(datetime64(point.start_time_unix_nano))
-                    cols["TimeUnix"].append(datetime64(point.time_unix_nano))
+                    cols["StartTimeUnix"].append(datetime64(point.start_time_unix_nano, "start_time_unix_nano"))
+                    cols["TimeUnix"].append(datetime64(point.time_unix_nano, "time_unix_nano"))
                     cols["Flags"].append(point.flags)
                     if kind == "gauge":
                         cols["Value"].append(_number(point))

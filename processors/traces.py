@@ -12,7 +12,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from processors.values import attributes, datetime64
+from processors.values import SPAN_ID_BYTES, TRACE_ID_BYTES, attributes, datetime64, hex_id
 
 TABLE = "otel_traces"
 START_NS = "StartNs"
@@ -50,7 +50,9 @@ def status_code(value: int) -> str:
 
 
 def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
-    """The spans of `request` as columns (plus StartNs). Spans without a trace id are kept as they are."""
+    """The spans of `request` as columns (plus StartNs). A span's trace and span ids must be 16 and 8 bytes
+    (all-zero ids are stored as "", as the exporter does); any other length raises InvalidId naming the
+    field, and the worker refuses that span alone."""
     cols: dict[str, list[Any]] = {name: [] for name in (*COLUMNS, START_NS)}
     (timestamp, trace_id, span_id, parent_id, trace_state, span_name, kind_col, span_attrs, duration, status_col,
      status_message, event_times, event_names, event_attrs, link_trace_ids, link_span_ids, link_states, link_attrs,
@@ -66,13 +68,14 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
             spans = scope_spans.spans
             for span in spans:
                 start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                timestamp(datetime64(start))
+                timestamp(datetime64(start, "start_time_unix_nano"))
                 start_col(start)
                 duration(end - start if end > start else 0)
-                tid, sid = span.trace_id.hex(), span.span_id.hex()
+                tid = hex_id(span.trace_id, TRACE_ID_BYTES, "trace_id", optional=False)
+                sid = hex_id(span.span_id, SPAN_ID_BYTES, "span_id", optional=False)
                 trace_id("" if tid == ZERO_TRACE_ID else tid)  # all-zero ids are "no id", as the exporter stores them
                 span_id("" if sid == ZERO_SPAN_ID else sid)
-                pid = span.parent_span_id.hex()
+                pid = hex_id(span.parent_span_id, SPAN_ID_BYTES, "parent_span_id")
                 parent_id("" if pid == ZERO_SPAN_ID else pid)
                 trace_state(span.trace_state)
                 span_name(span.name)
@@ -83,7 +86,7 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
                 status_message(status.message)
                 events = span.events
                 if events:
-                    event_times([datetime64(e.time_unix_nano) for e in events])
+                    event_times([datetime64(e.time_unix_nano, "events.time_unix_nano") for e in events])
                     event_names([e.name for e in events])
                     event_attrs([attributes(e.attributes) for e in events])
                 else:  # one shared empty value (never mutated) instead of three new lists per span
@@ -92,8 +95,8 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
                     event_attrs(NONE)
                 links = span.links
                 if links:
-                    link_trace_ids([_hex_id(link.trace_id) for link in links])
-                    link_span_ids([_hex_id(link.span_id) for link in links])
+                    link_trace_ids([_hex_id(link.trace_id, TRACE_ID_BYTES, "links.trace_id") for link in links])
+                    link_span_ids([_hex_id(link.span_id, SPAN_ID_BYTES, "links.span_id") for link in links])
                     link_states([link.trace_state for link in links])
                     link_attrs([attributes(link.attributes) for link in links])
                 else:
@@ -110,9 +113,9 @@ def to_columns(request: ExportTraceServiceRequest) -> dict[str, list[Any]]:
     return cols
 
 
-def _hex_id(raw: bytes) -> str:
-    """Lowercase hex, or "" for an absent or all-zero id (as the exporter stores them)."""
-    return raw.hex() if any(raw) else ""
+def _hex_id(raw: bytes, size: int, field: str) -> str:
+    """Lowercase hex of an id of `size` bytes, or "" for an all-zero id (as the exporter stores them)."""
+    return hex_id(raw, size, field, optional=False) if any(raw) or len(raw) != size else ""
 
 
 def take(cols: dict[str, list[Any]], rows: list[int], names: tuple[str, ...] = COLUMNS) -> dict[str, list[Any]]:

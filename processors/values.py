@@ -58,10 +58,40 @@ def attributes(pairs: Iterable[KeyValue]) -> dict[str, str]:
     return out
 
 
-def datetime64(unix_nano: int) -> str:
+# The last instant Maple's tables hold: they keep time in DateTime64(9) columns but partition and expire
+# rows by DateTime (seconds in 32 bits). Past 2106-02-07 06:28:15 UTC, toDateTime() wraps around to 1970,
+# the row lands in a part that is already expired, and the part is dropped at the next merge. An item
+# carrying a later time is refused (dead-lettered with the reason, docs/reliability.md), never stored.
+MAX_TIME_NS = (2**32 - 1) * 1_000_000_000 + 999_999_999
+
+
+class InvalidId(ValueError):
+    """A trace or span id of a length OTLP does not allow; the message names the field."""
+
+
+TRACE_ID_BYTES, SPAN_ID_BYTES = 16, 8
+
+
+def hex_id(raw: bytes, size: int, field: str, optional: bool = True) -> str:
+    """An id as lowercase hex, checked against OTLP's length: `size` bytes, or empty when `optional`
+    (a log's ids, a parent span id, an exemplar's ids). Raises InvalidId naming `field`."""
+    if len(raw) != size and (raw or not optional):
+        raise InvalidId(f"{field} is {len(raw)} bytes; OTLP requires {size}" + (" or none" if optional else ""))
+    return raw.hex()
+
+
+class TimeOutOfRange(ValueError):
+    """A timestamp past MAX_TIME_NS; the message names the field and the value."""
+
+
+def datetime64(unix_nano: int, field: str = "time") -> str:
     """Unix nanoseconds as DateTime64(9) input text: seconds.nanoseconds, exact to the nanosecond.
 
     The seconds are zero-padded to ten digits: ClickHouse reads shorter numbers as dates ("1.5" would
-    become a day in May), so a zero start time must be "0000000000.000000000"."""
+    become a day in May), so a zero start time must be "0000000000.000000000". Raises TimeOutOfRange
+    (naming `field`) past 2106-02-07 06:28:15 UTC."""
+    if unix_nano > MAX_TIME_NS:
+        raise TimeOutOfRange(f"{field} {unix_nano} is past 2106-02-07T06:28:15Z, the last instant ClickHouse's "
+                             "DateTime holds (Maple's tables partition and expire rows by it)")
     seconds, nanos = divmod(unix_nano, 1_000_000_000)
     return f"{seconds:010d}.{nanos:09d}"

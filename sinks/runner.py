@@ -183,6 +183,7 @@ class Sink:
                         self._flush(key)
                 self.metrics.buffered_rows.set(sum(b.rows for b in self.batches.values()))
                 self.lag.update(self.consumer, self.batches)  # every few seconds, not per message
+                self.dead_letters.poll(0)  # delivery reports and librdkafka's log lines of the idle DLQ producer
         except SystemExit:
             pass
         finally:

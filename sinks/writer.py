@@ -7,9 +7,12 @@ transient, isolating bad rows.
   moves past a batch ClickHouse has not acknowledged.
 * A data error (ClickHouse cannot parse or convert a value) is deterministic: the blocks are bisected,
   each half inserted under a derived token, down to single rows; a row that fails alone is returned
-  for the dead-letter topic and the rest lands. The search is capped at BISECT_BUDGET inserts per batch:
-  an error that hits every row (a column the table lacks) dead-letters whole blocks instead of costing
-  one insert per row.
+  for the dead-letter topic and the rest lands. Isolating b bad rows among n costs about
+  2·b·log2(n/b) inserts. While the rows refused so far do not outnumber the rows landed, the search
+  goes on to the last bad row; once BISECT_BUDGET inserts are spent and refused rows are the majority
+  (an error that hits every row, such as a column the table lacks), the pieces left are dead-lettered
+  whole instead of costing one insert per row. Rows in the dead-letter topic are kept, not lost:
+  `maple dlq redrive` inserts the ones that fit once the cause is fixed.
 * Any other error is retried like a transient one, without limit and loudly: dead-lettering on an error
   that is not the data's fault would drop rows from the table, and bisecting on one that may not repeat
   would break the token scheme a redo relies on.
@@ -85,7 +88,7 @@ class Inserter:
         self.on_retry = on_retry
         self.sleep = sleep
 
-    def _insert_once(self, table: str, data: bytes, token: str, fmt: str) -> None:
+    def _insert_once(self, table: str, data: bytes, token: str, fmt: str = FORMAT_JSON) -> None:
         if self._client is None:
             self._client = self._connect()
         self._client.raw_insert(f"`{self.database}`.`{table}`", None, insert_block=data,  # type: ignore[attr-defined]
@@ -94,20 +97,23 @@ class Inserter:
     def insert(self, table: str, blocks: list[bytes], token: str, fmt: str = FORMAT_JSON) -> list[Rejected]:
         """Insert `blocks` (of format `fmt`) as one deduplicated block; returns the rows dead-lettered
         (normally none)."""
-        return self._insert(table, blocks, token, [BISECT_BUDGET], fmt)
+        return self._insert(table, blocks, token, Bisection(), fmt)
 
-    def _insert(self, table: str, blocks: list[bytes], token: str, budget: list[int], fmt: str) -> list[Rejected]:
+    def _insert(self, table: str, blocks: list[bytes], token: str, search: Bisection, fmt: str = FORMAT_JSON
+                ) -> list[Rejected]:
         data = row_blocks.join(blocks, fmt)
         backoff, attempts = 0.2, 0
         while True:
             try:
                 self._insert_once(table, data, token, fmt)
+                if search.inserts:  # a piece of a bisected batch: count what landed
+                    search.landed += row_blocks.count_rows(data, fmt)
                 return []
             except Exception as exc:
                 kind, code = classify(exc)
                 attempts += 1
                 if kind == DATA:
-                    return self._bisect(table, blocks, token, exc, code, budget, fmt)
+                    return self._bisect(table, blocks, token, exc, code, search, fmt)
                 if kind == TRANSIENT:
                     self._client = None  # reconnect: the server (or the embedded host) may have restarted
                 self.on_retry(kind if code is None else f"{kind}:{code}", table)
@@ -118,18 +124,35 @@ class Inserter:
                 backoff = min(backoff * 2, self.backoff_max_s)
 
     def _bisect(self, table: str, blocks: list[bytes], token: str, exc: Exception, code: int | None,
-                budget: list[int], fmt: str) -> list[Rejected]:
+                search: Bisection, fmt: str = FORMAT_JSON) -> list[Rejected]:
         halves: tuple[list[bytes], list[bytes]] | None = None
         if len(blocks) > 1:
             middle = len(blocks) // 2
             halves = blocks[:middle], blocks[middle:]
         elif (rows := row_blocks.split(blocks[0], fmt)) is not None:
             halves = [rows[0]], [rows[1]]
-        if halves is None or budget[0] < 2:
+        if halves is None or not search.may_split():
             message = str(exc).splitlines()[0][:2000]
+            rejected = Rejected(table, row_blocks.join(blocks, fmt), token, message, code, fmt)
+            search.refused += rejected.rows
             log.error("%s for %s rejected by ClickHouse and dead-lettered: %s",
-                      "a row" if halves is None else "a block", table, message)
-            return [Rejected(table, row_blocks.join(blocks, fmt), token, message, code, fmt)]
-        budget[0] -= 2
-        return (self._insert(table, halves[0], f"{token}/0", budget, fmt)
-                + self._insert(table, halves[1], f"{token}/1", budget, fmt))
+                      "a row" if halves is None else f"a block of {rejected.rows} rows", table, message)
+            return [rejected]
+        search.inserts += 2
+        return (self._insert(table, halves[0], f"{token}/0", search, fmt)
+                + self._insert(table, halves[1], f"{token}/1", search, fmt))
+
+
+@dataclass
+class Bisection:
+    """The state of one batch's search for the rows ClickHouse refuses (see the module doc).
+
+    Deterministic: a redo of the batch after a crash meets the same refusals and the same landings
+    (deduplicated), so it splits the same way and derives the same tokens."""
+
+    inserts: int = 0  # sub-inserts made
+    landed: int = 0   # rows sub-inserts landed
+    refused: int = 0  # rows dead-lettered
+
+    def may_split(self) -> bool:
+        return self.inserts < BISECT_BUDGET or self.refused <= self.landed

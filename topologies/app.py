@@ -57,11 +57,11 @@ from maple.topics import (
 from processors.logs import LogOptions
 from topologies import sampler
 from topologies.acks import InOrderAcks
-from topologies.batches import RawRecord, log_batches, metric_batches, trace_batches
+from topologies.batches import Output, RawRecord, log_batches, metric_batches, trace_batches
 
 log = logging.getLogger(__name__)
 
-Transform = Callable[[RawRecord], list[Record]]
+Transform = Callable[[RawRecord], Output]
 
 
 class WorkerMetrics:
@@ -70,7 +70,9 @@ class WorkerMetrics:
         r = self.registry
         self.records = Counter("maple_worker_records", "Raw records processed", ["signal"], registry=r)
         self.rows = Counter("maple_worker_rows", "Rows produced to processed topics", ["signal"], registry=r)
-        self.dead_letters = Counter("maple_worker_dead_letters", "Raw records that could not be decoded",
+        self.dead_letters = Counter("maple_worker_dead_letters", "Dead letters written: raw records that could not "
+                                    "be decoded, and single items (log records, spans, data points) that could "
+                                    "not be made rows",
                                     ["signal"], registry=r)
         self.process_seconds = Histogram("maple_worker_process_seconds", "Processing time per raw record",
                                          ["signal"], buckets=prom.LATENCY_BUCKETS, registry=r)
@@ -137,7 +139,7 @@ def build_app(settings: Settings) -> faust.App:
         raw_topic = {"logs": RAW_LOGS, "metrics": RAW_METRICS, "traces": RAW_TRACES}
         stage_topics = [raw_topic[s].name for s in cfg.signals] + ([SPANS.name] if "traces" in cfg.signals else [])
 
-        @app.timer(interval=15.0)
+        @app.timer(interval=cfg.lag_interval_s)
         async def export_lag() -> None:
             """The group's own lag on the topics it reads, off the event loop (never per event)."""
             try:
@@ -193,14 +195,22 @@ def _add_agent(app: faust.App, signal: str, source: Topic, transform: Transform,
                                 {k: bytes(v) for k, v in (message.headers or []) if v is not None},
                                 int((message.timestamp or 0) * 1000))
                 with seconds.time():
+                    position = SourcePosition(raw.topic, raw.partition, raw.offset)
                     try:
-                        records = transform(raw)
+                        output = transform(raw)
+                        records = output.records
+                        if output.refused:  # single items: the rest of the request went on
+                            log.warning("%s record %s/%d@%d: %d item(s) could not be made rows, dead-lettered: %s",
+                                        signal, raw.topic, raw.partition, raw.offset, len(output.refused),
+                                        output.refused[0].reason)
+                            dead_counter.inc(len(output.refused))
+                            records = records + [worker_letter(item.value, position, item.reason, app.conf.id)
+                                                 for item in output.refused]
                     except Exception as exc:  # not an OTLP request: keep it, with the reason, and go on
                         log.warning("%s record %s/%d@%d is not decodable, dead-lettered: %s", signal,
                                     raw.topic, raw.partition, raw.offset, exc)
                         dead_counter.inc()
-                        records = [worker_letter(raw.value, SourcePosition(raw.topic, raw.partition, raw.offset),
-                                                 exc, app.conf.id)]
+                        records = [worker_letter(raw.value, position, exc, app.conf.id)]
                 records_counter.inc()
                 rows_counter.inc(sum(int(dict(r.headers).get(HEADER_ROWS) or 0) for r in records))
                 await acks.put(producer.produce_all(records), partial(stream.ack, event),

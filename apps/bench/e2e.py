@@ -254,7 +254,7 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
     service = f"bench-{tag}"
     database = f"bench_{tag}"
     bootstrap = kafka_clients.bootstrap_servers(settings)
-    kafka_clients.probe(bootstrap, timeout=10)
+    kafka_clients.probe(bootstrap, timeout=10, replication_factor=settings.kafka.replication_factor)
     metrics_port = free_port()
     env = {**os.environ, "MAPLE_KAFKA_BOOTSTRAP": bootstrap, "MAPLE_CLICKHOUSE_DATABASE": database,
            "MAPLE_WORKER_GROUP": f"bench-worker-{tag}", "MAPLE_SINK_GROUP": f"bench-sink-{tag}",

@@ -15,15 +15,31 @@ thread_local! {
     static OUT_OF_RANGE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Unix nanoseconds as DateTime64(9) ticks. Past Int64 (after 2262-04-11) the Python path writes text that
-/// ClickHouse refuses row by row; Native cannot hold such a value, so the request is flagged and handed to
-/// the Python processors (`take_out_of_range`).
+/// processors/values.py MAX_TIME_NS: the last instant ClickHouse's DateTime holds (2106-02-07 06:28:15 UTC).
+pub const MAX_TIME_NS: u64 = (u32::MAX as u64) * 1_000_000_000 + 999_999_999;
+
+/// Unix nanoseconds as DateTime64(9) ticks. A later time is an item the processors refuse (item by item,
+/// with the reason): the request is flagged and handed to the Python path (`take_out_of_range`).
 #[inline]
 pub fn ticks(ns: u64) -> i64 {
-    if ns > i64::MAX as u64 {
-        OUT_OF_RANGE.with(|f| f.set(true));
+    if ns > MAX_TIME_NS {
+        flag_for_python();
     }
     ns as i64
+}
+
+/// Marks the request being converted as one for the Python path (an item it would refuse).
+#[inline]
+pub fn flag_for_python() {
+    OUT_OF_RANGE.with(|f| f.set(true));
+}
+
+/// An id's length as the processors check it (`hex_id`): `size` bytes, or none when `optional`.
+#[inline]
+pub fn check_id(raw: &[u8], size: usize, optional: bool) {
+    if raw.len() != size && (!raw.is_empty() || !optional) {
+        flag_for_python();
+    }
 }
 
 /// Whether a time past Int64 was written since the last call (and clears the flag).

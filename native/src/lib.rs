@@ -21,11 +21,11 @@ create_exception!(maple_native, DecodeError, PyValueError, "The request is not a
 create_exception!(maple_native, RowTooLarge, PyValueError, "One row alone is over the row batch limit.");
 create_exception!(maple_native, BlockError, PyValueError, "The bytes are not a Native block Maple can read.");
 create_exception!(maple_native, NeedsPython, PyValueError,
-                  "The request holds a time past Int64 nanoseconds: transform it with the Python processors.");
+                  "The request holds an item the processors refuse: convert it with them, item by item.");
 
 fn check_range() -> PyResult<()> {
     if block::take_out_of_range() {
-        return Err(NeedsPython::new_err("a time after 2262-04-11 (past Int64 nanoseconds)"));
+        return Err(NeedsPython::new_err("an item the processors refuse (a time past 2106, an id of the wrong length)"));
     }
     Ok(())
 }

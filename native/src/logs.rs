@@ -103,7 +103,10 @@ fn flatten<'a>(obj: &Dict<'a, Py<'a>>, out: &mut Attrs<'a>, depth: i64, prefix: 
             Some(text) => text,
             None => {
                 let mut s = String::new();
-                values::dumps(value, &mut s, 0).map_err(|_| DecodeError("TypeError: Recursion limit reached"))?;
+                if values::dumps(value, &mut s, 0).is_err() {
+                    // too deep for orjson: the Python path keeps the body as text, with the reason
+                    crate::block::flag_for_python();
+                }
                 Cow::Owned(s)
             }
         };
@@ -112,10 +115,12 @@ fn flatten<'a>(obj: &Dict<'a, Py<'a>>, out: &mut Attrs<'a>, depth: i64, prefix: 
     Ok(())
 }
 
-/// `_json_object(text, limit)`: the body as a JSON object, if it is one.
+/// `_json_object(text, limit)`: the body as a JSON object, if it is one. A body that looks like JSON but
+/// does not parse gets orjson's error message in an attribute on the Python path: such a request is
+/// flagged for it (`block::flag_for_python`).
 fn json_object<'a>(text: &'a str, limit: usize) -> Option<Dict<'a, Py<'a>>> {
-    let start = text.bytes().position(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))?;
-    if text.as_bytes()[start] != b'{' {
+    let first = text.chars().find(|&c| !severity::py_space(c))?;
+    if first != '{' {
         return None;
     }
     let chars = text.bytes().filter(|&c| (c & 0xC0) != 0x80).count();
@@ -124,7 +129,13 @@ fn json_object<'a>(text: &'a str, limit: usize) -> Option<Dict<'a, Py<'a>>> {
     }
     match values::loads(text) {
         Ok(Py::Dict(d)) => Some(d),
-        _ => None,
+        Ok(_) => None,
+        Err(_) => {
+            if text.trim_end_matches(severity::py_space).ends_with('}') {
+                crate::block::flag_for_python();
+            }
+            None
+        }
     }
 }
 
@@ -254,6 +265,8 @@ fn log_record(buf: &[u8], received_ns: u64, options: &Options, text_severity: &m
     let ts = if time != 0 { time } else if observed != 0 { observed } else { received_ns };
     let c = &mut cols.cols;
     c[0].push_i64(crate::block::ticks(ts));
+    crate::block::check_id(trace_id, 16, true);
+    crate::block::check_id(span_id, 8, true);
     let mut hex = Vec::with_capacity(32);
     crate::fmt::hex(trace_id, &mut hex);
     c[1].push_str(&hex);

@@ -263,6 +263,8 @@ fn exemplar<'a>(buf: &'a [u8], depth: u32) -> R<Exemplar<'a>> {
 fn push_exemplars(cols: &mut [Col], first: usize, exemplars: &[Exemplar<'_>]) {
     let mut hex = Vec::new();
     for e in exemplars {
+        crate::block::check_id(e.span_id, 8, true);
+        crate::block::check_id(e.trace_id, 16, true);
         push_attrs(cols[first].inner(), &e.attrs);
         cols[first + 1].inner().push_i64(crate::block::ticks(e.time));
         cols[first + 2].inner().push_f64(e.value);

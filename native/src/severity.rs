@@ -36,7 +36,7 @@ fn word(w: &str) -> Option<Level> {
 }
 
 /// Python's `str.isspace()` for one character.
-fn py_space(c: char) -> bool {
+pub fn py_space(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\x0b' | '\x0c' | '\r' | '\x1c'..='\x1f' | ' ' | '\u{85}' | '\u{a0}' | '\u{1680}'
         | '\u{2000}'..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}')
 }

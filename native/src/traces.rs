@@ -210,6 +210,9 @@ fn span(buf: &[u8], span_partitions: u32, red: &RedOptions, resource: &crate::lo
         Ok(())
     })?;
     let attrs = values::attributes(&pairs, 4)?;
+    crate::block::check_id(trace_id, 16, false);
+    crate::block::check_id(span_id, 8, false);
+    crate::block::check_id(parent, 8, true);
     hex_or_empty_if(trace_id, Some(32), &mut scratch.trace);
     hex_or_empty_if(span_id, Some(16), &mut scratch.span);
     hex_or_empty_if(parent, Some(16), &mut scratch.parent);
@@ -271,6 +274,13 @@ fn span(buf: &[u8], span_partitions: u32, red: &RedOptions, resource: &crate::lo
                 }
                 Ok(())
             })?;
+            // `_hex_id`: an all-zero id of the right length is "", any other must have the right length
+            if ltrace.iter().any(|&b| b != 0) || ltrace.len() != 16 {
+                crate::block::check_id(ltrace, 16, false);
+            }
+            if lspan.iter().any(|&b| b != 0) || lspan.len() != 8 {
+                crate::block::check_id(lspan, 8, false);
+            }
             hex_or_empty_if(ltrace, None, &mut id);
             c[18].inner().push_str(&id);
             hex_or_empty_if(lspan, None, &mut id);

@@ -20,9 +20,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from maple import blocks
-from maple.topics import FORMAT_NATIVE, HEADER_FORMAT, HEADER_TABLE, LOGS, METRICS, SPANS
-from processors import logs, metrics, red, traces
-from topologies.batches import RawRecord, log_batches, metric_batches, span_partition, trace_batches
+from maple.topics import HEADER_FORMAT, HEADER_TABLE
+from processors import logs
+from topologies.batches import RawRecord, log_batches, metric_batches, trace_batches
 
 WORDS = ["error", "ERROR", "Warn", "warning", "info", "debug", "trace", "fatal", "err", "critical", "x", "",
          "level", "severity", "msg", "a.b", "service.name", "k8s.pod.name", "_", "İNFO", "ınfo", "warn_x",
@@ -313,32 +313,9 @@ RAW_PARTITION, PARTITIONS = 2, 6
 Rows = dict[tuple[str, int, str], dict[str, list[Any]]]
 
 
-def python_rows(kind: str, value: bytes, options: logs.LogOptions | None = None) -> Rows | str:
-    """The processors' columns (the oracle) per (topic, partition, table), before any encoding; or "error"."""
-    try:
-        if kind == "logs":
-            columns = logs.to_columns(ExportLogsServiceRequest.FromString(value), RECEIVED_NS,
-                                      options or logs.LogOptions())
-            return {(LOGS.name, RAW_PARTITION, logs.TABLE): normalize(columns)} if columns["Timestamp"] else {}
-        if kind == "metrics":
-            tables = metrics.to_tables(ExportMetricsServiceRequest.FromString(value))
-            return {(METRICS.name, RAW_PARTITION, t): normalize(c) for t, c in tables.items()}
-        columns = traces.to_columns(ExportTraceServiceRequest.FromString(value))
-        if not columns["TraceId"]:
-            return {}
-        rows: dict[int, list[int]] = {}
-        for row, trace_id in enumerate(columns["TraceId"]):
-            rows.setdefault(span_partition(trace_id, PARTITIONS), []).append(row)
-        out: Rows = {(SPANS.name, p, traces.TABLE): normalize(traces.take(columns, r)) for p, r in rows.items()}
-        for table, cols in red.to_tables(columns, RECEIVED_NS).items():
-            out[(METRICS.name, RAW_PARTITION, table)] = normalize(cols)
-        return out
-    except Exception as exc:  # the record is dead-lettered: only whether it fails must agree
-        return f"error: {type(exc).__name__}: {exc}"
-
-
-def native_records(kind: str, raw: RawRecord, core: Any, options: logs.LogOptions | None = None) -> list[Any]:
-    """The row-batch records the worker's glue makes of `raw` with the compiled core (None: the Python path)."""
+def native_records(kind: str, raw: RawRecord, core: Any, options: logs.LogOptions | None = None) -> Any:
+    """What the worker's glue (topologies/batches.py) makes of `raw`: an Output (records, refused items), with
+    the compiled core `core` or, with None, the Python processors."""
     if kind == "logs":
         return log_batches(raw, PARTITIONS, options or logs.LogOptions(), core)
     if kind == "metrics":
@@ -346,35 +323,39 @@ def native_records(kind: str, raw: RawRecord, core: Any, options: logs.LogOption
     return trace_batches(raw, PARTITIONS, PARTITIONS, None, core)
 
 
-def native_rows(kind: str, value: bytes, core: Any, options: logs.LogOptions | None = None) -> Rows | str:
-    """The compiled core's rows through the worker's own glue (topologies/batches.py), decoded; or "error"."""
+def _rows(kind: str, value: bytes, core: Any, options: logs.LogOptions | None) -> Rows | str:
     raw = RawRecord(value, f"otlp.{kind}.raw", RAW_PARTITION, 7, {"maple.received": str(RECEIVED_NS).encode()},
                     1_700_000_000_000)
     try:
-        records = native_records(kind, raw, core, options)
-    except Exception as exc:
-        return f"error: {type(exc).__name__}: {exc}"
-    if records and all(dict(r.headers).get(HEADER_FORMAT) is None for r in records):
-        # A record the core left to the Python path (a time past Int64): it must be that path's output exactly.
-        python = native_records(kind, raw, None, options)
-        if [(r.topic, r.partition, r.value, r.headers) for r in records] != [
-                (r.topic, r.partition, r.value, r.headers) for r in python]:
-            return "error: the fallback differs from the Python path"
-        return python_rows(kind, value, options)
+        output = native_records(kind, raw, core, options)
+    except Exception as exc:  # the whole record is dead-lettered: only whether it fails must agree
+        return f"error: {type(exc).__name__}"
     out: Rows = {}
-    for record in records:
+    for record in output.records:
         headers = dict(record.headers)
-        assert headers.get(HEADER_FORMAT) == FORMAT_NATIVE.encode()
+        fmt = blocks.format_of(headers.get(HEADER_FORMAT))
         target = out.setdefault((record.topic, record.partition or 0, headers[HEADER_TABLE].decode()), {})
-        for name, values in normalize(blocks.decode(record.value, FORMAT_NATIVE)).items():
+        for name, values in normalize(blocks.decode(record.value, fmt)).items():
             target.setdefault(name, []).extend(values)
+    if output.refused:
+        out[("refused", 0, "")] = {"items": [(item.value, item.reason) for item in output.refused]}
     return out
+
+
+def python_rows(kind: str, value: bytes, options: logs.LogOptions | None = None) -> Rows | str:
+    """The Python processors' rows (the oracle) per (topic, partition, table), refused items apart; or "error"."""
+    return _rows(kind, value, None, options)
+
+
+def native_rows(kind: str, value: bytes, core: Any, options: logs.LogOptions | None = None) -> Rows | str:
+    """The compiled core's rows the same way (a record it leaves to the Python path is that path's)."""
+    return _rows(kind, value, core, options)
 
 
 def first_difference(python: Rows | str, native: Rows | str) -> str:
     """"" when both paths agree (both fail, or both give the same rows); else where they first differ."""
     if isinstance(python, str) and isinstance(native, str):
-        return ""
+        return "" if python == native else f"python {python}; native {native}"
     if isinstance(python, str) or isinstance(native, str):
         return f"python: {python if isinstance(python, str) else 'rows'}; native: {native if isinstance(native, str) else 'rows'}"
     if set(python) != set(native):

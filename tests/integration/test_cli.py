@@ -56,6 +56,12 @@ def test_config_show_masks_the_password() -> None:
 
 def test_query_and_schema_open_the_engine_in_process_when_no_host_runs(tmp_path: Path) -> None:
     env = clean_environ(MAPLE_DATA_DIR=str(tmp_path))
+    fresh = maple("query", "SELECT 1", "--format", "TSV", env=env)
+    assert fresh.stdout == "1\n"  # stdout stays the result; what was opened goes to stderr
+    data = tmp_path / "clickhouse" / "data"
+    assert f"in this process on {data}" in fresh.stderr
+    # An empty data dir looks like lost data: the command says the database is not there, and why that may be.
+    assert f"there is no database `otel` in {data}" in fresh.stderr and "MAPLE_DATA_DIR" in fresh.stderr
     first = maple("schema", "apply", env=env)
     assert first.returncode == 0, first.stderr
     newest = max(m.version for m in schema.MIGRATIONS)
@@ -64,6 +70,7 @@ def test_query_and_schema_open_the_engine_in_process_when_no_host_runs(tmp_path:
     assert f"at version {newest} (0 migration(s) applied now)" in again.stdout
     result = maple("query", "SELECT name FROM system.tables WHERE database = 'otel' ORDER BY name", "--format",
                    "TSV", env=env)
+    assert "opened the embedded engine" in result.stderr and "no database" not in result.stderr
     assert result.stdout.split() == ["maple_schema_versions", "otel_logs", "otel_metrics_exponential_histogram",
                                      "otel_metrics_gauge", "otel_metrics_histogram", "otel_metrics_sum",
                                      "otel_metrics_summary", "otel_traces", "otel_traces_trace_id_ts",

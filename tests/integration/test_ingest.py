@@ -263,6 +263,13 @@ def test_undecodable_bodies_get_400_with_a_status_in_the_request_content_type(in
     assert code == 400 and "resourceSpans[0].scopeSpans[0].spans[0].traceId is not a hex string" in \
         _status(body, json_body=True).message
 
+    for key, hexed, size in (("traceId", "ab" * 1000, 16), ("spanId", "abcd", 8), ("parentSpanId", "ab" * 9, 8)):
+        wrong_length = {"resourceSpans": [{"scopeSpans": [{"spans": [
+            {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "x", key: hexed}]}]}]}
+        code, _, body = post(f"{ingest.http}/v1/traces", json.dumps(wrong_length).encode(), JSON)
+        assert code == 400 and f"spans[0].{key} is {len(hexed) // 2} bytes" in _status(body, json_body=True).message
+        assert f"OTLP requires {size}" in _status(body, json_body=True).message
+
     wrong_type = {"resourceSpans": {"not": "a list"}}
     code, _, body = post(f"{ingest.http}/v1/traces", json.dumps(wrong_type).encode(), JSON)
     assert code == 400 and "must be an array" in _status(body, json_body=True).message

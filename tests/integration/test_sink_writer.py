@@ -68,3 +68,18 @@ def test_unknown_errors_are_retried_not_dead_lettered(ch, inserter: Inserter) ->
     inserter._insert_once = flaky
     assert inserter.insert("t", [_block([("1700000000.000000001", "a", 1)])], "tok-unknown") == []
     assert ch.query("SELECT count() FROM t").result_rows == [(1,)]
+
+
+def test_many_bad_rows_among_good_ones_are_isolated_one_by_one(ch, inserter: Inserter) -> None:
+    """Every bad row is found, however many, while they are the minority: no good row is dead-lettered
+    with them (a fixed cap of 64 inserts used to dead-letter whole blocks here)."""
+    rows = [(f"1700000000.{i:09d}", f"row-{i}", i % 200) for i in range(240)]
+    for i in range(0, 240, 8):
+        rows[i] = ("99999999999999.0", f"bad-{i}", 1)  # beyond DateTime64(9)'s range
+    blocks = [_block(rows[j:j + 40]) for j in range(0, 240, 40)]
+    rejected = inserter.insert("t", blocks, "tok-many")
+    assert sorted(orjson.loads(r.block)["Body"][0] for r in rejected) == sorted(f"bad-{i}" for i in range(0, 240, 8))
+    assert all(r.rows == 1 for r in rejected)
+    assert ch.query("SELECT count(), countIf(Body LIKE 'bad-%') FROM t").result_rows == [(210, 0)]
+    assert len(inserter.insert("t", blocks, "tok-many")) == 30  # a redo finds the same rows; nothing lands twice
+    assert ch.query("SELECT count() FROM t").result_rows == [(210,)]

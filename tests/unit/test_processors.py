@@ -208,11 +208,13 @@ def test_row_batches_are_cut_under_the_size_limit_and_numbered_in_order() -> Non
     assert len(blocks) > 5 and all(len(b) <= 20_000 for _, b in blocks)
     assert sum(rows for rows, _ in blocks) == 100
     assert [v for _, b in blocks for v in orjson.loads(b)["Body"]] == cols["Body"]
+    alone = logs.to_columns(_logs({"body": "y" * 5000}), received_ns=1)
+    assert [rows for rows, _ in encode(alone, limit=1000)] == [1]  # one row over the batch limit goes alone
     with pytest.raises(RowTooLarge):
-        encode(logs.to_columns(_logs({"body": "y" * 5000}), received_ns=1), limit=1000)
+        encode(alone, limit=1000, row_limit=1000)
     raw = RawRecord(_logs(*[{"body": "z" * 200_000} for _ in range(40)]).SerializeToString(), "otlp.logs.raw", 2, 9,
                     {}, 0)
-    records = log_batches(raw, 6, logs.LogOptions())
+    records = log_batches(raw, 6, logs.LogOptions()).records
     assert len(records) >= 2 and all(len(r.value) <= 4 * 1024 * 1024 for r in records)
     parts = [dict(r.headers)["maple.source"] for r in records]
     assert parts == [f"otlp.logs.raw/2/9/{i}".encode() for i in range(len(records))]

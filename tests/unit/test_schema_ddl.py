@@ -21,6 +21,9 @@ def test_cluster_ddl_engines_paths_and_sharding_keys() -> None:
     # A table a later migration replaces is created twice; the last CREATE is the one in force.
     creates = {m.group(1): s for s in ddl
                if (m := re.match(r"CREATE (?:MATERIALIZED VIEW|TABLE|DATABASE) IF NOT EXISTS `otel`(?:\.(\w+))?", s))}
+    # The retention changes go to the shard-local tables, which hold the rows (and the TTL).
+    ttl = [s for s in ddl if " MODIFY TTL " in s]
+    assert len(ttl) == 8 and all(re.match(r"ALTER TABLE `otel`\.\w+_local ON CLUSTER `maple` MODIFY TTL ", s) for s in ttl)
     for name, table in schema.TABLES.items():
         local = creates[f"{name}_local"]
         engine = "ReplicatedAggregatingMergeTree" if name == "otel_traces_trace_id_ts" else "ReplicatedMergeTree"

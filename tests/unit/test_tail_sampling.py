@@ -67,7 +67,7 @@ def _request(traces_: int, spans: int, service: str = "svc") -> bytes:
 
 def test_spans_of_a_trace_share_a_partition_and_red_sees_all_of_them() -> None:
     raw = RawRecord(_request(40, 5), "otlp.traces.raw", 3, 77, {}, 0)
-    records = trace_batches(raw, span_partitions=4, metric_partitions=2)
+    records = trace_batches(raw, span_partitions=4, metric_partitions=2).records
     spans = [r for r in records if r.topic == "otel.spans"]
     metrics = [r for r in records if r.topic == "otel.metrics"]
     seen: dict[str, int] = {}
