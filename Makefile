@@ -1,14 +1,20 @@
-# Two commands on a fresh machine (Python 3.11, Java 17, Maven, Node.js 20+): `make up` and `make test`.
+# Two commands on a fresh machine (Python 3.11, Java 17, Maven, Node.js 20+, Rust's cargo): `make up` and `make test`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The compiled core (native/, Rust): cargo's build is cached here, so a rebuild after a change is seconds.
+# NATIVE=0 skips it; the workers then run the Python processors alone (several times slower).
+NATIVE ?= 1
+CARGO_TARGET_DIR ?= $(HOME)/.cache/maple/cargo-target
+NATIVE_SRC := $(wildcard native/src/*.rs) native/Cargo.toml native/Cargo.lock native/pyproject.toml native/maple_native.pyi
 
 .PHONY: help install install-run ui ui-test up test test-fast lint kafka-start kafka-stop clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-# Two stamps: what running Maple needs (`make up`), and the test extras on top (`make test`, `make install`).
+# Stamps: what running Maple needs (`make up`), the test extras on top (`make test`, `make install`), and
+# the compiled core (both).
 # -qq: pip's own errors still show; setuptools' notices about the editable install do not.
 RUN_DEPS  := $(VENV)/.run-deps
 TEST_DEPS := $(VENV)/.test-deps
@@ -23,9 +29,25 @@ $(TEST_DEPS): $(RUN_DEPS)
 	$(BIN)/pip install -qq -e '.[test]'
 	@touch $@
 
-install-run: $(RUN_DEPS)  ## create .venv with what running Maple needs (no test tools)
+NATIVE_STAMP := $(VENV)/.native-$(NATIVE)
 
-install: $(TEST_DEPS)  ## create .venv with Maple and its test extras (pytest, the OTel SDK, ruff, mypy, ...)
+$(NATIVE_STAMP): $(RUN_DEPS) $(NATIVE_SRC)
+ifeq ($(NATIVE),0)
+	@echo "NATIVE=0: the compiled core is not built; workers transform with the Python processors"
+	-$(BIN)/pip uninstall --quiet --yes maple-native
+else
+	@command -v cargo >/dev/null 2>&1 || { echo "make: cargo (Rust) is needed to build Maple's compiled core in native/." \
+	  "Install Rust (https://rustup.rs, or your system's cargo package), or run with NATIVE=0 to use the" \
+	  "Python processors alone (several times slower per record)." >&2; exit 1; }
+	$(BIN)/pip install --quiet 'maturin>=1.7,<2'
+	PATH="$(abspath $(BIN)):$$PATH" CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) $(BIN)/pip install --quiet --no-build-isolation ./native
+endif
+	@rm -f $(VENV)/.native-*
+	@touch $@
+
+install-run: $(RUN_DEPS) $(NATIVE_STAMP)  ## create .venv with what running Maple needs (no test tools) and the compiled core
+
+install: $(TEST_DEPS) $(NATIVE_STAMP)  ## create .venv with Maple, its test extras (pytest, the OTel SDK, ruff, mypy, ...) and the compiled core
 
 ui:  ## build the web UI into ui/dist when its sources or lock file changed (npm ci, vite build)
 	@ui/build.sh

@@ -136,6 +136,18 @@ def cmd_bench_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_compare(args: argparse.Namespace) -> int:
+    from apps.bench import compare
+
+    settings = _settings(args)
+    report = compare.run(settings, spans=args.spans, logs=args.logs, batch=args.batch, rate=args.rate,
+                         decision_wait_s=args.decision_wait, runs=args.runs, pipelines=tuple(args.pipelines),
+                         collector_exporter=args.collector_exporter, workers=args.workers,
+                         say=lambda message: print(message, file=sys.stderr, flush=True))
+    print(json.dumps(report, indent=2) if args.json else compare.render(report))
+    return 0
+
+
 def cmd_bench_e2e(args: argparse.Namespace) -> int:
     from apps.bench import e2e as bench_e2e
 
@@ -620,6 +632,33 @@ def build_parser() -> argparse.ArgumentParser:
     bench_rekey.add_argument("--rows", type=int, default=10_000_000, help="rows to fill (default 10,000,000)")
     bench_rekey.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    bench_compare = add("compare", "Maple and the OpenTelemetry Collector side by side: CPU per million records "
+                        "per stage, peak RSS, freshness", cmd_bench_compare,
+                        "Runs the same telemetrygen load (spans in traces of 8 and logs with a JSON body, sent at "
+                        "once over OTLP/gRPC) through Maple (ingest, worker, sink; once with the Python processors, "
+                        "once with the compiled core) and through an OpenTelemetry Collector pair (ingest: otlp -> "
+                        "kafka; worker: kafka -> tail_sampling, spanmetrics, transform), on the same Kafka, in "
+                        "alternating order. Reports each process's own CPU seconds per million records (Kafka and "
+                        "ClickHouse apart), peak RSS and Maple's freshness. The Collector and telemetrygen are "
+                        "built from the Go module proxy into the cache on first use (several minutes). Kafka must "
+                        "be running (`maple kafka start`).", into=bench_sub)
+    bench_compare.add_argument("--spans", type=int, default=160_000, help="spans to send (default 160,000)")
+    bench_compare.add_argument("--logs", type=int, default=200_000, help="log records to send (default 200,000)")
+    bench_compare.add_argument("--batch", type=int, default=512, help="records per OTLP request (default 512)")
+    bench_compare.add_argument("--rate", type=float, default=20_000,
+                               help="records/s each generator sends (default 20,000)")
+    bench_compare.add_argument("--decision-wait", type=float, default=2.0,
+                               help="tail sampling decision_wait in seconds, both sides (default 2)")
+    bench_compare.add_argument("--runs", type=int, default=2, help="runs of every pipeline, alternating (default 2)")
+    bench_compare.add_argument("--pipelines", nargs="+", default=["maple-python", "maple-native", "collector"],
+                               choices=["maple-python", "maple-native", "collector"],
+                               help="which pipelines to run (default all three)")
+    bench_compare.add_argument("--collector-exporter", action="store_true",
+                               help="end the Collector's worker in its ClickHouse exporter instead of the debug one")
+    bench_compare.add_argument("--workers", type=int, default=1,
+                               help="Maple worker processes (default 1; the CPU of all of them is the worker's)")
+    bench_compare.add_argument("--json", action="store_true", help="print the report as JSON")
+
     bench_q = add("query", "measure the query API on a generated data set (10M log rows, 2M spans by default)",
                   cmd_bench_query,
                   "Generates a reproducible data set inside ClickHouse (INSERT ... SELECT over numbers(): every value "
@@ -658,9 +697,9 @@ def build_parser() -> argparse.ArgumentParser:
         "A Faust app (consumer group worker.group) with one agent per signal in worker.signals: logs (JSON "
         "bodies parsed, severity inferred), metrics (one row per data point, by type) and traces (spans "
         "repartitioned by TraceId onto otel.spans with RED points onto otel.metrics, then tail-sampled onto "
-        "otel.spans.sampled by the policies in traces.sampling_config). Each raw record becomes JSONColumns "
-        "row batches, acknowledged in order after Kafka stored them. Run more processes to scale, up to the "
-        "partition count.")
+        "otel.spans.sampled by the policies in traces.sampling_config). Each raw record becomes row batches "
+        "(ClickHouse Native from the compiled core, JSONColumns from the Python processors: worker.core), "
+        "acknowledged in order after Kafka stored them. Run more processes to scale, up to the partition count.")
     worker.add_argument("--ready-file", type=Path, metavar="PATH",
                         help="create PATH (holding the pid) once the worker consumes, remove it at exit; "
                              "`maple up` waits for it, and an exec readiness probe can test for it")

@@ -143,6 +143,10 @@ class WorkerSettings:
     json_max_depth: int = setting(4, "Nesting levels of a JSON log body flattened into LogAttributes.",
                                   minimum=1, maximum=32)
     json_max_body_bytes: int = setting(65536, "Log bodies longer than this are not parsed as JSON.", minimum=0)
+    core: str = setting("auto", "Which code turns raw records into rows: 'native' (the compiled core, Native row "
+                        "batches; refuse to start without it), 'python' (the Python processors, JSONColumns "
+                        "batches: for a rolling upgrade while older sinks run) or 'auto' (native when built).",
+                        choices=("auto", "native", "python"))
     severity_from_body: bool = setting(False, "Prefer the level field of a JSON body (level, severity, log.level, "
                                        "...) over the severity the sender set. Off: a sender's severity is kept, "
                                        "and inference runs only for records without one.")

@@ -48,9 +48,12 @@ DEFAULT_TENANT = "default"              # the tenant of data sent without a key 
 HEADER_ENCODING = "maple.encoding"      # the client's original encoding: "protobuf" or "json"
 HEADER_RECEIVED_NS = "maple.received"   # ingest receive time, Unix nanoseconds as decimal ASCII
 
-# Record headers on processed topics (row batches). The value is one JSONColumns object for one table:
-# {"Column": [v1, v2, ...], ...}, which ClickHouse parses itself, so a sink concatenates without decoding.
+# Record headers on processed topics (row batches). The value is one block of rows for one table, in a format
+# ClickHouse parses itself, so a sink concatenates blocks without decoding them (maple/blocks.py):
+# ClickHouse's Native format (the compiled core's) or a JSONColumns object {"Column": [v1, v2, ...], ...}
+# (the Python processors'). The maple.format header says which; a batch without it is JSONColumns.
 HEADER_TABLE = "maple.table"            # target table name, e.g. otel_logs
+HEADER_FORMAT = "maple.format"          # "Native" or "JSONColumns" (absent: JSONColumns)
 HEADER_ROWS = "maple.rows"              # row count, decimal ASCII
 HEADER_SOURCE = "maple.source"          # "<topic>/<partition>/<offset>/<part>" of the record it came from
 # HEADER_TENANT and HEADER_RECEIVED_NS are carried over from the raw record (the sampler's output batches
@@ -60,8 +63,9 @@ HEADER_READ = "maple.read"              # on a tick: the next offset its sampler
                                         # the tick's HEADER_GROUP names the sampler's (worker) group
 TICK_TOPICS = frozenset({SPANS.name})   # topics that carry ticks: a tick waiting there is no lag
 HEADER_DECIDED_NS = "maple.decided"     # on otel.spans.sampled: when the sampler decided, Unix nanoseconds
+FORMAT_JSON, FORMAT_NATIVE = "JSONColumns", "Native"  # the values of HEADER_FORMAT, as ClickHouse names them
 
-# Dead letters keep their payload as it was (raw OTLP bytes, or a JSONColumns row block); headers say why.
+# Dead letters keep their payload as it was (raw OTLP bytes, or row blocks with their maple.format); headers say why.
 HEADER_STAGE = "maple.stage"            # "worker" or "sink"
 HEADER_ERROR = "maple.error"            # the error text
 HEADER_ERROR_CODE = "maple.error_code"  # ClickHouse error code, when there is one
@@ -69,7 +73,8 @@ HEADER_TOKEN = "maple.token"            # the insert deduplication token the row
 HEADER_SOURCE_RANGE = "maple.source_range"  # "<topic>/<partition>/<first>-<last>" of the sink batch
 HEADER_GROUP = "maple.group"            # the worker group of a dead letter (`maple dlq redrive`) or of a tick
 HEADER_REDRIVEN = "maple.redriven"      # on a record `maple dlq redrive` produced: "maple.dlq/<partition>/<offset>"
-# A worker's dead letter keeps the raw record's HEADER_TENANT, and a redrive puts it back on the raw record.
+# A worker's dead letter keeps the raw record's HEADER_TENANT (a span batch's letter its HEADER_FORMAT too), and a
+# redrive puts them back on the record it produces again.
 
 
 @dataclass(frozen=True, order=True)

@@ -3,15 +3,16 @@
 Redrive is tracked by its own consumer group on maple.dlq (`<sink group>.dlq-redrive`), committed after
 each letter's effect is acknowledged, so a second redrive starts after the first one's last letter:
 
-* sink letters (JSONColumns rows ClickHouse refused) are inserted straight into their table with the
+* sink letters (row blocks ClickHouse refused, Native or JSONColumns) are inserted straight into their table with the
   token ``<the letter's token>/redrive/<sha256 of the payload>``. The sink cut big letters into pieces
   that share one token, and may have written the same letter twice when killed before its commit: the
   payload hash makes the token unique per piece and equal for copies. A redrive killed between insert
   and commit inserts again with the same token and ClickHouse drops it. Rows still refused are
   dead-lettered again (new letters, with the new error), the rest lands.
-* worker letters (raw OTLP the worker could not decode) are produced back to their raw topic, acked by
-  Kafka, then committed; the worker processes them as new records. A redrive killed between that
-  produce and the commit produces them again on the next run (at least once: see docs/operations.md).
+* worker letters (raw OTLP the worker could not decode) are produced back to their raw topic with their
+  tenant (and a span batch's format), acked by Kafka, then committed; the worker processes them as new
+  records. A redrive killed between that produce and the commit produces them again on the next run (at
+  least once: see docs/operations.md).
 
 Letters of other deployments sharing the topic (another sink group's token, another worker group) are
 passed over and counted, never touched.
@@ -28,16 +29,17 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, Producer
 
+from maple import blocks as row_blocks
 from maple import clickhouse
 from maple.consumer import Cluster, commit_one
 from maple.deadletter import sink_letter
-from maple.jsoncolumns import count_rows
 from maple.kafka import bootstrap_servers, consumer_config, producer_config
 from maple.settings import Settings
 from maple.topics import (
     DEAD_LETTER,
     HEADER_ERROR,
     HEADER_ERROR_CODE,
+    HEADER_FORMAT,
     HEADER_GROUP,
     HEADER_REDRIVEN,
     HEADER_SOURCE,
@@ -76,6 +78,7 @@ class Letter:
     redriven: bool = False
     value: bytes = b""
     headers: tuple[tuple[str, bytes], ...] = ()
+    fmt: str = row_blocks.FORMAT_JSON  # of a sink letter's rows
 
     @property
     def id(self) -> str:
@@ -105,10 +108,14 @@ def _letter(message: Any, settings: Settings) -> Letter:
     else:
         group = text(HEADER_GROUP) or settings.worker.group  # letters from before maple.group was written
     value = message.value() or b""
+    try:
+        fmt = row_blocks.format_of(h.get(HEADER_FORMAT))
+    except ValueError:
+        fmt = text(HEADER_FORMAT)
     return Letter(message.partition(), message.offset(), message.timestamp()[1], stage, text(HEADER_TABLE),
                   text(HEADER_ERROR), int(code) if code.isdigit() else None, token,
                   text(HEADER_SOURCE_RANGE) or text(HEADER_SOURCE), group, len(value),
-                  count_rows(value) if stage == "sink" else None, value=value, headers=headers)
+                  row_blocks.count_rows(value, fmt) if stage == "sink" else None, value=value, headers=headers, fmt=fmt)
 
 
 def _ours(letter: Letter, settings: Settings) -> bool:
@@ -170,6 +177,15 @@ def preview(letter: Letter, rows: int = PREVIEW_ROWS) -> list[str]:
     if letter.stage != "sink":
         head = letter.value[:48]
         return [f"{letter.size} bytes of raw OTLP (protobuf), first {len(head)}: {head.hex(' ')}"]
+    if letter.fmt == row_blocks.FORMAT_NATIVE:
+        try:
+            columns = row_blocks.decode(letter.value, letter.fmt)
+        except ValueError:
+            return [f"not a Native block ({letter.size} bytes): {letter.value[:200]!r}"]
+        n = min((len(v) for v in columns.values()), default=0)
+        return [orjson.dumps({k: v[i] for k, v in columns.items()}, default=repr).decode() for i in range(min(n, rows))]
+    if letter.fmt != row_blocks.FORMAT_JSON:
+        return [f"rows in an unknown format {letter.fmt!r} ({letter.size} bytes)"]
     out: list[str] = []
     for line in letter.value.split(b"\n"):
         try:
@@ -256,10 +272,12 @@ def redrive(settings: Settings, *, timeout_s: float = 300.0, say: Callable[[str]
                 seen += 1
                 if not _ours(letter, settings):
                     result.not_ours += 1
-                elif letter.stage == "sink" and letter.table and letter.token:
+                elif (letter.stage == "sink" and letter.table and letter.token
+                      and letter.fmt in (row_blocks.FORMAT_JSON, row_blocks.FORMAT_NATIVE)):
                     token = f"{letter.token}/redrive/{hashlib.sha256(letter.value).hexdigest()[:16]}"
                     deadline[0] = time.monotonic() + timeout_s
-                    rejected = inserter.insert(letter.table, [letter.value], token)
+                    rejected = inserter.insert(letter.table, row_blocks.pieces(letter.value, letter.fmt), token,
+                                               letter.fmt)
                     refused = sum(r.rows for r in rejected)
                     for item in rejected:
                         _dead_letter_again(producer, item, letter, delivered)
@@ -272,7 +290,8 @@ def redrive(settings: Settings, *, timeout_s: float = 300.0, say: Callable[[str]
                     source = SourcePosition.parse(letter.source.encode())
                     headers: list[tuple[str, str | bytes | None]] = [
                         (HEADER_REDRIVEN, f"{DEAD_LETTER.name}/{letter.id.replace(':', '/')}".encode())]
-                    headers += [(k, v) for k, v in letter.headers if k == HEADER_TENANT]  # the team that sent it
+                    # the team that sent it, and a span batch's format
+                    headers += [(k, v) for k, v in letter.headers if k in (HEADER_TENANT, HEADER_FORMAT)]
                     producer.produce(source.topic, value=letter.value, on_delivery=delivered, headers=headers)
                     settle(f"dead letter {letter.id}: producing it back to {source.topic}")
                     result.raw_records_produced += 1
@@ -292,5 +311,5 @@ def redrive(settings: Settings, *, timeout_s: float = 300.0, say: Callable[[str]
 def _dead_letter_again(producer: Producer, item: Rejected, letter: Letter,
                        delivered: Callable[[KafkaError | None, Any], None]) -> None:
     again = sink_letter(item.block, item.table, item.error, item.code, item.token,
-                        f"{DEAD_LETTER.name}/{letter.partition}/{letter.offset}-{letter.offset}")
+                        f"{DEAD_LETTER.name}/{letter.partition}/{letter.offset}-{letter.offset}", item.fmt)
     producer.produce(again.topic, value=again.value, headers=again.headers, on_delivery=delivered)

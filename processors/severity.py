@@ -21,9 +21,13 @@ _WORDS = {
     "warning": WARN, "error": ERROR, "err": ERROR, "fatal": FATAL, "critical": FATAL, "crit": FATAL,
     "panic": FATAL, "emergency": FATAL, "emerg": FATAL, "alert": FATAL,
 }
-# Keywords searched in free text: the six level names (and "warning"), whole words only.
-_KEYWORDS = re.compile(r"\b(fatal|error|warning|warn|info|debug|trace)\b", re.IGNORECASE)
-_RANK = {word: rank for rank, word in enumerate(("trace", "debug", "info", "warn", "warning", "error", "fatal"))}
+# Keywords searched in free text: the six level names (and "warning"), whole words only. One group per word:
+# which group matched names the word, since case-insensitive matching also takes "İNFO" or "ınfo", whose
+# lower() is no keyword.
+_ORDER = ("trace", "debug", "info", "warn", "warning", "error", "fatal")  # least to most severe
+_KEYWORDS = re.compile(r"\b(?:" + "|".join(f"(?P<{w}>{w})" for w in ("fatal", "error", "warning", "warn", "info",
+                                                                        "debug", "trace")) + r")\b", re.IGNORECASE)
+_RANK = {word: rank for rank, word in enumerate(_ORDER)}
 LEVEL_FIELDS = ("level", "severity", "log.level", "loglevel", "lvl", "severity_text", "severityText",
                 "levelname")
 # Numeric levels of pino/bunyan-style loggers.
@@ -62,8 +66,8 @@ def from_fields(fields: Mapping[str, object]) -> tuple[str, int] | None:
 def from_text(text: str) -> tuple[str, int] | None:
     """The most severe level keyword in `text`, if any."""
     best = -1
-    for match in _KEYWORDS.findall(text):
-        best = max(best, _RANK[match.lower()])
+    for match in _KEYWORDS.finditer(text):
+        best = max(best, _RANK[str(match.lastgroup)])
     if best < 0:
         return None
     word = ("trace", "debug", "info", "warn", "warn", "error", "fatal")[best]

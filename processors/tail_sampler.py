@@ -35,9 +35,25 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from maple.native import core
 from maple.topics import DEFAULT_TENANT
 from processors.sampling import SamplingConfig, Trace, build_policies, decide_weight
 from processors.traces import COLUMNS, SAMPLE_RATE
+
+
+class SpanColumns(dict):
+    """A Native span batch (the compiled core's SpanBlock) as the columns dict the sampler and the policies
+    read: a column is decoded from the block on first read, then found at dict speed."""
+
+    __slots__ = ("block",)
+
+    def __init__(self, block: Any) -> None:
+        super().__init__()
+        self.block = block
+
+    def __missing__(self, key: str) -> list[Any]:
+        value = self[key] = self.block[key]
+        return value
 
 
 @dataclass(frozen=True)
@@ -56,10 +72,13 @@ class SpanBatch:
 
 @dataclass
 class Emission:
-    """Rows to write for one group: traces first seen at `first_offset`, emitted at one message."""
+    """Rows to write for one group: traces first seen at `first_offset`, emitted at one message.
+
+    `columns` are otel_traces columns when the span batches were column dicts (the Python processors'),
+    or one Native block when they were the compiled core's span blocks."""
 
     first_offset: int
-    columns: dict[str, list[Any]]
+    columns: dict[str, list[Any]] | bytes
     tenant: str = DEFAULT_TENANT
 
 
@@ -181,12 +200,21 @@ class PartitionSampler:
         offset, due = batch.offset, batch.timestamp_ms + self.config.decision_wait_ms
         pending, sampled, not_sampled = self._pending, self._sampled, self._not_sampled
         tenant = batch.tenant
+        after_root = self.config.decision_wait_after_root_ms
+        # Roots (no parent) bring a trace's decision forward, to after_root past the root's arrival: a
+        # function of the messages alone, like every other due time.
+        parents = cols["ParentSpanId"] if after_root is not None else None
+        root_due = batch.timestamp_ms + after_root if after_root is not None else due
         for row, trace_id in enumerate(cols["TraceId"]):
             key = (tenant, trace_id)
             entry = pending.get(key)
             if entry is not None:
                 entry.trace.spans.append((cols, row))
                 entry.last_offset = offset
+                if parents is not None and not parents[row] and root_due < entry.due_ms:
+                    entry.due_ms = root_due  # the heap's older entry for it is skipped when it comes up
+                    self._arrivals += 1
+                    heapq.heappush(self._due, (root_due, self._arrivals, key))
                 continue
             if not trace_id:  # no trace to wait for: keep the span as it is
                 groups.setdefault((offset, tenant), []).append((cols, row, 1.0))
@@ -203,9 +231,10 @@ class PartitionSampler:
                 decided.last_offset = offset
                 self.counts.late_spans_dropped += 1
                 continue
-            pending[key] = _Pending(Trace(trace_id, [(cols, row)]), offset, due, offset)
+            first_due = root_due if parents is not None and not parents[row] and root_due < due else due
+            pending[key] = _Pending(Trace(trace_id, [(cols, row)]), offset, first_due, offset)
             self._arrivals += 1
-            heapq.heappush(self._due, (due, self._arrivals, key))
+            heapq.heappush(self._due, (first_due, self._arrivals, key))
             self._pin(offset)
         if len(self._due) > 2 * len(pending) + 1024:  # entries of traces forced out early: drop them
             self._due = [entry for entry in self._due if entry[2] in pending and pending[entry[2]].due_ms == entry[0]]
@@ -305,7 +334,14 @@ class PartitionSampler:
         return self._safe
 
 
-def _gather(spans: list[tuple[dict[str, list[Any]], int, float]]) -> dict[str, list[Any]]:
-    columns = {name: [cols[name][row] for cols, row, _ in spans] for name in COLUMNS}
-    columns[SAMPLE_RATE] = [weight for _, _, weight in spans]
-    return columns
+def _gather(spans: list[tuple[dict[str, list[Any]], int, float]]) -> dict[str, list[Any]] | bytes:
+    """The rows of `spans` with their SampleRate: as columns from column dicts, as one Native block from span
+    blocks (copied block to block by the compiled core, never through Python values)."""
+    first = spans[0][0]
+    if isinstance(first, dict) and not isinstance(first, SpanColumns):
+        columns = {name: [cols[name][row] for cols, row, _ in spans] for name in COLUMNS}
+        columns[SAMPLE_RATE] = [weight for _, _, weight in spans]
+        return columns
+    assert core is not None  # span blocks exist only when the compiled core made them
+    rows = [(cols.block if isinstance(cols, SpanColumns) else cols, row) for cols, row, _ in spans]
+    return bytes(core.gather(rows, list(COLUMNS), [weight for _, _, weight in spans]))

@@ -23,6 +23,17 @@ COLUMNS = ("Timestamp", "TraceId", "SpanId", "ParentSpanId", "TraceState", "Span
            "StatusMessage", "Events.Timestamp", "Events.Name", "Events.Attributes", "Links.TraceId", "Links.SpanId",
            "Links.TraceState", "Links.Attributes")
 
+# The columns' types in the Native span batches of the compiled core (otel_traces' types, LowCardinality
+# and the Nested columns' element types written plainly; ClickHouse converts them on insert).
+NATIVE_TYPES = {"Timestamp": "DateTime64(9)", "TraceId": "String", "SpanId": "String", "ParentSpanId": "String",
+                "TraceState": "String", "SpanName": "String", "SpanKind": "String", "ServiceName": "String",
+                "ResourceAttributes": "Map(String, String)", "ScopeName": "String", "ScopeVersion": "String",
+                "SpanAttributes": "Map(String, String)", "Duration": "UInt64", "StatusCode": "String",
+                "StatusMessage": "String", "Events.Timestamp": "Array(DateTime64(9))", "Events.Name": "Array(String)",
+                "Events.Attributes": "Array(Map(String, String))", "Links.TraceId": "Array(String)",
+                "Links.SpanId": "Array(String)", "Links.TraceState": "Array(String)",
+                "Links.Attributes": "Array(Map(String, String))"}
+
 # The exporter stores the enum names in their short form.
 SPAN_KINDS = ("Unspecified", "Internal", "Server", "Client", "Producer", "Consumer")
 STATUS_CODES = ("Unset", "Ok", "Error")

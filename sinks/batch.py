@@ -15,18 +15,19 @@ input partition lives in its committed Kafka offset and that commit's metadata (
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 
 import orjson
 
-from maple.topics import SourcePosition
+from maple.topics import FORMAT_JSON, SourcePosition
 
 Watermarks = dict[str, tuple[int, int]]
 
 
 @dataclass(frozen=True)
 class RowBatch:
-    """One message of a processed topic: a JSONColumns block for one table."""
+    """One message of a processed topic: a block of rows for one table, in `fmt` (maple/blocks.py)."""
 
     offset: int
     table: str
@@ -34,6 +35,7 @@ class RowBatch:
     value: bytes
     source: SourcePosition | None
     received_ns: int | None  # ingest receipt, or the sampling decision for sampled spans: freshness counts from it
+    fmt: str = FORMAT_JSON
 
 
 @dataclass(frozen=True)
@@ -140,17 +142,19 @@ class PartitionBatch:
         return (self.rows >= limits.rows or self.size >= limits.size
                 or now - self.opened_at >= limits.interval_s)
 
-    def tables(self) -> dict[str, list[bytes]]:
-        """The JSONColumns blocks per table, in offset order."""
-        out: dict[str, list[bytes]] = {}
+    def inserts(self) -> dict[tuple[str, str], list[builtins.bytes]]:
+        """The blocks per (table, format), in offset order: one insert each (a batch holds both formats only
+        while workers of both kinds write the same topic)."""
+        out: dict[tuple[str, str], list[builtins.bytes]] = {}
         for batch in self.taken:
-            out.setdefault(batch.table, []).append(batch.value)
+            out.setdefault((batch.table, batch.fmt), []).append(batch.value)
         return out
 
-    def token(self, group: str, table: str) -> str:
-        """The insert deduplication token: the same for every attempt at this offset range and table."""
+    def token(self, group: str, table: str, fmt: str = FORMAT_JSON) -> str:
+        """The insert deduplication token: the same for every attempt at this offset range, table and format."""
         epoch = f"/r{self.epoch}" if self.epoch else ""
-        return f"{group}/{self.topic}/{self.partition}/{self.start}-{self.end}/{table}{epoch}"
+        kind = "" if fmt == FORMAT_JSON else f"/{fmt}"
+        return f"{group}/{self.topic}/{self.partition}/{self.start}-{self.end}/{table}{epoch}{kind}"
 
     def intent(self) -> str:
         return encode_state(self.committed_wm, self.end, self.epoch)

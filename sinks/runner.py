@@ -27,18 +27,18 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from maple import clickhouse, ready, tenants
+from maple import blocks, clickhouse, ready, tenants
 from maple import kafka as kafka_clients
 from maple import metrics as prom
 from maple.consumer import Commit, CommitRefused, commit_one, headers_of, member_commits
 from maple.deadletter import sink_letter
-from maple.jsoncolumns import cap_block
 from maple.lag import SinkLag
 from maple.schema import TENANT_COLUMN
 from maple.settings import Settings
 from maple.topics import (
     DEFAULT_TENANT,
     HEADER_DECIDED_NS,
+    HEADER_FORMAT,
     HEADER_RECEIVED_NS,
     HEADER_ROWS,
     HEADER_SOURCE,
@@ -93,12 +93,13 @@ def _row_batch(message: Any) -> RowBatch:
         source = headers.get(HEADER_SOURCE)
         received = headers.get(HEADER_DECIDED_NS) or headers.get(HEADER_RECEIVED_NS)
         rows = int(headers.get(HEADER_ROWS, b"0"))
+        fmt = blocks.format_of(headers.get(HEADER_FORMAT))
         tenant = tenants.check(headers.get(HEADER_TENANT, DEFAULT_TENANT.encode()).decode())
         # The tenant column comes from the batch's header (the ingest key's tenant), never from the rows.
-        value = tenants.stamp(message.value(), tenant, rows, TENANT_COLUMN)
+        value = tenants.stamp(message.value(), tenant, rows, TENANT_COLUMN, fmt)
         return RowBatch(offset=message.offset(), table=table, rows=rows, value=value,
                         source=SourcePosition.parse(source) if source else None,
-                        received_ns=int(received) if received else None)
+                        received_ns=int(received) if received else None, fmt=fmt)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed row batch headers: {exc}") from exc
 
@@ -229,16 +230,17 @@ class Sink:
         batch = self.batches[key]
         topic, partition = key
         try:
-            tables = batch.tables()
-            if tables:
+            inserts = batch.inserts()
+            if inserts:
                 self._commit(batch, batch.start, batch.intent())
-                for table, blocks in sorted(tables.items()):
+                for (table, fmt), data in sorted(inserts.items()):
                     started = time.perf_counter()
-                    rejected = self.inserter.insert(table, blocks, batch.token(self.group, table))
+                    rejected = self.inserter.insert(table, data, batch.token(self.group, table, fmt), fmt)
                     self.metrics.insert_seconds.labels(table).observe(time.perf_counter() - started)
                     for item in rejected:
                         self._dead_letter(item, batch)
-                    self.metrics.rows.labels(table).inc(sum(b.rows for b in batch.taken if b.table == table))
+                    self.metrics.rows.labels(table).inc(sum(b.rows for b in batch.taken
+                                                            if b.table == table and b.fmt == fmt))
             self._settle_dead_letters()
             self._commit(batch, batch.end + 1, batch.done())
         except CommitRefused as exc:
@@ -283,8 +285,8 @@ class Sink:
             if err is not None:
                 self._dead_letter_errors.append(err.str())
 
-        for piece in cap_block(item.block, DEAD_LETTER_MAX_BYTES):
-            letter = sink_letter(piece, item.table, item.error, item.code, item.token, source_range)
+        for piece in blocks.cap(item.block, DEAD_LETTER_MAX_BYTES, item.fmt):
+            letter = sink_letter(piece, item.table, item.error, item.code, item.token, source_range, item.fmt)
             self._dead_letters_pending += 1
             self.dead_letters.produce(letter.topic, value=letter.value, headers=letter.headers, on_delivery=delivered)
         self.metrics.dead_letter_rows.labels(item.table or "unknown").inc(max(item.rows, 1))

@@ -19,10 +19,12 @@ from typing import Any
 
 import orjson
 
+from maple import blocks as row_blocks
 from maple import clickhouse
 from maple.clickhouse import ClickHouseUnavailable, Endpoint
 from maple.schema import LOCAL_SUFFIX, TABLES, Table
 from maple.settings import Settings
+from maple.topics import FORMAT_JSON, FORMAT_NATIVE
 from sinks.writer import DATA, TRANSIENT, Inserter, Rejected, classify
 
 log = logging.getLogger(__name__)
@@ -85,11 +87,23 @@ def routing_query(table: Table, keys: dict[str, list[Any]], shards: int) -> str:
             f"{_sql_string(data)}) ORDER BY _i")
 
 
-def _columns(block: bytes) -> dict[str, list[Any]]:
+def _columns(block: bytes, fmt: str) -> dict[str, list[Any]]:
+    if fmt == FORMAT_NATIVE:
+        columns = row_blocks.decode(block, fmt)
+        for name, type_ in row_blocks.types(block):
+            if type_.startswith("DateTime64("):  # ticks as the text JSONColumns carries: the routing query parses it
+                scale = int(type_[len("DateTime64("):].split(",")[0].rstrip(")"))
+                columns[name] = [_datetime64_text(v, scale) for v in columns[name]]
+        return columns
     columns = orjson.loads(block)
     if not isinstance(columns, dict):
         raise ValueError("not a JSONColumns object")
     return columns
+
+
+def _datetime64_text(ticks: int, scale: int) -> str:
+    seconds, fraction = divmod(ticks, 10 ** scale)
+    return f"{seconds:010d}.{fraction:0{scale}d}" if scale else f"{seconds:010d}"
 
 
 def _rows(columns: dict[str, list[Any]]) -> int:
@@ -97,13 +111,13 @@ def _rows(columns: dict[str, list[Any]]) -> int:
 
 
 class Router:
-    """Splits JSONColumns blocks by shard, asking ClickHouse for the shard of each distinct key."""
+    """Splits row blocks by shard, asking ClickHouse for the shard of each distinct key."""
 
     def __init__(self, shards: int, query: Callable[[str], list[int]]) -> None:
         self.shards = shards
         self.query = query  # runs a routing query, returns one shard index per row; raises like a client
 
-    def split(self, table: Table, blocks: list[bytes]) -> list[list[bytes]]:
+    def split(self, table: Table, blocks: list[bytes], fmt: str = FORMAT_JSON) -> list[list[bytes]]:
         """Per shard, the blocks' rows that belong there (same order, empty blocks left out).
 
         Deterministic: the same blocks always split the same way, which the per-shard tokens rely on. A
@@ -112,9 +126,9 @@ class Router:
         parsed: list[dict[str, list[Any]] | None] = []
         for block in blocks:
             try:
-                parsed.append(_columns(block))
+                parsed.append(_columns(block, fmt))
             except (orjson.JSONDecodeError, ValueError):
-                parsed.append(None)  # not JSONColumns: the insert will refuse it on shard 0
+                parsed.append(None)  # not readable: the insert will refuse it on shard 0
         try:
             assignment = self._assign(table, [c for c in parsed if c is not None])
         except _Unroutable:
@@ -137,8 +151,7 @@ class Router:
                 if len(picked) == _rows(columns):
                     out[shard].append(block)  # all here: keep the bytes as they came
                 elif picked:
-                    out[shard].append(orjson.dumps({k: [v[i] for i in picked] if isinstance(v, list) else v
-                                                    for k, v in columns.items()}))
+                    out[shard].append(row_blocks.take(block, fmt, picked))
         return out
 
     def _assign(self, table: Table, blocks: list[dict[str, list[Any]]]) -> list[list[int]]:
@@ -226,18 +239,18 @@ class ShardedInserter:
                 self.sleep(backoff)
                 backoff = min(backoff * 2, self.backoff_max_s)
 
-    def insert(self, table: str, blocks: list[bytes], token: str) -> list[Rejected]:
+    def insert(self, table: str, blocks: list[bytes], token: str, fmt: str = FORMAT_JSON) -> list[Rejected]:
         definition = TABLES.get(table)
         if definition is None:
             raise ValueError(f"table {table!r} has no sharding key in sinks/schema.py; cannot route it to a shard")
-        parts = self.router.split(definition, blocks)
+        parts = self.router.split(definition, blocks, fmt)
         shards = len(parts)
         rejected: list[Rejected] = []
         for shard, part in enumerate(parts):
             if not part:
                 continue
             shard_token = f"{token}/shard{shard}of{shards}"
-            for item in self.inserters[shard].insert(self.topology.table(table), part, shard_token):
+            for item in self.inserters[shard].insert(self.topology.table(table), part, shard_token, fmt):
                 rejected.append(dataclasses.replace(item, table=table))  # dead letters name the logical table
         return rejected
 

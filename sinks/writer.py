@@ -1,4 +1,5 @@
-"""Insert JSONColumns blocks into ClickHouse: idempotently, retrying what is transient, isolating bad rows.
+"""Insert row blocks (Native or JSONColumns, maple/blocks.py) into ClickHouse: idempotently, retrying what is
+transient, isolating bad rows.
 
 * Every insert carries an `insert_deduplication_token` and is forced into one block, so a retried or
   repeated insert of the same rows with the same token is dropped by ClickHouse whole.
@@ -26,8 +27,9 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
+from maple import blocks as row_blocks
 from maple.clickhouse import ClickHouseUnavailable
-from maple.jsoncolumns import count_rows, split_block
+from maple.topics import FORMAT_JSON
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +66,15 @@ def classify(exc: BaseException) -> tuple[str, int | None]:
 @dataclass(frozen=True)
 class Rejected:
     table: str
-    block: bytes  # one or more JSONColumns objects, newline-separated, as they were inserted
+    block: bytes  # one or more blocks of `fmt`, as they were inserted (JSONColumns: newline-separated)
     token: str
     error: str
     code: int | None
+    fmt: str = FORMAT_JSON
 
     @property
     def rows(self) -> int:
-        return count_rows(self.block)
+        return row_blocks.count_rows(self.block, self.fmt)
 
 
 class Inserter:
@@ -85,31 +88,32 @@ class Inserter:
         self.on_retry = on_retry
         self.sleep = sleep
 
-    def _insert_once(self, table: str, data: bytes, token: str) -> None:
+    def _insert_once(self, table: str, data: bytes, token: str, fmt: str = FORMAT_JSON) -> None:
         if self._client is None:
             self._client = self._connect()
         self._client.raw_insert(f"`{self.database}`.`{table}`", None, insert_block=data,  # type: ignore[attr-defined]
-                                settings={**INSERT_SETTINGS, "insert_deduplication_token": token},
-                                fmt="JSONColumns")
+                                settings={**INSERT_SETTINGS, "insert_deduplication_token": token}, fmt=fmt)
 
-    def insert(self, table: str, blocks: list[bytes], token: str) -> list[Rejected]:
-        """Insert `blocks` as one deduplicated block; returns the rows dead-lettered (normally none)."""
-        return self._insert(table, blocks, token, Bisection())
+    def insert(self, table: str, blocks: list[bytes], token: str, fmt: str = FORMAT_JSON) -> list[Rejected]:
+        """Insert `blocks` (of format `fmt`) as one deduplicated block; returns the rows dead-lettered
+        (normally none)."""
+        return self._insert(table, blocks, token, Bisection(), fmt)
 
-    def _insert(self, table: str, blocks: list[bytes], token: str, search: Bisection) -> list[Rejected]:
-        data = b"\n".join(blocks)
+    def _insert(self, table: str, blocks: list[bytes], token: str, search: Bisection, fmt: str = FORMAT_JSON
+                ) -> list[Rejected]:
+        data = row_blocks.join(blocks, fmt)
         backoff, attempts = 0.2, 0
         while True:
             try:
-                self._insert_once(table, data, token)
+                self._insert_once(table, data, token, fmt)
                 if search.inserts:  # a piece of a bisected batch: count what landed
-                    search.landed += count_rows(data)
+                    search.landed += row_blocks.count_rows(data, fmt)
                 return []
             except Exception as exc:
                 kind, code = classify(exc)
                 attempts += 1
                 if kind == DATA:
-                    return self._bisect(table, blocks, token, exc, code, search)
+                    return self._bisect(table, blocks, token, exc, code, search, fmt)
                 if kind == TRANSIENT:
                     self._client = None  # reconnect: the server (or the embedded host) may have restarted
                 self.on_retry(kind if code is None else f"{kind}:{code}", table)
@@ -120,23 +124,23 @@ class Inserter:
                 backoff = min(backoff * 2, self.backoff_max_s)
 
     def _bisect(self, table: str, blocks: list[bytes], token: str, exc: Exception, code: int | None,
-                search: Bisection) -> list[Rejected]:
+                search: Bisection, fmt: str = FORMAT_JSON) -> list[Rejected]:
         halves: tuple[list[bytes], list[bytes]] | None = None
         if len(blocks) > 1:
             middle = len(blocks) // 2
             halves = blocks[:middle], blocks[middle:]
-        elif (rows := split_block(blocks[0])) is not None:
+        elif (rows := row_blocks.split(blocks[0], fmt)) is not None:
             halves = [rows[0]], [rows[1]]
         if halves is None or not search.may_split():
             message = str(exc).splitlines()[0][:2000]
-            rejected = Rejected(table, b"\n".join(blocks), token, message, code)
+            rejected = Rejected(table, row_blocks.join(blocks, fmt), token, message, code, fmt)
             search.refused += rejected.rows
             log.error("%s for %s rejected by ClickHouse and dead-lettered: %s",
                       "a row" if halves is None else f"a block of {rejected.rows} rows", table, message)
             return [rejected]
         search.inserts += 2
-        return (self._insert(table, halves[0], f"{token}/0", search)
-                + self._insert(table, halves[1], f"{token}/1", search))
+        return (self._insert(table, halves[0], f"{token}/0", search, fmt)
+                + self._insert(table, halves[1], f"{token}/1", search, fmt))
 
 
 @dataclass

@@ -37,10 +37,13 @@ from maple.consumer import Cluster
 from maple.deadletter import worker_letter
 from maple.exits import stop_for_safety
 from maple.lag import LagGauges, measure
+from maple.native import BUILD_HINT
+from maple.native import core as native_core
 from maple.producer import AsyncProducer, Record
 from maple.ready import clear, mark_ready
-from maple.settings import Settings
+from maple.settings import Settings, SettingsError
 from maple.topics import (
+    HEADER_FORMAT,
     HEADER_ROWS,
     HEADER_TENANT,
     LOGS,
@@ -79,6 +82,20 @@ class WorkerMetrics:
 
 def _fatal(reason: str) -> None:
     stop_for_safety(f"the worker acks no further records: {reason}")
+
+
+def choose_core(choice: str) -> Any:
+    """The compiled core to transform with (worker.core), or None for the Python processors."""
+    if choice == "python":
+        return None
+    if native_core is None:
+        if choice == "native":
+            raise SettingsError(f"worker.core (MAPLE_WORKER_CORE) is 'native' but the compiled core maple_native "
+                                f"is not installed: {BUILD_HINT}")
+        log.warning("the compiled core (maple_native) is not installed: transforming with the Python processors, "
+                    "several times slower per record (%s)", BUILD_HINT)
+        return None
+    return native_core
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -137,11 +154,14 @@ def build_app(settings: Settings) -> faust.App:
 
     options = LogOptions(json_max_depth=cfg.json_max_depth, json_max_body_bytes=cfg.json_max_body_bytes,
                          prefer_body_level=cfg.severity_from_body)
+    core = choose_core(cfg.core)
+    log.info("transforming with %s", "the compiled core (Native row batches)" if core is not None
+             else "the Python processors (JSONColumns row batches)")
     transforms: dict[str, tuple[Topic, Transform]] = {
-        "logs": (RAW_LOGS, lambda raw: log_batches(raw, partitions[LOGS.name], options)),
-        "metrics": (RAW_METRICS, lambda raw: metric_batches(raw, partitions[METRICS.name])),
+        "logs": (RAW_LOGS, lambda raw: log_batches(raw, partitions[LOGS.name], options, core)),
+        "metrics": (RAW_METRICS, lambda raw: metric_batches(raw, partitions[METRICS.name], core)),
         "traces": (RAW_TRACES, lambda raw: trace_batches(raw, partitions[SPANS.name], partitions[METRICS.name],
-                                                         red_options)),
+                                                         red_options, core)),
     }
     for signal in cfg.signals:
         source, transform = transforms[signal]
@@ -151,13 +171,15 @@ def build_app(settings: Settings) -> faust.App:
             metrics.dead_letters.labels("spans").inc()
             log.warning("%s[%d]@%d is not a span batch, dead-lettered: %s", message.topic, message.partition,
                         message.offset, error)
-            tenant = next((bytes(v) for k, v in (message.headers or []) if k == HEADER_TENANT and v is not None), None)
+            headers = {k: bytes(v) for k, v in (message.headers or []) if v is not None}
             return worker_letter(message.value or b"", SourcePosition(message.topic, message.partition,
-                                                                       message.offset), error, cfg.group, tenant)
+                                                                       message.offset), error, cfg.group,
+                                 headers.get(HEADER_TENANT), headers.get(HEADER_FORMAT))
 
         sampler.add_sampler_agent(app, settings, sampling, producer, cluster, metrics.registry,
                                   partitions[RAW_TRACES.name],
-                                  partitions[SPANS.name], partitions[SPANS_SAMPLED.name], bad_span_batch, _fatal)
+                                  partitions[SPANS.name], partitions[SPANS_SAMPLED.name], bad_span_batch, _fatal,
+                                  core)
     return app
 
 

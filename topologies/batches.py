@@ -11,6 +11,11 @@ conversion raises, e.g. a timestamp past 2106, or an item's row is too big to tr
 converted again item by item (processors/requests.py): every item that converts is kept, in order, as
 the whole request would have had it, and each one that does not is refused, as a one-item OTLP request
 with the reason, for the worker to dead-letter. Deterministic: the same record always takes the same path.
+
+With the compiled core (`core`, maple/native.py) a request is first converted by it into Native blocks. A
+request it cannot convert whole (an item the processors would refuse: a time past 2106, an id of the wrong
+length, a body nested too deep, a row too big; or a damaged request) it leaves to the Python path above,
+which decides item by item (or dead-letters the record).
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from maple.jsoncolumns import MAX_ROW_BYTES, Columns, RowTooLarge, dumps, encode
+from maple.jsoncolumns import MAX_BATCH_BYTES, MAX_ROW_BYTES, Columns, RowTooLarge, dumps, encode
 from maple.producer import Headers, Record
 from maple.topics import (
+    FORMAT_NATIVE,
+    HEADER_FORMAT,
     HEADER_RECEIVED_NS,
     HEADER_ROWS,
     HEADER_SOURCE,
@@ -37,7 +44,7 @@ from maple.topics import (
     SPANS,
     SourcePosition,
 )
-from processors import logs, metrics, red, traces
+from processors import logs, metrics, red, severity, traces
 from processors.requests import single_items
 
 
@@ -127,12 +134,46 @@ def _batches(raw: RawRecord, outputs: list[tuple[str, int, str, dict[str, list]]
     return out
 
 
+# The compiled core's outputs: (topic, partition, table, [(rows, Native block)]).
+NativeOutputs = list[tuple[str, int, str, list[tuple[int, bytes]]]]
+
+
+def _native(raw: RawRecord, core: Any, convert: Callable[[], NativeOutputs]) -> Output | None:
+    """The record's batches from the compiled core, or None when it leaves the record to the Python path: any
+    record the core cannot convert whole (an item the processors refuse, a row too big, a damaged request)
+    goes there, so every failure is decided, item by item, by the processors alone."""
+    try:
+        outputs = convert()
+    except (core.NeedsPython, core.RowTooLarge, core.DecodeError):
+        return None
+    out: list[Record] = []
+    for topic, partition, table, blocks in outputs:
+        for rows, block in blocks:
+            headers: Headers = [(HEADER_TABLE, table.encode()), (HEADER_ROWS, str(rows).encode()),
+                                (HEADER_SOURCE,
+                                 SourcePosition(raw.topic, raw.partition, raw.offset, len(out)).header()),
+                                (HEADER_RECEIVED_NS, str(raw.received_ns).encode()),
+                                (HEADER_TENANT, raw.headers.get(HEADER_TENANT, b"default")),
+                                (HEADER_FORMAT, FORMAT_NATIVE.encode())]
+            out.append(Record(topic, block, headers, partition=partition, timestamp_ms=raw.timestamp_ms or None))
+    return Output(out)
+
+
 def _nonempty(columns: Columns | None) -> bool:
     """Whether `columns` holds any row."""
     return bool(columns) and bool(next(iter(columns.values()), None))  # type: ignore[union-attr]
 
 
-def log_batches(raw: RawRecord, partitions: int, options: logs.LogOptions) -> Output:
+def log_batches(raw: RawRecord, partitions: int, options: logs.LogOptions, core: Any = None) -> Output:
+    """`core`: the compiled core (maple.native.core) to try before the Python processors, or None."""
+    if core is not None:
+        native = _native(raw, core, lambda: [
+            (LOGS.name, raw.partition % partitions, logs.TABLE, blocks) for blocks in [core.logs_blocks(
+                raw.value, raw.received_ns, options.json_max_depth, options.json_max_body_bytes, MAX_BATCH_BYTES,
+                severity.from_text, options.prefer_body_level)] if blocks])
+        if native is not None:
+            return native
+
     def outputs(tables: Tables) -> Outputs:
         columns = tables.get(logs.TABLE)
         return [(LOGS.name, raw.partition % partitions, logs.TABLE, columns)] if columns and _nonempty(columns) else []
@@ -141,7 +182,13 @@ def log_batches(raw: RawRecord, partitions: int, options: logs.LogOptions) -> Ou
                     lambda request: {logs.TABLE: logs.to_columns(request, raw.received_ns, options)}, outputs)
 
 
-def metric_batches(raw: RawRecord, partitions: int) -> Output:
+def metric_batches(raw: RawRecord, partitions: int, core: Any = None) -> Output:
+    if core is not None:
+        native = _native(raw, core, lambda: [(METRICS.name, raw.partition % partitions, table, blocks)
+                                             for table, blocks in core.metric_blocks(raw.value, MAX_BATCH_BYTES)])
+        if native is not None:
+            return native
+
     def outputs(tables: Tables) -> Outputs:
         return [(METRICS.name, raw.partition % partitions, table, tables[table]) for table in sorted(tables)
                 if _nonempty(tables[table])]
@@ -155,12 +202,22 @@ def span_partition(trace_id: str, partitions: int) -> int:
 
 
 def trace_batches(raw: RawRecord, span_partitions: int, metric_partitions: int,
-                  red_options: red.RedOptions | None = None) -> Output:
+                  red_options: red.RedOptions | None = None, core: Any = None) -> Output:
     """Spans re-keyed by TraceId, one batch per span partition, plus the request's RED delta points.
 
     RED counts every span here (every span that became a row), before sampling; its points go to the
     metrics topic like any metrics."""
     options = red_options or red.RedOptions()
+    if core is not None:
+        def convert() -> NativeOutputs:
+            spans, tables = core.trace_blocks(raw.value, span_partitions, raw.received_ns, list(options.buckets_ms),
+                                              [(d.name, d.default) for d in options.dimensions], MAX_BATCH_BYTES)
+            out: NativeOutputs = [(SPANS.name, partition, traces.TABLE, blocks) for partition, blocks in spans]
+            return out + [(METRICS.name, raw.partition % metric_partitions, table, blocks) for table, blocks in tables]
+
+        native = _native(raw, core, convert)
+        if native is not None:
+            return native
 
     def outputs(tables: Tables) -> Outputs:
         columns: dict[str, list[Any]] | None = tables.get(traces.TABLE)

@@ -32,14 +32,16 @@ import orjson
 import yaml
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from maple import tenants
+from maple import blocks, tenants
 from maple.consumer import Cluster, KafkaOpError
 from maple.jsoncolumns import encode
 from maple.producer import AsyncProducer, Record
 from maple.settings import Settings, SettingsError
 from maple.topics import (
     DEFAULT_TENANT,
+    FORMAT_NATIVE,
     HEADER_DECIDED_NS,
+    HEADER_FORMAT,
     HEADER_GROUP,
     HEADER_READ,
     HEADER_ROWS,
@@ -54,7 +56,8 @@ from maple.topics import (
 )
 from processors import red, traces
 from processors.sampling import DEFAULT_CONFIG, ConfigError, SamplingConfig, build_policies, decode_config
-from processors.tail_sampler import Emission, PartitionSampler, SamplerCounts, SpanBatch
+from processors.tail_sampler import Emission, PartitionSampler, SamplerCounts, SpanBatch, SpanColumns
+from processors.values import datetime64
 from topologies.acks import InOrderAcks, Release
 
 log = logging.getLogger(__name__)
@@ -167,21 +170,24 @@ class _PartitionState:
     published: SamplerCounts = field(default_factory=SamplerCounts)
 
 
-def _span_batch(message: Any, value: bytes | None) -> SpanBatch:
-    """The message as the sampler's input; raises ValueError when it is not a span batch or a tick."""
+def _span_batch(message: Any, value: bytes | None, core: Any = None) -> SpanBatch:
+    """The message as the sampler's input; raises ValueError when it is not a span batch or a tick.
+
+    With the compiled core (`core`) the rows are held as Native span blocks (the bytes as they came, columns
+    decoded when read); without it as column dicts. Batches of the other format are converted, so one
+    sampler holds one kind (both kinds arrive while workers of both kinds run)."""
     headers = {key: v for key, v in (message.headers or []) if v is not None}
     timestamp_ms = int((message.timestamp or 0) * 1000)
     if HEADER_TICK in headers:
         progress = orjson.loads(value or b"{}")
         return SpanBatch(message.offset, timestamp_ms, progress={int(p): int(t) for p, t in progress.items()})
-    columns = orjson.loads(value or b"")
-    if not isinstance(columns, dict) or not isinstance(columns.get("TraceId"), list):
-        raise ValueError("not a JSONColumns span batch (no TraceId column)")
-    rows = len(columns["TraceId"])
-    for name in (*traces.COLUMNS, traces.START_NS):
-        column = columns.get(name)
-        if not isinstance(column, list) or len(column) != rows:
-            raise ValueError(f"span batch column {name} is missing or has the wrong length")
+    columns: Any
+    if blocks.format_of(headers.get(HEADER_FORMAT)) == FORMAT_NATIVE:
+        columns = SpanColumns(core.SpanBlock(value or b"")) if core is not None else _python_columns(value or b"")
+    else:
+        columns = _json_columns(value)
+        if core is not None:
+            columns = SpanColumns(core.SpanBlock(_native_block(columns)))
     source = headers.get(HEADER_SOURCE)
     position = SourcePosition.parse(bytes(source)) if source else None
     tenant = tenants.check(bytes(headers.get(HEADER_TENANT) or DEFAULT_TENANT.encode()).decode())
@@ -191,6 +197,47 @@ def _span_batch(message: Any, value: bytes | None) -> SpanBatch:
                      tenant=tenant)
 
 
+def _json_columns(value: bytes | None) -> dict[str, list[Any]]:
+    columns = orjson.loads(value or b"")
+    if not isinstance(columns, dict) or not isinstance(columns.get("TraceId"), list):
+        raise ValueError("not a JSONColumns span batch (no TraceId column)")
+    rows = len(columns["TraceId"])
+    for name in (*traces.COLUMNS, traces.START_NS):
+        column = columns.get(name)
+        if not isinstance(column, list) or len(column) != rows:
+            raise ValueError(f"span batch column {name} is missing or has the wrong length")
+    return columns
+
+
+def _ticks(text: Any) -> int:
+    """DateTime64(9) text (seconds.nanoseconds) as Unix nanoseconds."""
+    seconds, _, nanos = str(text).partition(".")
+    return int(seconds) * 1_000_000_000 + int((nanos + "000000000")[:9])
+
+
+def _native_block(columns: dict[str, list[Any]]) -> bytes:
+    """A JSONColumns span batch (from a worker on the Python processors) as the compiled core's Native block."""
+    values = {name: columns[name] for name in traces.COLUMNS}
+    try:
+        values["Timestamp"] = [_ticks(t) for t in values["Timestamp"]]
+        values["Events.Timestamp"] = [[_ticks(t) for t in times] for times in values["Events.Timestamp"]]
+        return blocks.encode_native(values, list(traces.NATIVE_TYPES.items()))
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise ValueError(f"span batch values do not fit otel_traces: {exc}") from exc
+
+
+def _python_columns(block: bytes) -> dict[str, list[Any]]:
+    """A Native span batch (from a worker on the compiled core) as the Python processors' columns."""
+    columns = blocks.decode(block, FORMAT_NATIVE)
+    for name in traces.COLUMNS:
+        if name not in columns:
+            raise ValueError(f"span batch column {name} is missing")
+    columns[traces.START_NS] = list(columns["Timestamp"])
+    columns["Timestamp"] = [datetime64(t) for t in columns["Timestamp"]]
+    columns["Events.Timestamp"] = [[datetime64(t) for t in times] for times in columns["Events.Timestamp"]]
+    return columns
+
+
 def _sampled_records(emissions: list[Emission], partition: int, offset: int, out_partitions: int) -> list[Record]:
     """The row batches of one message's emissions. A group's batches (one tenant's rows each, tenants in name
     order) are numbered one after the other, so a group that holds one tenant is numbered as it always was."""
@@ -198,17 +245,19 @@ def _sampled_records(emissions: list[Emission], partition: int, offset: int, out
     decided = str(time.time_ns()).encode()
     pieces: dict[int, int] = {}
     for emission in emissions:
-        for rows, block in encode(emission.columns):
+        rows_blocks = (blocks.cut(emission.columns) if isinstance(emission.columns, bytes)
+                       else encode(emission.columns))
+        fmt = [(HEADER_FORMAT, FORMAT_NATIVE.encode())] if isinstance(emission.columns, bytes) else []
+        for rows, block in rows_blocks:
             piece = pieces.get(emission.first_offset, 0)
             pieces[emission.first_offset] = piece + 1
             if piece >= GROUP_PIECES:
-                raise ValueError(f"a sampled group of {len(emission.columns['TraceId'])} spans needs more than "
-                                 f"{GROUP_PIECES} batches")
+                raise ValueError(f"a sampled group needs more than {GROUP_PIECES} batches")
             position = SourcePosition(SPANS.name, partition, offset, emission.first_offset * GROUP_PIECES + piece)
             records.append(Record(SPANS_SAMPLED.name, block, [
                 (HEADER_TABLE, traces.TABLE.encode()), (HEADER_ROWS, str(rows).encode()),
                 (HEADER_SOURCE, position.header()), (HEADER_DECIDED_NS, decided),
-                (HEADER_TENANT, emission.tenant.encode())],
+                (HEADER_TENANT, emission.tenant.encode()), *fmt],
                 partition=partition % out_partitions))
     return records
 
@@ -216,7 +265,8 @@ def _sampled_records(emissions: list[Emission], partition: int, offset: int, out
 def add_sampler_agent(app: faust.App, settings: Settings, config: SamplingConfig, producer: AsyncProducer,
                       cluster: Cluster, registry: CollectorRegistry, raw_partitions: int, span_partitions: int,
                       sampled_partitions: int, on_bad_batch: Callable[[Any, Exception], Record],
-                      fatal: Callable[[str], None]) -> None:
+                      fatal: Callable[[str], None], core: Any = None) -> None:
+    """`core`: the compiled core (span batches held as Native blocks), or None (as column dicts)."""
     topic = app.topic(SPANS.name, value_serializer="raw", key_serializer="raw")
     metrics = SamplerMetrics(registry)
     states: dict[Any, _PartitionState] = {}
@@ -285,7 +335,7 @@ def add_sampler_agent(app: faust.App, settings: Settings, config: SamplingConfig
                     state = states[tp] = _PartitionState(tp.partition, fresh, message.offset)
                 extra: list[Record] = []
                 try:
-                    batch = _span_batch(message, event.value)
+                    batch = _span_batch(message, event.value, core)
                 except (ValueError, orjson.JSONDecodeError) as exc:
                     extra.append(on_bad_batch(message, exc))
                     batch = SpanBatch(message.offset, int((message.timestamp or 0) * 1000))

@@ -17,6 +17,9 @@ class SamplingConfig:
     sampled_cache_size: int = 100_000
     non_sampled_cache_size: int = 100_000
     late_span_window_ms: int = 30_000
+    # The Collector's decision_wait_after_root_received: once a trace's root span (no parent) has arrived,
+    # decide it this long after the root's arrival instead of decision_wait after its first span, if sooner.
+    decision_wait_after_root_ms: int | None = None
 
 
 # The seed configuration (seed 004): errors, slow traces and a 10% probabilistic share, in the Collector's

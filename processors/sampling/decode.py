@@ -31,7 +31,7 @@ KINDS: dict[str, Kind] = {kind.type: kind for kind in (
 # Collector policies Maple does not implement: refused by name rather than as unknown.
 UNSUPPORTED = frozenset({"trace_state", "ottl_condition", "bytes_limiting", "trace_flags"})
 TOP_KEYS = frozenset({"decision_wait", "num_traces", "expected_new_traces_per_sec", "decision_cache", "policies",
-                      "late_span_window"})
+                      "late_span_window", "decision_wait_after_root_received"})
 
 
 def decode_policy(spec: Any, path: str, nested: bool = False) -> PolicyConfig:
@@ -67,9 +67,16 @@ def decode_config(raw: Any) -> SamplingConfig:
     if duplicates:
         raise config_error("policies", f"duplicate policy names: {', '.join(duplicates)}")
     top.number("expected_new_traces_per_sec", 0, minimum=0)  # accepted for the Collector's YAML; sizes nothing
+    decision_wait = top.duration_ms("decision_wait", "10s")
+    after_root = (top.duration_ms("decision_wait_after_root_received", "0s")
+                  if "decision_wait_after_root_received" in top.block else None)
+    if after_root is not None and not 0 <= after_root <= decision_wait:
+        raise top.fail("decision_wait_after_root_received",
+                       f"{after_root} ms is not between 0 and decision_wait ({decision_wait} ms)")
     return SamplingConfig(
         policies=policies,
-        decision_wait_ms=top.duration_ms("decision_wait", "10s"),
+        decision_wait_ms=decision_wait,
+        decision_wait_after_root_ms=after_root,
         num_traces=int(top.number("num_traces", 100_000, minimum=1)),
         sampled_cache_size=int(cache.number("sampled_cache_size", 100_000, minimum=0)),
         non_sampled_cache_size=int(cache.number("non_sampled_cache_size", 100_000, minimum=0)),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from maple.native import core
 from processors.sampling.fields import Fields
 from processors.sampling.policy import BuildSub, DecodeSub, Kind, Policy, PolicyConfig, Trace, Vote
 
@@ -18,6 +19,10 @@ def fnv1a64(data: bytes) -> int:
     for byte in data:
         value = ((value ^ byte) * _FNV_PRIME) & _MASK64
     return value
+
+
+# The same hash compiled, when the core is built: a Python loop per byte is most of a decision's cost.
+_hash = core.fnv1a64 if core is not None else fnv1a64
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class Probabilistic(Policy):
             trace_bytes = bytes.fromhex(trace.trace_id)
         except ValueError:
             trace_bytes = trace.trace_id.encode()
-        if fnv1a64(self._salt + trace_bytes) <= self._threshold:
+        if _hash(self._salt + trace_bytes) <= self._threshold:
             return Vote.SAMPLED, self._weight
         return Vote.NOT_SAMPLED, 1.0
 

@@ -219,3 +219,10 @@ def test_row_batches_are_cut_under_the_size_limit_and_numbered_in_order() -> Non
     parts = [dict(r.headers)["maple.source"] for r in records]
     assert parts == [f"otlp.logs.raw/2/9/{i}".encode() for i in range(len(records))]
     assert {r.partition for r in records} == {2}
+
+
+@pytest.mark.parametrize("text", ["İNFO: cache warm", "ınfo: cache warm"])
+def test_a_keyword_that_matches_only_case_insensitively_does_not_fail_its_request(text: str) -> None:
+    # "İNFO".lower() is "i̇nfo" (with a combining dot), no keyword: the match must still name its keyword
+    cols = logs.to_columns(_logs({"body": text}, {"body": "fine"}), received_ns=1)
+    assert cols["SeverityText"] == ["INFO", ""] and cols["SeverityNumber"] == [9, 0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from maple.topics import SourcePosition
+import dataclasses
+
+from maple.topics import FORMAT_JSON, FORMAT_NATIVE, SourcePosition
 from sinks.batch import Limits, PartitionBatch, RowBatch, decode_epoch, decode_state, encode_state
 
 LIMITS = Limits(rows=10, size=1 << 20, interval_s=1.0)
@@ -56,7 +58,7 @@ def test_intent_and_done_state_round_trip_and_the_token_depends_only_on_the_rang
     assert not rebuilt.ready(0.0, LIMITS)
     rebuilt.add(_rb(41, 11), 0.0)
     assert rebuilt.ready(0.0, LIMITS) and not rebuilt.belongs(42)
-    assert rebuilt.token("maple-sink", "otel_logs") == token and rebuilt.tables() == batch.tables()
+    assert rebuilt.token("maple-sink", "otel_logs") == token and rebuilt.inserts() == batch.inserts()
     nxt = rebuilt.following()
     assert (nxt.start, nxt.committed_wm, nxt.pending_end) == (42, {"otlp.logs.raw/3": (11, 0)}, None)
 
@@ -65,7 +67,19 @@ def test_tables_keep_offset_order_per_table() -> None:
     batch = PartitionBatch("otel.metrics", 0, start=0, committed_wm={})
     for i, table in enumerate(["otel_metrics_sum", "otel_metrics_gauge", "otel_metrics_sum"]):
         batch.add(_rb(i, i, table=table), 0.0)
-    assert batch.tables() == {"otel_metrics_sum": [b'{"n":[0]}', b'{"n":[2]}'], "otel_metrics_gauge": [b'{"n":[1]}']}
+    assert batch.inserts() == {("otel_metrics_sum", FORMAT_JSON): [b'{"n":[0]}', b'{"n":[2]}'],
+                               ("otel_metrics_gauge", FORMAT_JSON): [b'{"n":[1]}']}
+
+
+def test_each_format_of_a_table_is_its_own_insert_with_its_own_token() -> None:
+    batch = PartitionBatch("otel.logs", 0, start=0, committed_wm={})
+    batch.add(_rb(0, 0), 0.0)
+    batch.add(dataclasses.replace(_rb(1, 1), value=b"native", fmt=FORMAT_NATIVE), 0.0)
+    batch.add(_rb(2, 2), 0.0)
+    assert batch.inserts() == {("otel_logs", FORMAT_JSON): [b'{"n":[0]}', b'{"n":[2]}'],
+                               ("otel_logs", FORMAT_NATIVE): [b"native"]}
+    assert batch.token("g", "otel_logs") == "g/otel.logs/0/0-2/otel_logs"  # unchanged for JSONColumns
+    assert batch.token("g", "otel_logs", FORMAT_NATIVE) == "g/otel.logs/0/0-2/otel_logs/Native"
 
 
 def test_garbage_metadata_is_no_state() -> None:

@@ -14,10 +14,11 @@ import orjson
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from maple.topics import SourcePosition
 from processors import red
-from processors.sampling import decode_config
+from processors.sampling import ConfigError, decode_config
 from processors.tail_sampler import Emission, PartitionSampler, SpanBatch
-from tests.helpers.spans import NOW
+from tests.helpers.spans import NOW, span_columns
 from tests.helpers.spans import span_columns as _cols
 from topologies.batches import RawRecord, span_partition, trace_batches
 
@@ -95,8 +96,11 @@ CONFIG = {"decision_wait": "2s", "late_span_window": "3s", "policies": [
     {"name": "share", "type": "probabilistic", "probabilistic": {"sampling_percentage": 30}}]}
 
 
-def _stream(seed: int, messages: int = 120) -> list[SpanBatch]:
-    """Span batches over stream time: traces spread over several messages, late spans, copies and ticks."""
+def _stream(seed: int, messages: int = 120, tenants: tuple[str, ...] = ("default",)) -> list[SpanBatch]:
+    """Span batches over stream time: traces spread over several messages, late spans, copies and ticks.
+
+    With several `tenants`, each batch is one tenant's, and more spans of a trace may come in another
+    tenant's batch: the same trace id under two tenants, which are two traces."""
     rng = random.Random(seed)
     out: list[SpanBatch] = []
     open_traces: list[tuple[str, int]] = []
@@ -112,52 +116,88 @@ def _stream(seed: int, messages: int = 120) -> list[SpanBatch]:
             earlier = [b for b in out[-40:] if b.columns is not None]
             previous = rng.choice(earlier) if earlier else None
             if previous is not None:  # an upstream worker restarted: a copy of an earlier batch
-                out.append(SpanBatch(offset, clock, previous.columns, previous.source_key, previous.source_position, 0))
+                out.append(SpanBatch(offset, clock, previous.columns, previous.source_key, previous.source_position, 0,
+                                     tenant=previous.tenant))
                 continue
         spans = []
         for _ in range(rng.randint(1, 4)):
             trace_id = rng.randbytes(16).hex()
             open_traces.append((trace_id, clock))
+            # A trace's root (no parent) comes first, or later with the other spans, as real traces do.
             spans.append({"TraceId": trace_id, "SpanId": rng.randbytes(8).hex(),
+                          "ParentSpanId": "" if rng.random() < 0.5 else rng.randbytes(8).hex(),
                           "StatusCode": "Error" if rng.random() < 0.1 else "Unset"})
         for trace_id, started in rng.sample(open_traces, min(len(open_traces), rng.randint(0, 4))):
             if clock - started < 5000:  # more spans of a recent trace; some arrive after its decision
-                spans.append({"TraceId": trace_id, "SpanId": rng.randbytes(8).hex(), "StatusCode": "Unset"})
+                spans.append({"TraceId": trace_id, "SpanId": rng.randbytes(8).hex(), "StatusCode": "Unset",
+                              "ParentSpanId": "" if rng.random() < 0.2 else rng.randbytes(8).hex()})
         raw_offset += 1
-        out.append(SpanBatch(offset, clock, _cols(spans), "otlp.traces.raw/0", (raw_offset, 0), 0))
+        tenant = rng.choice(tenants) if len(tenants) > 1 else tenants[0]
+        out.append(SpanBatch(offset, clock, _cols(spans), "otlp.traces.raw/0", (raw_offset, 0), 0, tenant=tenant))
     out.append(SpanBatch(messages, clock + 60_000, progress={0: clock + 60_000}))  # decides and forgets everything
     return out
 
 
-def _run(batches: list[SpanBatch]) -> list[tuple[tuple[int, int], list[str], int | None]]:
-    """Emissions as ((offset, group), span ids), with the safe offset after each message."""
-    sampler = PartitionSampler(decode_config(CONFIG))
+Written = tuple[tuple[int, int], list[tuple[str, str]]]  # a sampled batch's position, its (tenant, span id)s
+
+
+def _run(batches: list[SpanBatch], config: dict | None = None) -> tuple[list[tuple[list[Written], int | None]],
+                                                                        PartitionSampler]:
+    """The batches written at each message, as the worker writes them (positions numbered per group across
+    tenants), with the safe offset after each message; and the sampler at the end."""
+    from topologies.sampler import _sampled_records
+
+    sampler = PartitionSampler(decode_config(config or CONFIG))
     out = []
     for batch in batches:
         emissions: list[Emission] = sampler.step(batch)
         safe = sampler.safe_offset()
-        out.append(([((batch.offset, e.first_offset), e.columns["SpanId"]) for e in emissions], safe))
-    return out
+        written: list[Written] = []
+        for record in _sampled_records(emissions, 0, batch.offset, 1):
+            headers = dict(record.headers)
+            position = SourcePosition.parse(headers["maple.source"])
+            tenant = headers["maple.tenant"].decode()
+            written.append(((position.offset, position.part),
+                            [(tenant, span) for span in orjson.loads(record.value)["SpanId"]]))
+        out.append((written, safe))
+    return out, sampler
 
 
-def _sink(emissions: list[tuple[tuple[int, int], list[str]]]) -> Multiset:
-    """What the sink keeps: emissions in order, dropping any at or below the position watermark."""
+def _sink(emissions: list[Written]) -> Multiset:
+    """What the sink keeps: batches in order, dropping any at or below the position watermark."""
     kept: Multiset = Multiset()
     watermark = (-1, -1)
-    for position, span_ids in emissions:
+    for position, spans in emissions:
         if position <= watermark:
             continue
         watermark = position
-        kept.update(span_ids)
+        kept.update(spans)
     return kept
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_restart_at_any_committed_offset_emits_exactly_the_uninterrupted_rows(seed: int) -> None:
-    batches = _stream(seed)
-    full = _run(batches)
+# Deciding early once the root arrived (the Collector's decision_wait_after_root_received) must keep it.
+EARLY = {**CONFIG, "decision_wait_after_root_received": "500ms"}
+
+
+# Several tenants: traces keyed by (tenant, trace id), a group's batches numbered on across tenants.
+TEAMS = ("team-a", "team-b", "team-c")
+
+
+@pytest.mark.parametrize(("seed", "config", "tenants"), [
+    (1, CONFIG, ("default",)), (2, CONFIG, ("default",)), (3, CONFIG, ("default",)),
+    (4, EARLY, ("default",)), (5, EARLY, ("default",)), (6, EARLY, ("default",)),
+    (7, CONFIG, TEAMS), (8, CONFIG, TEAMS), (9, EARLY, TEAMS), (10, EARLY, TEAMS)])
+def test_a_restart_at_any_committed_offset_emits_exactly_the_uninterrupted_rows(seed: int, config: dict,
+                                                                                tenants: tuple[str, ...]) -> None:
+    batches = _stream(seed, tenants=tenants)
+    full, sampler = _run(batches, config)
+    assert sampler.pending_traces == 0  # the last tick decided every trace: none was lost track of
     expected = _sink([e for step, _ in full for e in step])
     assert sum(expected.values()) > 0 and all(count == 1 for count in expected.values())
+    if len(tenants) > 1:  # the stream holds what the tenant keys are for, or the seed checks nothing new
+        assert {tenant for tenant, _ in expected} == set(tenants)
+        traces = {(b.tenant, t) for b in batches if b.columns is not None for t in b.columns["TraceId"]}
+        assert len({t for _, t in traces}) < len(traces)  # a trace id under two tenants
     checked = 0
     for crash in range(0, len(batches), 3):
         # The worker committed the safe offset of some earlier step j (acks lag), and Kafka holds every
@@ -167,7 +207,7 @@ def test_a_restart_at_any_committed_offset_emits_exactly_the_uninterrupted_rows(
             if committed is None:
                 continue
             before = [e for step, _ in full[:crash + 1] for e in step]
-            resumed = _run([b for b in batches if b.offset >= committed])
+            resumed, _ = _run([b for b in batches if b.offset >= committed], config)
             after = [e for step, _ in resumed for e in step]
             assert _sink(before + after) == expected, f"crash after {crash}, committed {committed}"
             checked += 1
@@ -266,3 +306,30 @@ def test_a_group_of_two_tenants_is_numbered_on_from_the_first() -> None:
         f"otel.spans/3/42/{7 * GROUP_PIECES}".encode(), f"otel.spans/3/42/{7 * GROUP_PIECES + 1}".encode(),
         f"otel.spans/3/42/{9 * GROUP_PIECES}".encode()]
     assert [h["maple.tenant"] for h in headers] == [b"a", b"b", b"a"]
+
+
+def test_a_trace_whose_root_arrived_is_decided_after_root_wait_instead_of_decision_wait() -> None:
+    config = decode_config({"decision_wait": "10s", "decision_wait_after_root_received": "1s",
+                            "policies": [{"name": "all", "type": "always_sample"}]})
+    sampler = PartitionSampler(config)
+    child = span_columns([{"TraceId": "aa" * 16, "SpanId": "01" * 8, "ParentSpanId": "02" * 8}])
+    root = span_columns([{"TraceId": "aa" * 16, "SpanId": "02" * 8},
+                         {"TraceId": "bb" * 16, "SpanId": "03" * 8, "ParentSpanId": "04" * 8}])
+    assert sampler.step(SpanBatch(0, 1000, child, "otlp.traces.raw/0", (0, 0), 0)) == []
+    assert sampler.step(SpanBatch(1, 3000, root, "otlp.traces.raw/0", (1, 0), 0)) == []
+    # aa's root came at 3000: decided at 4000, not at 11000; bb has no root yet and waits its full 10 s
+    [emission] = sampler.step(SpanBatch(2, 4000, progress={0: 4000}))
+    assert emission.first_offset == 0 and emission.columns["SpanId"] == ["01" * 8, "02" * 8]
+    assert sampler.pending_traces == 1 and sampler.step(SpanBatch(3, 12_999, progress={0: 12_999})) == []
+    [late] = sampler.step(SpanBatch(4, 13_000, progress={0: 13_000}))
+    assert late.columns["TraceId"] == ["bb" * 16]
+
+
+ALL = [{"name": "all", "type": "always_sample"}]
+
+
+def test_decision_wait_after_root_received_is_checked() -> None:
+    with pytest.raises(ConfigError, match="decision_wait_after_root_received"):
+        decode_config({"decision_wait": "2s", "decision_wait_after_root_received": "5s", "policies": ALL})
+    assert decode_config({"policies": ALL}).decision_wait_after_root_ms is None
+    assert decode_config({"decision_wait_after_root_received": "250ms", "policies": ALL}).decision_wait_after_root_ms == 250
