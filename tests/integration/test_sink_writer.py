@@ -103,12 +103,8 @@ def test_stamped_blocks_of_both_formats_land_with_their_tenant_and_dedup_as_befo
                             "team-b", 1, schema.TENANT_COLUMN)]
     for _ in range(2):
         assert inserter.insert("otel_logs", blocks, "g/otel.logs/0/0-1/otel_logs") == []
-        native_inserter = Inserter(lambda: ch, ch.database, backoff_max_s=0.01, sleep=lambda _s: None)
-        native_inserter._insert_once = lambda table, data, token: ch.raw_insert(  # type: ignore[method-assign]
-            f"`{ch.database}`.`{table}`", None, insert_block=data, fmt="Native",
-            settings={"insert_deduplication_token": token})
-        assert native_inserter.insert("otel_logs", [tenants.stamp(native, "team-c", 300, schema.TENANT_COLUMN,
-                                                                  "Native")], "g/otel.logs/0/2-2/otel_logs") == []
+        assert inserter.insert("otel_logs", [tenants.stamp(native, "team-c", 300, schema.TENANT_COLUMN, "Native")],
+                               "g/otel.logs/0/2-2/otel_logs", "Native") == []
     assert ch.query("SELECT Tenant, count() FROM otel_logs GROUP BY Tenant ORDER BY Tenant").result_rows == [
         ("team-a", 2), ("team-b", 1), ("team-c", 300)]
     bad = tenants.stamp(orjson.dumps({"Timestamp": [f"{now}.4", "99999999999999.0"], "ServiceName": ["d", "d"],
