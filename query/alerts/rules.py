@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from query.models import Model
+from query.models import Model, RowId
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -63,7 +63,7 @@ class RuleSpec(Model):
     condition: Condition
     interval_s: int = Field(60, ge=1, le=86400, description="how often it is evaluated")
     for_s: int = Field(0, ge=0, le=86400, description="how long the condition must hold before it fires (pending)")
-    webhooks: list[int] = Field(default_factory=list, max_length=20, description="ids of the team's webhooks")
+    webhooks: list[RowId] = Field(default_factory=list, max_length=20, description="ids of the team's webhooks")
     enabled: bool = True
 
 
@@ -158,7 +158,7 @@ class WebhooksResponse(Model):
 
 
 class SilenceSpec(Model):
-    rule_id: int | None = Field(None, description="one rule (default: every rule of the team)")
+    rule_id: RowId | None = Field(None, description="one rule (default: every rule of the team)")
     group: str | None = Field(None, max_length=500, description="one group (default: every group)")
     ends_at: str = Field(max_length=64, description="RFC 3339, Unix time, or a duration from now: 30m, 2h, 1d")
     comment: str = Field("", max_length=2000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -12,6 +13,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
+from maple.settings import ApiSettings
 from query import logs
 from query.context import Context, context
 from query.errors import ApiError
@@ -30,7 +32,14 @@ From = Annotated[str | None, Query(alias="from", description="start: RFC 3339, U
 To = Annotated[str | None, Query(description="end: RFC 3339, Unix time or now (default: now)")]
 Services = Annotated[list[str] | None, Query(description="only these services (repeat the parameter)")]
 Severities = Annotated[list[str] | None, Query(description="only these severities, e.g. error (repeat the parameter)")]
-Limit = Annotated[int | None, Query(description="rows per page (default api.default_page_size, at most "
+# The bounds every deployment has (the largest api.max_page_size the settings accept; a bucket width that
+# fits ClickHouse's {interval:UInt32} parameter), so the OpenAPI document states them and a value past them
+# answers 400 naming the parameter; the configured page size is checked by Context.page_size.
+PAGE_SIZE_CEILING = int(next(f.metadata["maximum"] for f in dataclasses.fields(ApiSettings)
+                             if f.name == "max_page_size"))
+MAX_INTERVAL_S = 2**31 - 1
+Limit = Annotated[int | None, Query(ge=1, le=PAGE_SIZE_CEILING,
+                                    description="rows per page (default api.default_page_size, at most "
                                                 "api.max_page_size)")]
 
 TAIL_OVERLAP_S = 60
@@ -59,7 +68,8 @@ def search(ctx: Ctx, source: Source = None, q: Q = "", from_: From = None, to: T
 @router.get("/aggregate", response_model=LogAggregateResponse, summary="log counts over time buckets")
 def aggregate(ctx: Ctx, source: Source = None, q: Q = "", from_: From = None, to: To = None,
               service: Services = None, severity: Severities = None,
-              interval: Annotated[int | None, Query(description="bucket width in seconds (default: ~60 buckets)")]
+              interval: Annotated[int | None, Query(ge=1, le=MAX_INTERVAL_S,
+                                                    description="bucket width in seconds (default: ~60 buckets)")]
               = None,
               group_by: Annotated[str | None, Query(description="split each bucket by this field (its 10 most "
                                                                 "frequent values)", max_length=200)] = None
