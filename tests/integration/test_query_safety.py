@@ -174,6 +174,11 @@ def test_integers_out_of_range_answer_4xx_naming_the_field(api: Api) -> None:
                 and field in error.get("message", "")):
             wrong.append(f"{method} {path} {params} {body}: {response.status_code} {response.text[:200]}")
     assert not wrong, "\n".join(wrong)
+    # JSON's 1e400 is infinity, which the stored spec would keep as null: a rule nothing could read back.
+    infinite = api.client.post("/api/v1/alerts", content=json.dumps({**rule, "webhooks": []}).replace(
+        '"kind": "search"', '"kind": "search", "threshold": 1e400'), headers={"content-type": "application/json"})
+    assert infinite.status_code == 400 and infinite.json()["error"]["field"] == "condition.search.threshold", \
+        infinite.text
     # The bounds themselves are values ClickHouse takes.
     widest = api.client.get("/api/v1/logs/aggregate", params={"interval": 2**31 - 1, "from": "now-1h"})
     assert widest.status_code == 200 and widest.json()["interval_s"] == 2**31 - 1, widest.text
