@@ -17,8 +17,15 @@ def encode(kind: str, **position: Any) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode(text: str, kind: str, fields: dict[str, type]) -> dict[str, Any]:
-    """The position in `text`; 400 naming `cursor` when it is not a cursor of this endpoint."""
+UINT64_END = 2**64
+INT64_END = 2**63
+
+
+def decode(text: str, kind: str, fields: dict[str, type], ends: dict[str, int] | None = None) -> dict[str, Any]:
+    """The position in `text`; 400 naming `cursor` when it is not a cursor of this endpoint.
+
+    Integers are 0 <= value < ends[name] (default 2**64, a UInt64 parameter): a value the query's parameter
+    cannot hold (2**63 for an Int64 timestamp) is damaged, not a position past every row."""
     if len(text) > 1000:
         raise bad_request("cursor: too long to be a cursor of this API", "cursor")
     try:
@@ -32,7 +39,7 @@ def decode(text: str, kind: str, fields: dict[str, type]) -> dict[str, Any]:
         value = data.get(name)
         if not isinstance(value, expected) or isinstance(value, bool):
             raise bad_request(f"cursor: damaged ({name})", "cursor")
-        if isinstance(value, int) and not 0 <= value < 2**64:
+        if isinstance(value, int) and not 0 <= value < (ends or {}).get(name, UINT64_END):
             raise bad_request(f"cursor: damaged ({name})", "cursor")
         if isinstance(value, str) and len(value) > 200:
             raise bad_request(f"cursor: damaged ({name})", "cursor")

@@ -82,7 +82,7 @@ def search(ctx: Context, source: Source, rng: Range, where: Filter, limit: int,
     """A page of rows, newest first, older than `cursor`; the cursor of the next page (None at the end)."""
     end_ns, before = rng.end_ns, None
     if cursor:
-        position = cursors.decode(cursor, "logs", {"t": int, "h": int})
+        position = cursors.decode(cursor, "logs", {"t": int, "h": int}, {"t": cursors.INT64_END})
         before = (position["t"], position["h"])
         end_ns = min(end_ns, position["t"])
     s = source.spec

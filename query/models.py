@@ -7,13 +7,21 @@ milliseconds (floats). Field names are snake_case.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# The ids of the metadata store's rows: SQLite's INTEGER (and the other stores' BIGINT) is a signed 64-bit
+# number, so a larger id in a request cannot even be looked up (the driver raises OverflowError: a 500).
+# Every id a request carries, in its path or its body, is bounded here: 400 naming the field, and the
+# OpenAPI document says the bounds.
+MAX_ID = 2**62
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 # -- errors -------------------------------------------------------------------------------------------

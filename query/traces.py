@@ -73,7 +73,7 @@ def search(ctx: Context, source: Source, rng: Range, where: Filter, limit: int,
     params: dict[str, Any] = {**where.params, "start": rng.start_ns, "end": rng.end_ns}
     having = ""
     if cursor:
-        position = cursors.decode(cursor, "traces", {"t": int, "id": str})
+        position = cursors.decode(cursor, "traces", {"t": int, "id": str}, {"t": cursors.INT64_END})
         having = "HAVING first < {ct:Int64} OR (first = {ct:Int64} AND trace_id < {cid:String})"
         params.update(ct=position["t"], cid=position["id"])
     ids_sql = (f"SELECT toString({s.trace_id}) AS trace_id, min({_ns(s.timestamp)}) AS first FROM {source.table} "

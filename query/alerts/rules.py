@@ -13,9 +13,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from query.models import Model
+from query.models import Model, RowId
 
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
+# A finite number: JSON's 1e400 reads as infinity, which the spec's JSON in the metadata store writes as
+# null, and a rule whose stored spec no longer validates cannot be listed, changed or evaluated.
+Threshold = Annotated[float, Field(allow_inf_nan=False)]
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 
@@ -30,7 +33,7 @@ class SearchCondition(Model):
     window_s: int = Field(300, ge=10, le=7 * 86400)
     group_by_service: bool = True
     op: Op = ">"
-    threshold: float = 0
+    threshold: Threshold = 0
 
 
 class MetricCondition(Model):
@@ -40,7 +43,7 @@ class MetricCondition(Model):
     kind: Literal["metric"] = "metric"
     query: str = Field(max_length=4000, description="e.g. sum by (service_name) (rate(traces_span_metrics_calls[5m]))")
     op: Op = ">"
-    threshold: float = 0
+    threshold: Threshold = 0
 
 
 class PipelineCondition(Model):
@@ -51,7 +54,7 @@ class PipelineCondition(Model):
     measure: Literal["lag_seconds", "dead_letters", "ingest_refusals"]
     window_s: int = Field(300, ge=10, le=86400, description="dead_letters and ingest_refusals: the window")
     op: Op = ">"
-    threshold: float = 0
+    threshold: Threshold = 0
 
 
 Condition = Annotated[SearchCondition | MetricCondition | PipelineCondition, Field(discriminator="kind")]
@@ -63,7 +66,7 @@ class RuleSpec(Model):
     condition: Condition
     interval_s: int = Field(60, ge=1, le=86400, description="how often it is evaluated")
     for_s: int = Field(0, ge=0, le=86400, description="how long the condition must hold before it fires (pending)")
-    webhooks: list[int] = Field(default_factory=list, max_length=20, description="ids of the team's webhooks")
+    webhooks: list[RowId] = Field(default_factory=list, max_length=20, description="ids of the team's webhooks")
     enabled: bool = True
 
 
@@ -158,7 +161,7 @@ class WebhooksResponse(Model):
 
 
 class SilenceSpec(Model):
-    rule_id: int | None = Field(None, description="one rule (default: every rule of the team)")
+    rule_id: RowId | None = Field(None, description="one rule (default: every rule of the team)")
     group: str | None = Field(None, max_length=500, description="one group (default: every group)")
     ends_at: str = Field(max_length=64, description="RFC 3339, Unix time, or a duration from now: 30m, 2h, 1d")
     comment: str = Field("", max_length=2000)

@@ -13,6 +13,7 @@ from query.auth import SESSION_COOKIE, Principal, forbidden
 from query.context import Context, app_context, context
 from query.errors import ApiError
 from query.models import (
+    MAX_ID,
     AuditRecord,
     AuditResponse,
     KeyCreate,
@@ -53,7 +54,7 @@ router = APIRouter(responses=AUTH_ERRORS)
 
 Ctx = Annotated[Context, Depends(context)]
 App = Annotated[Context, Depends(app_context)]
-Id = Annotated[int, Path(ge=1, le=2**62)]
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 def _store(ctx: Context) -> Any:

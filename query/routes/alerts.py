@@ -38,6 +38,7 @@ from query.alerts.rules import (
 )
 from query.context import Context, context
 from query.errors import ApiError, bad_request, not_found
+from query.models import MAX_ID
 from query.routes.access import AUTH_ERRORS
 from query.store import Store
 from query.store.tables import (
@@ -55,7 +56,7 @@ from query.timerange import parse_time
 router = APIRouter(responses={**AUTH_ERRORS, 409: AUTH_ERRORS[400]})
 
 Ctx = Annotated[Context, Depends(context)]
-Id = Annotated[int, Path(ge=1, le=2**62)]
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 DURATION = re.compile(r"(\d+)([smhdw])")
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

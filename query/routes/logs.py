@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -12,12 +13,13 @@ from anyio import to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
+from maple.settings import ApiSettings
 from query import logs
 from query.context import Context, context
 from query.errors import ApiError
-from query.models import FieldsResponse, LogAggregateResponse, LogSearchResponse, TopValuesResponse
+from query.models import FieldsResponse, LogAggregateResponse, LogRecord, LogSearchResponse, TopValuesResponse
 from query.routes import ERRORS, checked_list
-from query.timerange import NS
+from query.timerange import NS, format_ns
 
 router = APIRouter(prefix="/logs", tags=["logs"], responses=ERRORS)
 
@@ -30,7 +32,14 @@ From = Annotated[str | None, Query(alias="from", description="start: RFC 3339, U
 To = Annotated[str | None, Query(description="end: RFC 3339, Unix time or now (default: now)")]
 Services = Annotated[list[str] | None, Query(description="only these services (repeat the parameter)")]
 Severities = Annotated[list[str] | None, Query(description="only these severities, e.g. error (repeat the parameter)")]
-Limit = Annotated[int | None, Query(description="rows per page (default api.default_page_size, at most "
+# The bounds every deployment has (the largest api.max_page_size the settings accept; a bucket width that
+# fits ClickHouse's {interval:UInt32} parameter), so the OpenAPI document states them and a value past them
+# answers 400 naming the parameter; the configured page size is checked by Context.page_size.
+PAGE_SIZE_CEILING = int(next(f.metadata["maximum"] for f in dataclasses.fields(ApiSettings)
+                             if f.name == "max_page_size"))
+MAX_INTERVAL_S = 2**31 - 1
+Limit = Annotated[int | None, Query(ge=1, le=PAGE_SIZE_CEILING,
+                                    description="rows per page (default api.default_page_size, at most "
                                                 "api.max_page_size)")]
 
 TAIL_OVERLAP_S = 60
@@ -59,7 +68,8 @@ def search(ctx: Ctx, source: Source = None, q: Q = "", from_: From = None, to: T
 @router.get("/aggregate", response_model=LogAggregateResponse, summary="log counts over time buckets")
 def aggregate(ctx: Ctx, source: Source = None, q: Q = "", from_: From = None, to: To = None,
               service: Services = None, severity: Severities = None,
-              interval: Annotated[int | None, Query(description="bucket width in seconds (default: ~60 buckets)")]
+              interval: Annotated[int | None, Query(ge=1, le=MAX_INTERVAL_S,
+                                                    description="bucket width in seconds (default: ~60 buckets)")]
               = None,
               group_by: Annotated[str | None, Query(description="split each bucket by this field (its 10 most "
                                                                 "frequent values)", max_length=200)] = None
@@ -91,7 +101,9 @@ def fields(ctx: Ctx, source: Source = None) -> FieldsResponse:
 
 
 @router.get("/tail", summary="live tail: new matching rows as Server-Sent Events",
-            response_description="text/event-stream: `log` events (a LogRecord as JSON), oldest first",
+            response_description="text/event-stream: first the `backfill` rows, then one `live` event (its data "
+                                 "the time the tail started), then `log` events (a LogRecord as JSON) for the rows "
+                                 "stored after that, oldest first",
             responses={200: {"content": {"text/event-stream": {}}}})
 async def tail(request: Request, ctx: Ctx, source: Source = None, q: Q = "", service: Services = None,
                severity: Severities = None,
@@ -101,30 +113,42 @@ async def tail(request: Request, ctx: Ctx, source: Source = None, q: Q = "", ser
     limit = ctx.settings.api.max_page_size
     interval = ctx.settings.api.tail_interval_s
 
+    def row_key(row: LogRecord) -> tuple[int, str]:
+        return row.timestamp_ns, row.body + row.span_id + row.service
+
     async def events() -> AsyncIterator[dict[str, str]]:
         seen: dict[tuple[int, str], int] = {}
         first = True
         while not await request.is_disconnected():
             now = time.time_ns()
             since = now - TAIL_OVERLAP_S * NS
+            stored: list[LogRecord] = []
             try:
-                if first and backfill:
-                    rng = ctx.range(None, None)
-                    rows, _ = await to_thread.run_sync(partial(logs.search, ctx, src, rng, where, backfill, None))
-                    rows.reverse()
-                else:
-                    rows = await to_thread.run_sync(
-                        partial(logs.tail_poll, ctx, src, where, since, now + TAIL_FUTURE_S * NS, limit))
+                rows = await to_thread.run_sync(
+                    partial(logs.tail_poll, ctx, src, where, since, now + TAIL_FUTURE_S * NS, limit))
+                if first:
+                    # What the window holds when the tail starts is not new: it is remembered as sent, so no
+                    # later poll of the overlap sends it; only `backfill` rows from before the start are sent
+                    # (searched after this poll, so a row stored in between is sent by the one or the other).
+                    stored, rows = rows, []
+                    if backfill:
+                        rng = ctx.range(None, None)
+                        rows, _ = await to_thread.run_sync(partial(logs.search, ctx, src, rng, where, backfill,
+                                                                   None))
+                        rows.reverse()
             except ApiError as exc:
                 yield {"event": "error", "data": exc.message}
                 return
-            first = False
             for row in rows:
-                key = (row.timestamp_ns, row.body + row.span_id + row.service)
-                if key in seen:
+                if row_key(row) in seen:
                     continue
-                seen[key] = row.timestamp_ns
+                seen[row_key(row)] = row.timestamp_ns
                 yield {"event": "log", "data": row.model_dump_json()}
+            if first:
+                for row in stored:
+                    seen.setdefault(row_key(row), row.timestamp_ns)
+                first = False
+                yield {"event": "live", "data": format_ns(now)}
             for key in [k for k, t in seen.items() if t <= since]:
                 del seen[key]
             await asyncio.sleep(interval)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from query.context import Context, context
 from query.errors import ApiError, not_found
+from query.models import MAX_ID
 from query.routes.access import AUTH_ERRORS
 from query.saved import (
     Dashboard,
@@ -28,7 +29,7 @@ from query.teams import audit
 router = APIRouter(responses={**AUTH_ERRORS, 409: AUTH_ERRORS[400]})
 
 Ctx = Annotated[Context, Depends(context)]
-Id = Annotated[int, Path(ge=1, le=2**62)]
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 Row = type[SavedSearchRow] | type[DashboardRow]
 
 

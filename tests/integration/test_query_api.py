@@ -156,32 +156,43 @@ def test_logs_search_aggregate_top_paging_and_tail(stack: Stack) -> None:
     fields = {f["name"] for f in stack.get("/api/v1/logs/fields")["fields"]}
     assert {"level", "service", "region", "order.id", "SeverityNumber", "k8s.pod.name"} <= fields
 
-    # Live tail: only new rows, with the same filters.
+    # Live tail: only rows stored after it started, with the same filters. The pipeline does not keep the order
+    # of records (each export request goes to a random partition), so the rows may arrive in any order: the
+    # listener stops at a last row sent once every other row is stored, and the poll that finds it sends
+    # whatever it has not sent yet, so nothing depends on arrival order or on how fast the tail polls.
+    def stored(count: int) -> None:
+        _count(stack, f"SELECT count() FROM otel_logs WHERE ServiceName = '{service}'", count)
+
+    logger.emit(body="tail line from before", severity_number=SeverityNumber.INFO, severity_text="INFO")
+    stored(36)
     received: list[dict[str, Any]] = []
-    opened = threading.Event()
+    live = threading.Event()
 
     def listen() -> None:
-        with httpx.stream("GET", f"{stack.url}/api/v1/logs/tail", headers=stack.headers, params={"service": service, "q": "tail",
-                                                                           "backfill": 0}, timeout=90) as response:
-            opened.set()
+        with httpx.stream("GET", f"{stack.url}/api/v1/logs/tail", headers=stack.headers,
+                          params={"service": service, "q": '"tail line"', "backfill": 0}, timeout=90) as response:
             event = None
             for line in response.iter_lines():
                 if line.startswith("event:"):
                     event = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and event == "live":
+                    live.set()
                 elif line.startswith("data:") and event == "log":
                     received.append(json.loads(line.split(":", 1)[1]))
-                    if len(received) == 3:
+                    if received[-1]["body"] == "tail line last":
                         return
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
-    assert opened.wait(30)
-    time.sleep(1.5)  # the tail's first poll has run
+    assert live.wait(60), "the tail never went live"
     for i in range(3):
         logger.emit(body=f"tail line {i}", severity_number=SeverityNumber.INFO, severity_text="INFO")
     logger.emit(body="not for the tail", severity_number=SeverityNumber.INFO, severity_text="INFO")
+    stored(40)
+    logger.emit(body="tail line last", severity_number=SeverityNumber.INFO, severity_text="INFO")
     listener.join(90)
-    assert sorted(r["body"] for r in received) == ["tail line 0", "tail line 1", "tail line 2"]
+    assert not listener.is_alive(), f"the tail never sent the last line; it sent {[r['body'] for r in received]}"
+    assert sorted(r["body"] for r in received) == ["tail line 0", "tail line 1", "tail line 2", "tail line last"]
     provider.shutdown()
 
 

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 import time
 import urllib.parse
 import uuid
@@ -133,6 +135,65 @@ def test_no_generated_request_answers_5xx(api: Api, tmp_path: Path) -> None:
     _close(context)
     assert operations >= 30
     assert not failures, "\n".join(failures[:20])
+
+
+def test_integers_out_of_range_answer_4xx_naming_the_field(api: Api) -> None:
+    """Integers bound for SQLite (ids) or ClickHouse (limits, widths, cursors) are checked by the request models:
+    a value past what the store takes answers 4xx naming the field, never 500, and the OpenAPI document says
+    the bounds, so that generated requests know them (schemathesis found the first of these as a 500)."""
+    huge = 2**63
+    rule = {"condition": {"group_by_service": False, "kind": "search"}, "name": "x", "description": "x",
+            "enabled": False, "for_s": 100, "interval_s": 1, "webhooks": [9223372036854775808]}
+    cursor = base64.urlsafe_b64encode(json.dumps({"v": 1, "k": "logs", "t": huge, "h": 1}).encode()).decode()
+    cases: list[tuple[str, str, dict[str, Any], dict[str, Any] | None, str]] = [
+        ("PUT", "/api/v1/alerts/1", {}, rule, "webhooks"),
+        ("POST", "/api/v1/alerts", {}, rule, "webhooks"),
+        ("POST", "/api/v1/alerts/preview", {}, rule, "webhooks"),
+        ("POST", "/api/v1/alerts", {}, {**rule, "webhooks": [], "interval_s": huge}, "interval_s"),
+        ("POST", "/api/v1/alerts", {}, {**rule, "webhooks": [], "for_s": -huge}, "for_s"),
+        ("POST", "/api/v1/silences", {}, {"rule_id": huge, "ends_at": "1h"}, "rule_id"),
+        ("POST", "/api/v1/silences", {}, {"rule_id": 0, "ends_at": "1h"}, "rule_id"),
+        ("GET", "/api/v1/alerts/1/history", {"limit": huge}, None, "limit"),
+        ("GET", "/api/v1/logs/search", {"limit": huge}, None, "limit"),
+        ("GET", "/api/v1/logs/search", {"limit": -huge}, None, "limit"),
+        ("GET", "/api/v1/logs/top", {"field": "service", "limit": huge}, None, "limit"),
+        ("GET", "/api/v1/logs/aggregate", {"interval": huge}, None, "interval"),
+        ("GET", "/api/v1/logs/search", {"cursor": cursor.rstrip("=")}, None, "cursor"),
+        ("GET", "/api/v1/traces/search", {"limit": huge}, None, "limit"),
+        ("GET", "/api/v1/traces/search", {"cursor": base64.urlsafe_b64encode(json.dumps(
+            {"v": 1, "k": "traces", "t": huge, "id": "ab"}).encode()).decode()}, None, "cursor"),
+        ("GET", "/api/v1/metrics/series", {"metric": "traces.span.metrics.calls", "limit": huge}, None, "limit"),
+        ("GET", "/api/v1/metrics/query", {"metric": "traces.span.metrics.calls", "step": huge}, None, "step"),
+    ]
+    client = TestClient(api.app, headers=dict(api.client.headers), raise_server_exceptions=False)
+    wrong = []
+    for method, path, params, body, field in cases:
+        response = client.request(method, path, params=params, json=body)
+        error = response.json().get("error", {})
+        if not (400 <= response.status_code < 500 and (error.get("field") or "").split(".")[0] == field
+                and field in error.get("message", "")):
+            wrong.append(f"{method} {path} {params} {body}: {response.status_code} {response.text[:200]}")
+    assert not wrong, "\n".join(wrong)
+    # JSON's 1e400 is infinity, which the stored spec would keep as null: a rule nothing could read back.
+    infinite = api.client.post("/api/v1/alerts", content=json.dumps({**rule, "webhooks": []}).replace(
+        '"kind": "search"', '"kind": "search", "threshold": 1e400'), headers={"content-type": "application/json"})
+    assert infinite.status_code == 400 and infinite.json()["error"]["field"] == "condition.search.threshold", \
+        infinite.text
+    # The bounds themselves are values ClickHouse takes.
+    widest = api.client.get("/api/v1/logs/aggregate", params={"interval": 2**31 - 1, "from": "now-1h"})
+    assert widest.status_code == 200 and widest.json()["interval_s"] == 2**31 - 1, widest.text
+    last = base64.urlsafe_b64encode(json.dumps({"v": 1, "k": "logs", "t": huge - 1, "h": 1}).encode()).decode()
+    assert api.client.get("/api/v1/logs/search", params={"cursor": last}).status_code == 200
+    schemas = api.client.get("/api/openapi.json").json()["components"]["schemas"]
+    assert schemas["RuleSpec"]["properties"]["webhooks"]["items"]["maximum"] < 2**63
+    rule_id = schemas["SilenceSpec"]["properties"]["rule_id"]["anyOf"][0]
+    assert rule_id["minimum"] == 1 and rule_id["maximum"] < 2**63
+    parameters = {p["name"]: p["schema"] for p in api.client.get("/api/openapi.json").json()["paths"][
+        "/api/v1/logs/aggregate"]["get"]["parameters"]}
+    assert parameters["interval"]["anyOf"][0]["maximum"] < 2**32
+    search = {p["name"]: p["schema"] for p in api.client.get("/api/openapi.json").json()["paths"][
+        "/api/v1/logs/search"]["get"]["parameters"]}
+    assert search["limit"]["anyOf"][0]["minimum"] == 1 and search["limit"]["anyOf"][0]["maximum"] <= 100_000
 
 
 # -- injection -------------------------------------------------------------------------------------
