@@ -26,7 +26,7 @@ from maple.native import core
 from maple.topics import FORMAT_JSON, FORMAT_NATIVE
 
 __all__ = ["FORMAT_JSON", "FORMAT_NATIVE", "MAX_BATCH_BYTES", "RowTooLarge", "cap", "count_rows", "cut", "decode",
-           "join", "pieces", "split", "take"]
+           "join", "pieces", "split", "take", "with_constant"]
 
 
 def format_of(header: bytes | None) -> str:
@@ -117,6 +117,35 @@ def cap(data: bytes, limit: int, fmt: str) -> list[bytes]:
         else:
             pending[:0] = list(halves)
     return out
+
+
+def with_constant(block: bytes, fmt: str, rows: int, column: str, value: str) -> bytes:
+    """One block with one more String column holding `value` in every row, made on the bytes. JSONColumns
+    gets one more key of `rows` values (the object does not say its row count); Native (one block: `varuint
+    columns, varuint rows`, then each column's name, type and data) one more column at the end, its column
+    count raised by one."""
+    if fmt == FORMAT_JSON:
+        body = block.rstrip()
+        if not body.startswith(b"{") or not body.endswith(b"}"):
+            raise ValueError("not a JSONColumns object")
+        separator = b"" if body[1:-1].strip() == b"" else b","
+        return (body[:-1] + separator + orjson.dumps(column) + b":[" + b",".join([orjson.dumps(value)] * rows)
+                + b"]}")
+    if fmt == FORMAT_NATIVE:
+        columns, after = _varint(block, 0)
+        rows, _ = _varint(block, after)  # the block's own count: it is what ClickHouse will read
+        out = bytearray()
+        _put_varint(out, columns + 1)
+        out += block[after:]
+        for text in (column.encode(), b"String"):
+            _put_varint(out, len(text))
+            out += text
+        encoded = value.encode()
+        for _ in range(rows):
+            _put_varint(out, len(encoded))
+            out += encoded
+        return bytes(out)
+    raise ValueError(f"unknown row batch format {fmt!r}")
 
 
 def take(block: bytes, fmt: str, rows: list[int]) -> bytes:

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 
-import orjson
-
-from maple.topics import DEFAULT_TENANT
+from maple import blocks
+from maple.topics import DEFAULT_TENANT, FORMAT_JSON
 
 __all__ = ["DEFAULT_TENANT", "TENANT_PATTERN", "TenantError", "check", "stamp"]
 
@@ -33,61 +32,7 @@ def check(name: str) -> str:
     return name
 
 
-def stamp(block: bytes, tenant: str, rows: int, column: str, fmt: str = "JSONColumns") -> bytes:
-    """One row block (ClickHouse's JSONColumns object or one Native block) with `column` = `tenant` added to
-    every row. Works on the bytes: the block is never decoded, so a sink stays a concatenator.
-
-    Deterministic (the same block and tenant give the same bytes), which the insert tokens rely on."""
-    if fmt == "JSONColumns":
-        return _stamp_json(block, tenant, rows, column)
-    if fmt == "Native":
-        return _stamp_native(block, tenant, column)
-    raise ValueError(f"unknown row batch format {fmt!r}")
-
-
-def _stamp_json(block: bytes, tenant: str, rows: int, column: str) -> bytes:
-    body = block.rstrip()
-    if not body.endswith(b"}") or not body.startswith(b"{"):
-        raise ValueError("not a JSONColumns object")
-    value = orjson.dumps(tenant)
-    values = b",".join([value] * rows)
-    separator = b"" if body[1:-1].strip() == b"" else b","
-    return body[:-1] + separator + orjson.dumps(column) + b":[" + values + b"]}"
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise ValueError("not a Native block: a truncated header")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("not a Native block: a length over 64 bits")
-
-
-def _put_varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _string(value: bytes) -> bytes:
-    return _put_varint(len(value)) + value
-
-
-def _stamp_native(block: bytes, tenant: str, column: str) -> bytes:
-    """ClickHouse's Native format (the HTTP variant: `varuint columns, varuint rows`, then each column's name,
-    type and data): one more String column at the end, the column count raised by one. One block per call:
-    a processed-topic message holds one block (topics.py)."""
-    columns, after = _varint(block, 0)
-    rows, _ = _varint(block, after)
-    return (_put_varint(columns + 1) + block[after:] + _string(column.encode()) + _string(b"String")
-            + _string(tenant.encode()) * rows)
+def stamp(block: bytes, tenant: str, rows: int, column: str, fmt: str = FORMAT_JSON) -> bytes:
+    """One row block of `fmt` with `column` = `tenant` added to every row, on the bytes (never decoded, so a
+    sink stays a concatenator) and deterministically, which the insert tokens rely on."""
+    return blocks.with_constant(block, fmt, rows, column, tenant)
