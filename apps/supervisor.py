@@ -202,27 +202,30 @@ class Supervisor:
 
     def _start_ingest(self) -> str:
         cfg = self.settings.ingest
-        child = Child("ingest", lambda: self._maple("ingest"))
-        child.launch()
-        self.children.append(child)
-        secure = bool(self.settings.ingest_tls.cert_file)
-        scheme = "https" if secure else "http"
-        ready = f"{scheme}://{cfg.host}:{cfg.http_port}/readyz"
-
-        def answered() -> bool:
-            # Over TLS this process may hold no certificate the ingest accepts (mutual TLS), and needs none: the
-            # ingest listens only once Kafka answered it, so its port accepting connections means ready.
-            return port_open(cfg.host, cfg.http_port) if secure else http_ok(ready)
-
-        deadline = time.monotonic() + 60
-        while not answered():
-            if child.exited():
-                raise RuntimeError("the OTLP ingest exited during start-up (see its log above)")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the OTLP ingest was not ready within 60s ({ready})")
-            time.sleep(0.2)
+        scheme = self._start_served("ingest", "the OTLP ingest", cfg.host, cfg.http_port,
+                                    bool(self.settings.ingest_tls.cert_file))
         return (f"OTLP gRPC {cfg.host}:{cfg.grpc_port}, OTLP HTTP {scheme}://{cfg.host}:{cfg.http_port} "
                 f"(metrics /metrics)")
+
+    def _start_served(self, command: str, what: str, host: str, port: int, secure: bool) -> str:
+        """Start `maple <command>` (an HTTP server) and wait until it answers; returns its URL scheme.
+
+        Over TLS this process may hold no (client) certificate the server accepts, and needs none: both servers
+        listen only once their start-up (Kafka, ClickHouse) is done, so the port accepting connections is enough.
+        """
+        child = Child(command, lambda: self._maple(command))
+        child.launch()
+        self.children.append(child)
+        scheme = "https" if secure else "http"
+        ready = f"{scheme}://{host}:{port}/readyz"
+        deadline = time.monotonic() + 60
+        while not (port_open(host, port) if secure else http_ok(ready)):
+            if child.exited():
+                raise RuntimeError(f"{what} exited during start-up (see its log above)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} was not ready within 60s ({ready})")
+            time.sleep(0.2)
+        return scheme
 
     def _start_pipeline(self) -> list[str]:
         """Apply the schema, then start the workers and the sink and wait until both are ready."""
@@ -274,25 +277,7 @@ class Supervisor:
 
     def _start_api(self) -> str:
         cfg = self.settings.api
-        child = Child("api", lambda: self._maple("api"))
-        child.launch()
-        self.children.append(child)
-        secure = bool(self.settings.api_tls.cert_file)
-        scheme = "https" if secure else "http"
-        ready = f"{scheme}://{cfg.host}:{cfg.port}/readyz"
-
-        def answered() -> bool:
-            # Over TLS this process may hold no client certificate the API accepts: its port accepting
-            # connections is enough (uvicorn listens once the app's start-up, which opens ClickHouse, is done).
-            return port_open(cfg.host, cfg.port) if secure else http_ok(ready)
-
-        deadline = time.monotonic() + 60
-        while not answered():
-            if child.exited():
-                raise RuntimeError("the query API exited during start-up (see its log above)")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the query API was not ready within 60s ({ready})")
-            time.sleep(0.2)
+        scheme = self._start_served("api", "the query API", cfg.host, cfg.port, bool(self.settings.api_tls.cert_file))
         return f"{scheme}://{cfg.host}:{cfg.port}/ (API /api/v1, OpenAPI /api/openapi.json)"
 
     def _login_lines(self) -> list[str]:
