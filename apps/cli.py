@@ -154,7 +154,9 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     settings = _settings(args)
     report = bench_e2e.run(settings, signal=args.signal, records=args.records, per_request=args.per_request,
                            rate=args.rate, duration=args.duration, workers=args.workers, sinks=args.sinks,
-                           decision_wait_s=args.decision_wait,
+                           decision_wait_s=args.decision_wait if args.decision_wait is not None
+                           else (10.0 if args.after_root is not None else 2.0),
+                           after_root_s=args.after_root,
                            say=lambda message: print(message, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(report, indent=2))
@@ -169,6 +171,14 @@ def cmd_bench_e2e(args: argparse.Namespace) -> int:
     since = "sampling decision" if report["signal"] == "traces" else "ingest receipt"
     _say(f"freshness at {report['freshness_rate_per_s']:,.0f} records/s: p50 {p50:.2f}s, p99 {p99:.2f}s "
          f"({since} -> queryable)" if p50 is not None else "freshness: no samples")
+    probe = report.get("root_probe")
+    if probe is not None:
+        for label, what in (("with_root", f"root received, after_root {report['after_root_s']}s"),
+                            ("without_root", f"no root, decision_wait {report['decision_wait_s']}s")):
+            row = probe[label]
+            figures = (f"p50 {row['p50_s']:.2f}s, p99 {row['p99_s']:.2f}s, max {row['max_s']:.2f}s"
+                       if row["queryable"] else "none queryable")
+            _say(f"error traces ({what}) -> queryable: {figures} ({row['queryable']} of {row['sent']})")
     return 0
 
 
@@ -585,7 +595,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "p50/p99 of ingest receipt -> ClickHouse acknowledgement. Traces: spans go through "
                     "repartitioning, RED, tail sampling (default policies) and the sink; a span counts once its RED "
                     "point and every sampled trace are queryable, and freshness is measured from the sampling "
-                    "decision. Uses its own consumer groups and database (bench_<id>). Kafka must be running "
+                    "decision. With --after-root, phase 2 also times error traces from root received to "
+                    "queryable. Uses its own consumer groups and database (bench_<id>). Kafka must be running "
                     "(`maple kafka start`).", into=bench_sub)
     bench_e2e.add_argument("--signal", choices=("logs", "metrics", "traces"), default="logs")
     bench_e2e.add_argument("--records", type=int, default=1_000_000, help="phase 1 backlog (default 1,000,000)")
@@ -594,8 +605,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_e2e.add_argument("--duration", type=float, default=30, help="phase 2 seconds (default 30)")
     bench_e2e.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     bench_e2e.add_argument("--sinks", type=int, default=1, help="sink processes (default 1)")
-    bench_e2e.add_argument("--decision-wait", type=float, default=2.0,
-                           help="traces: the sampler's decision_wait in seconds (default 2)")
+    bench_e2e.add_argument("--decision-wait", type=float,
+                           help="traces: the sampler's decision_wait in seconds (default 2; 10 with --after-root)")
+    bench_e2e.add_argument("--after-root", type=float, metavar="SECONDS",
+                           help="traces: set decision_wait_after_root_received and, during phase 2, time error "
+                                "traces from their root's receipt to queryable in otel_traces, against error traces "
+                                "whose root never arrives (decided by decision_wait alone)")
     bench_e2e.add_argument("--json", action="store_true", help="print the report as JSON")
 
     bench_chaos = add("chaos", "kill the pipeline's parts again and again under load; count records lost, duplicated",

@@ -14,12 +14,21 @@ more, 10% of the rest; decision_wait 2 s unless --decision-wait) and the sink. A
 once its RED point is in ClickHouse and every sampled trace is; freshness is measured from the sampling
 decision, since waiting for the decision is by design.
 
+With `--after-root S` (traces), the sampler also decides S after a trace's root span arrived
+(`decision_wait_after_root_received`), decision_wait defaults to Maple's 10 s instead of 2 s, and phase 2
+adds a probe: alongside the background load it sends error traces of its own (one request each, a
+service of their own) and polls ClickHouse every 100 ms for each trace id, giving root span received
+(ingest acknowledged) -> queryable in otel_traces. Half the probe traces have their root; the other
+half's top span has a remote parent that never arrives, so they wait decision_wait as every trace does
+with the option off: both figures come from the same sampler, load and run.
+
 Kafka comes from the settings (start it with `maple kafka start`); ClickHouse too, and in embedded mode
 the bench starts a host on the data dir if none runs.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import subprocess
@@ -27,7 +36,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Producer
@@ -165,6 +174,144 @@ def expected_sampled_spans(meta: list[tuple[str, bool, float]]) -> int:
     return kept * SPANS_PER_TRACE
 
 
+def error_trace_request(service: str, seed: int, *, root: bool) -> tuple[bytes, str]:
+    """One error trace of 8 spans in one request; returns the body and the trace id (hex).
+    `root=False`: the top span has a remote parent that is never sent, so the sampler has no root to
+    bring the decision forward and waits decision_wait, as it does for every trace with the option off."""
+    rng = random.Random(seed)
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    rs.resource.attributes.add(key="service.name", value={"string_value": service})
+    ss = rs.scope_spans.add()
+    ss.scope.name = "bench.probe"
+    now = time.time_ns()
+    trace_id, top_id = rng.randbytes(16), rng.randbytes(8)
+    for n in range(SPANS_PER_TRACE - 1):  # children first, the top span last, as an SDK exports them
+        start = now + n * 1_000_000
+        ss.spans.add(trace_id=trace_id, span_id=rng.randbytes(8), parent_span_id=top_id,
+                     name=SPAN_NAMES[n % len(SPAN_NAMES)], kind=3, start_time_unix_nano=start,
+                     end_time_unix_nano=start + 500_000)
+    top = ss.spans.add(trace_id=trace_id, span_id=top_id, parent_span_id=b"" if root else rng.randbytes(8),
+                       name="GET /api/orders/{id}", kind=2, start_time_unix_nano=now,
+                       end_time_unix_nano=now + SPANS_PER_TRACE * 1_000_000)
+    top.status.code, top.status.message = Status.STATUS_CODE_ERROR, "upstream failed"
+    return request.SerializeToString(), trace_id.hex()
+
+
+def quantile(values: Sequence[float], q: float) -> float | None:
+    """The q-quantile by linear interpolation between the closest ranks (numpy's default); None when empty.
+    Exact over the probe's few hundred samples, where a histogram's buckets would blur a 2 s goal."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = q * (len(ordered) - 1)
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def latency_summary(latencies: Sequence[float], sent: int) -> dict[str, Any]:
+    """p50/p99/max of the traces that became queryable, and how many of those sent did."""
+    return {"sent": sent, "queryable": len(latencies), "p50_s": quantile(latencies, 0.5),
+            "p99_s": quantile(latencies, 0.99), "max_s": max(latencies) if latencies else None}
+
+
+ROOT_PROBE_PER_S = 6.0  # probe traces sent per second, alternating with and without their root
+ROOT_PROBE_POLL_S = 0.1
+
+
+class RootProbe:
+    """Error traces sent through the ingest while phase 2's load runs, each timed from the ingest's
+    acknowledgement of its request to the first poll of ClickHouse that finds it.
+
+    The start time of the poll that found a trace is taken, so it is counted at most one poll interval (and
+    the previous poll's own time) late; polls are bound-parameter queries on the probe service's rows."""
+
+    def __init__(self, url: str, client: Any, service: str, say: Callable[[str], None]) -> None:
+        self.url, self.client, self.service, self.say = url, client, service, say
+        self.sent: dict[str, tuple[bool, float]] = {}  # trace id -> (has its root, acknowledged at)
+        self.seen: dict[str, float] = {}  # trace id -> queryable at (start of the poll that found it)
+        self.lock = threading.Lock()
+        self.sending = threading.Event()
+        self.polling = threading.Event()
+        self.errors = self.poll_errors = 0
+        self.threads: list[threading.Thread] = []
+
+    def start(self, send_for_s: float) -> None:
+        self.sending.set()
+        self.polling.set()
+        self.threads = [threading.Thread(target=self._send, args=(send_for_s,), daemon=True),
+                        threading.Thread(target=self._poll, daemon=True)]
+        for thread in self.threads:
+            thread.start()
+
+    def _send(self, send_for_s: float) -> None:
+        interval = 1 / ROOT_PROBE_PER_S
+        next_at = time.monotonic()
+        stop_at = next_at + send_for_s
+        n = 0
+        while self.sending.is_set() and next_at < stop_at:
+            time.sleep(max(0.0, next_at - time.monotonic()))
+            root = n % 2 == 0
+            body, trace_id = error_trace_request(self.service, 1_000_000 + n, root=root)
+            request = urllib.request.Request(f"{self.url}/v1/traces", data=body, method="POST",
+                                             headers={"Content-Type": "application/x-protobuf"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    if response.status == 200:
+                        with self.lock:
+                            self.sent[trace_id] = (root, time.monotonic())
+            except OSError:
+                self.errors += 1
+            n += 1
+            next_at += interval
+        self.sending.clear()
+
+    def _poll(self) -> None:
+        while self.polling.is_set():
+            started = time.monotonic()
+            with self.lock:
+                waiting = [t for t in self.sent if t not in self.seen]
+            if waiting:
+                try:
+                    rows = self.client.query("SELECT DISTINCT TraceId FROM otel_traces WHERE ServiceName = {s:String} "
+                                             "AND TraceId IN {ids:Array(String)}",
+                                             parameters={"s": self.service, "ids": waiting}).result_rows
+                except Exception as exc:  # a failed poll only delays what the next one finds; counted
+                    rows = []
+                    self.poll_errors += 1
+                    if self.poll_errors == 1:
+                        self.say(f"  probe poll failed (counted, polling on): {exc}")
+                with self.lock:
+                    for (trace_id,) in rows:
+                        self.seen.setdefault(trace_id, started)
+            time.sleep(max(0.0, ROOT_PROBE_POLL_S - (time.monotonic() - started)))
+
+    def outstanding(self) -> int:
+        with self.lock:
+            return sum(1 for t in self.sent if t not in self.seen)
+
+    def finish(self, timeout_s: float) -> dict[str, Any]:
+        """Wait for sending to end and every sent trace to be found (or `timeout_s`), then summarise."""
+        self.threads[0].join()
+        deadline = time.monotonic() + timeout_s
+        said = time.monotonic()
+        while self.outstanding() and time.monotonic() < deadline:
+            time.sleep(0.5)
+            if time.monotonic() - said >= 5:
+                said = time.monotonic()
+                self.say(f"  {self.outstanding()} probe traces not queryable yet")
+        self.polling.clear()
+        self.threads[1].join()
+        with self.lock:
+            sent, seen = dict(self.sent), dict(self.seen)
+        out: dict[str, Any] = {}
+        for label, has_root in (("with_root", True), ("without_root", False)):
+            ids = [t for t, (root, _) in sent.items() if root == has_root]
+            out[label] = latency_summary([seen[t] - sent[t][1] for t in ids if t in seen], len(ids))
+        out["send_errors"], out["poll_errors"] = self.errors, self.poll_errors
+        return out
+
+
 class Stages:
     """The bench's own processes, stopped when it finishes."""
 
@@ -244,12 +391,17 @@ def _quantile(before: dict[float, float], after: dict[float, float], q: float) -
 
 
 def run(settings: Settings, *, signal: str, records: int, per_request: int, rate: float | None, duration: float,
-        workers: int, sinks: int, say: Callable[[str], None], decision_wait_s: float = 2.0) -> dict[str, Any]:
+        workers: int, sinks: int, say: Callable[[str], None], decision_wait_s: float = 2.0,
+        after_root_s: float | None = None) -> dict[str, Any]:
     import os
     import tempfile
 
     import yaml
 
+    probe_s = duration - decision_wait_s - 2
+    if after_root_s is not None and (signal != "traces" or probe_s < 10):
+        raise ValueError("--after-root needs --signal traces and a --duration of at least decision_wait + 12 s "
+                         f"(here {decision_wait_s + 12:g} s)")
     tag = uuid.uuid4().hex[:8]
     service = f"bench-{tag}"
     database = f"bench_{tag}"
@@ -266,6 +418,8 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
     meta: list[tuple[str, bool, float]] = []
     if signal == "traces":
         config = {**DEFAULT_CONFIG, "decision_wait": f"{decision_wait_s}s"}
+        if after_root_s is not None:
+            config["decision_wait_after_root_received"] = f"{after_root_s}s"
         config_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, kept on disk for the worker
             "w", suffix=".yaml", prefix="maple-bench-sampling-", delete=False)
         with config_file:
@@ -346,7 +500,7 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
         }
         if signal == "traces":
             report.update({"sampled_spans": sampled, "expected_sampled_spans": expected_sampled,
-                           "decision_wait_s": decision_wait_s})
+                           "decision_wait_s": decision_wait_s, "after_root_s": after_root_s})
 
         # Phase 2: freshness at a fixed rate through the ingest.
         stages.stop()
@@ -373,7 +527,20 @@ def run(settings: Settings, *, signal: str, records: int, per_request: int, rate
         say(f"phase 2: sending {target:,.0f} {signal} records/s through the ingest for {duration:.0f}s")
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         before = _histogram(metrics_url, "maple_sink_freshness_seconds", freshness_topic)
+        probe = None
+        if after_root_s is not None:
+            # Probe traces stop decision_wait (and a margin) before the load does, so that every one of them is
+            # decided while the background traffic still moves the stream clock, as it does in real use.
+            probe = RootProbe(url, clickhouse.connect(settings, database=database, in_process=False),
+                              f"{service}-probe", say)
+            say(f"phase 2: probing with {ROOT_PROBE_PER_S:g} error traces/s for {probe_s:.0f}s (half with their root, "
+                f"decision_wait_after_root_received {after_root_s}s, decision_wait {decision_wait_s}s)")
+            probe.start(probe_s)
         sent = _send_at_rate(f"{url}/v1/{signal}", bodies, per_body, target, duration)
+        if probe is not None:
+            say(f"phase 2: waiting for {probe.outstanding()} probe traces to become queryable")
+            report["root_probe"] = probe.finish(timeout_s=decision_wait_s + 60)
+            probe.client.close()
         expected = seen + sent * per_body
         deadline = time.monotonic() + 120
         while _count(client, signal, service) < expected and time.monotonic() < deadline:
