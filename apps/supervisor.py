@@ -269,11 +269,14 @@ class Supervisor:
         """When sampled traces become queryable: after decision_wait, which a user should know about."""
         from topologies.sampler import sampling_config
 
-        wait_s = sampling_config(self.settings).decision_wait_ms / 1000
+        config = sampling_config(self.settings)
+        wait_s = config.decision_wait_ms / 1000
         policies = ("errors, traces of 1 s or more, 10% of the rest" if not self.settings.traces.sampling_config
                     else f"policies of {self.settings.traces.sampling_config}")
+        root = ("" if config.decision_wait_after_root_ms is None else
+                f", or {config.decision_wait_after_root_ms / 1000:g} s after its root span if sooner")
         return (f"  traces      sampled  {policies}; queryable about {wait_s:g} s after a trace's first span "
-                f"(decision_wait)")
+                f"(decision_wait){root}")
 
     def _start_api(self) -> str:
         cfg = self.settings.api

@@ -173,6 +173,9 @@ class SinkSettings:
     batch_rows: int = setting(100_000, "Insert once a partition has buffered this many rows...", minimum=1)
     batch_bytes: int = setting(32 * 1024 * 1024, "...or this many bytes...", minimum=1024)
     flush_interval_s: float = setting(1.0, "...or its oldest buffered batch is this old.", minimum=0.05)
+    sampled_flush_interval_s: float = setting(0.25, "...but sampled spans (otel.spans.sampled) this old: a decided "
+                                              "trace should be queryable soon, and sampled spans are few.",
+                                              minimum=0.05)
     session_timeout_s: float = setting(10.0, "Consumer-group session timeout: how soon the partitions of a "
                                        "sink that died move to the others.", minimum=6, maximum=300)
     retry_backoff_max_s: float = setting(30.0, "Longest pause between insert retries.", minimum=0.1)

@@ -113,6 +113,8 @@ class Sink:
         self.group = cfg.group
         self.topics = [t.name for t in topics]
         self.limits = Limits(cfg.batch_rows, cfg.batch_bytes, cfg.flush_interval_s)
+        # Sampled spans are decided traces a user may be waiting for (an error): they wait less in the buffer.
+        self.topic_limits = {SPANS_SAMPLED.name: Limits(cfg.batch_rows, cfg.batch_bytes, cfg.sampled_flush_interval_s)}
         self.metrics = SinkMetrics()
         self.lag = SinkLag(self.metrics.registry, self.group)
         self.stopping = threading.Event()
@@ -186,7 +188,7 @@ class Sink:
                     self._take(message)
                 now = time.monotonic()
                 for key, batch in list(self.batches.items()):
-                    if batch.ready(now, self.limits):
+                    if batch.ready(now, self.topic_limits.get(key[0], self.limits)):
                         self._flush(key)
                 self.metrics.buffered_rows.set(sum(b.rows for b in self.batches.values()))
                 self.lag.update(self.consumer, self.batches)  # every few seconds, not per message
