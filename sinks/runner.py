@@ -34,7 +34,7 @@ from maple.consumer import Commit, CommitRefused, commit_one, headers_of, member
 from maple.deadletter import sink_letter
 from maple.lag import SinkLag
 from maple.schema import TENANT_COLUMN
-from maple.settings import Settings
+from maple.settings import Settings, SinkSettings
 from maple.topics import (
     DEFAULT_TENANT,
     HEADER_DECIDED_NS,
@@ -104,6 +104,13 @@ def _row_batch(message: Any) -> RowBatch:
         raise ValueError(f"malformed row batch headers: {exc}") from exc
 
 
+def batch_limits(cfg: SinkSettings, topics: list[str]) -> dict[str, Limits]:
+    """When a partition's buffered rows are inserted, per topic. Sampled spans are decided traces a user may be
+    waiting for (an error) and are few: they wait sink.sampled_flush_interval_s, the bulk topics flush_interval_s."""
+    return {topic: Limits(cfg.batch_rows, cfg.batch_bytes, cfg.sampled_flush_interval_s if topic == SPANS_SAMPLED.name
+                          else cfg.flush_interval_s) for topic in topics}
+
+
 class Sink:
     def __init__(self, settings: Settings, topics: tuple[Topic, ...] = SINK_TOPICS,
                  ready_file: Path | None = None) -> None:
@@ -112,9 +119,7 @@ class Sink:
         cfg = settings.sink
         self.group = cfg.group
         self.topics = [t.name for t in topics]
-        self.limits = Limits(cfg.batch_rows, cfg.batch_bytes, cfg.flush_interval_s)
-        # Sampled spans are decided traces a user may be waiting for (an error): they wait less in the buffer.
-        self.topic_limits = {SPANS_SAMPLED.name: Limits(cfg.batch_rows, cfg.batch_bytes, cfg.sampled_flush_interval_s)}
+        self.limits = batch_limits(cfg, self.topics)
         self.metrics = SinkMetrics()
         self.lag = SinkLag(self.metrics.registry, self.group)
         self.stopping = threading.Event()
@@ -188,7 +193,7 @@ class Sink:
                     self._take(message)
                 now = time.monotonic()
                 for key, batch in list(self.batches.items()):
-                    if batch.ready(now, self.topic_limits.get(key[0], self.limits)):
+                    if batch.ready(now, self.limits[key[0]]):
                         self._flush(key)
                 self.metrics.buffered_rows.set(sum(b.rows for b in self.batches.values()))
                 self.lag.update(self.consumer, self.batches)  # every few seconds, not per message
