@@ -28,7 +28,8 @@ from typing import Any
 from sqlalchemy import update
 
 from apps import maple_command
-from apps.bench.query import SPANS_PER_TRACE, _cpu_ms, _percentile, generate
+from apps.bench.query import SPANS_PER_TRACE, _cpu_ms, generate
+from apps.bench.stats import percentile
 from maple import clickhouse
 from maple.settings import Settings
 from maple.tenants import DEFAULT_TENANT
@@ -133,7 +134,7 @@ def run(settings: Settings, *, rules: int, rounds: int, logs: int, spans: int, d
         return {"rules": rules, "workers": settings.api.alert_workers, "rounds": throughput,
                 "median_rules_per_s": median,
                 "per_kind": {label: {"rules": len(ms), "p50_ms": round(statistics.median(ms), 1),
-                                     "p95_ms": round(_percentile(ms, 0.95), 1)} for label, ms in single.items()},
+                                     "p95_ms": round(percentile(ms, 0.95), 1)} for label, ms in single.items()},
                 "data": {"database": data.database, "logs": data.logs, "spans": data.spans,
                          "spans_per_trace": SPANS_PER_TRACE},
                 "load_average": os.getloadavg()}

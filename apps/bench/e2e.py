@@ -28,7 +28,6 @@ the bench starts a host on the data dir if none runs.
 
 from __future__ import annotations
 
-import math
 import random
 import re
 import subprocess
@@ -47,6 +46,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from apps import maple_command
+from apps.bench.stats import quantile
 from maple import clickhouse
 from maple import kafka as kafka_clients
 from maple.net import free_port, http_ok
@@ -196,17 +196,6 @@ def error_trace_request(service: str, seed: int, *, root: bool) -> tuple[bytes, 
                        end_time_unix_nano=now + SPANS_PER_TRACE * 1_000_000)
     top.status.code, top.status.message = Status.STATUS_CODE_ERROR, "upstream failed"
     return request.SerializeToString(), trace_id.hex()
-
-
-def quantile(values: Sequence[float], q: float) -> float | None:
-    """The q-quantile by linear interpolation between the closest ranks (numpy's default); None when empty.
-    Exact over the probe's few hundred samples, where a histogram's buckets would blur a 2 s goal."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = q * (len(ordered) - 1)
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def latency_summary(latencies: Sequence[float], sent: int) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from apps import maple_command
+from apps.bench.stats import percentile
 from maple.net import free_port, http_ok
 
 
@@ -108,11 +109,6 @@ async def _drive(url: str, bodies: list[bytes], concurrency: int, duration: floa
     return result, duration
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 @contextlib.contextmanager
 def _own_ingest(env: dict[str, str], context: ssl.SSLContext | None) -> Iterator[tuple[str, int]]:
     """A `maple ingest` of the benchmark's own (the configured Kafka, free ports): (base URL, pid)."""
@@ -144,8 +140,8 @@ def _measure(url: str, pid: int | None, bodies: list[bytes], spans: int, concurr
         "requests_per_s": result.requests / measured,
         "spans_per_s": ok * spans / measured,
         "mb_per_s": result.bytes_sent / measured / 1e6,
-        "latency_p50_ms": _percentile(result.latencies, 0.50) * 1000 if result.latencies else None,
-        "latency_p99_ms": _percentile(result.latencies, 0.99) * 1000 if result.latencies else None,
+        "latency_p50_ms": percentile(result.latencies, 0.50) * 1000 if result.latencies else None,
+        "latency_p99_ms": percentile(result.latencies, 0.99) * 1000 if result.latencies else None,
     }
     if cpu_before is not None and cpu_after is not None and result.all_ok:
         # The ingest's CPU over the whole run (warm-up included) per span accepted over the whole run.

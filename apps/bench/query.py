@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from apps import maple_command
+from apps.bench.stats import percentile
 from maple import clickhouse, schema
 from maple.net import free_port, http_ok
 from maple.settings import Settings
@@ -203,12 +204,6 @@ class CapturingReader(Reader):
         return super().select(sql, parameters, limits=limits, user_sql=user_sql)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
 def _get(conn: http.client.HTTPConnection, path: str, headers: dict[str, str]) -> tuple[float, float, int, bytes]:
     """Latency (ms), ClickHouse's share of it (ms, from Server-Timing), status, body."""
     began = time.perf_counter()
@@ -329,9 +324,9 @@ def _measure(settings: Settings, data: DataSet, port: int, iterations: int, say:
         summary = json.loads(body)
         size = next((len(summary[k]) for k in ("rows", "spans", "services", "edges", "series") if k in summary), 0)
         results.append({"call": name, "p50_ms": round(statistics.median(times), 1),
-                        "p95_ms": round(_percentile(times, 0.95), 1), "max_ms": round(max(times), 1),
+                        "p95_ms": round(percentile(times, 0.95), 1), "max_ms": round(max(times), 1),
                         "clickhouse_p50_ms": round(statistics.median(in_clickhouse), 1),
-                        "clickhouse_p95_ms": round(_percentile(in_clickhouse, 0.95), 1), "items": size,
+                        "clickhouse_p95_ms": round(percentile(in_clickhouse, 0.95), 1), "items": size,
                         "api_cpu_ms": round(api_cpu, 1), "clickhouse_cpu_ms": round(host_cpu, 1)})
         say(f"  {name:<44} p50 {results[-1]['p50_ms']:>8.1f} ms  p95 {results[-1]['p95_ms']:>8.1f} ms")
     conn.close()
@@ -344,9 +339,9 @@ def _measure(settings: Settings, data: DataSet, port: int, iterations: int, say:
     reader.close()
     results.append({"call": "baseline: SELECT 1 (reader -> ClickHouse host)",
                     "p50_ms": round(statistics.median(baseline), 1),
-                    "p95_ms": round(_percentile(baseline, 0.95), 1), "max_ms": round(max(baseline), 1),
+                    "p95_ms": round(percentile(baseline, 0.95), 1), "max_ms": round(max(baseline), 1),
                     "clickhouse_p50_ms": round(statistics.median(baseline), 1),
-                    "clickhouse_p95_ms": round(_percentile(baseline, 0.95), 1), "items": 1, "api_cpu_ms": 0.0,
+                    "clickhouse_p95_ms": round(percentile(baseline, 0.95), 1), "items": 1, "api_cpu_ms": 0.0,
                     "clickhouse_cpu_ms": 0.0})
     return {"iterations": iterations, "results": results, "explain": _explains(settings, data, trace_ids[0]),
             "load_average": os.getloadavg()}

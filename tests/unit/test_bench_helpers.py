@@ -6,7 +6,8 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
-from apps.bench.e2e import SPANS_PER_TRACE, error_trace_request, latency_summary, quantile
+from apps.bench.e2e import SPANS_PER_TRACE, error_trace_request, latency_summary
+from apps.bench.stats import percentile, quantile
 
 
 def test_quantile_interpolates_between_the_closest_ranks() -> None:
@@ -16,6 +17,12 @@ def test_quantile_interpolates_between_the_closest_ranks() -> None:
     assert quantile(values, 0.0) == 1.0 and quantile(values, 1.0) == 100.0
     assert quantile([3.0], 0.99) == 3.0
     assert quantile([], 0.5) is None
+
+
+def test_percentile_is_the_same_figure_and_refuses_an_empty_sample() -> None:
+    assert percentile([4.0, 1.0, 3.0, 2.0], 0.95) == quantile([1.0, 2.0, 3.0, 4.0], 0.95) == pytest.approx(3.85)
+    with pytest.raises(ValueError, match="no samples"):
+        percentile([], 0.5)
 
 
 def test_latency_summary_counts_what_was_sent_and_what_arrived() -> None:
