@@ -165,6 +165,10 @@ class TracesSettings:
                                                 "strictly increasing.")
     tick_interval_s: float = setting(1.0, "How often an idle span partition with undecided traces gets a tick "
                                      "record, so its stream clock (and decisions) move on.", minimum=0.05)
+    tick_margin_s: float = setting(1.0, "How far behind now a tick puts a caught-up raw partition's clock: room "
+                                   "for requests the ingest received but whose records reach Kafka later. Less "
+                                   "decides sooner; a record later than this is a late span.", minimum=0.0,
+                                   maximum=60.0)
 
 
 @dataclass(frozen=True)

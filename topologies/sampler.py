@@ -65,7 +65,6 @@ log = logging.getLogger(__name__)
 # Rows emitted at one message are grouped by the offset their trace was first seen at; a group too big for
 # one batch is split, and the part number keeps the pieces apart: part = first_offset * GROUP_PIECES + piece.
 GROUP_PIECES = 1024
-TICK_MARGIN_MS = 1000
 
 
 def sampling_config(settings: Settings, span_partitions: int = 1) -> SamplingConfig:
@@ -272,6 +271,7 @@ def add_sampler_agent(app: faust.App, settings: Settings, config: SamplingConfig
     states: dict[Any, _PartitionState] = {}
     share = 1.0 / span_partitions
     tick_s = settings.traces.tick_interval_s
+    margin_ms = int(settings.traces.tick_margin_s * 1000)
     window = settings.worker.inflight_batches
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # Faust sends `revoked` as a keyword
@@ -289,7 +289,7 @@ def add_sampler_agent(app: faust.App, settings: Settings, config: SamplingConfig
         if busy:
             # "Now" is taken before asking Kafka, less a margin for requests the ingest received just
             # before but whose records reach Kafka just after (its producer lingers and retries).
-            now_ms = int(time.time() * 1000) - TICK_MARGIN_MS
+            now_ms = int(time.time() * 1000) - margin_ms
             caught_up = await asyncio.get_running_loop().run_in_executor(None, progress.caught_up)
             for tp in busy:
                 state = states.get(tp)
