@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,8 +26,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from apps import maple_command
-from apps.bench.query import SPANS_PER_TRACE, _cpu_ms, generate
+from apps.bench.query import SPANS_PER_TRACE, _cpu_ms, generate, start_host
 from apps.bench.stats import percentile
 from maple import clickhouse
 from maple.settings import Settings
@@ -70,15 +68,7 @@ def run(settings: Settings, *, rules: int, rounds: int, logs: int, spans: int, d
     from query.store import Store
     from query.store.tables import AlertRuleRow, TeamRow
 
-    own_host = None
-    if settings.embedded_clickhouse and clickhouse.running_host(settings) is None:
-        say("starting the embedded ClickHouse host")
-        own_host = subprocess.Popen(maple_command("clickhouse", "serve"), env=dict(os.environ))
-        deadline = time.monotonic() + 60
-        while clickhouse.running_host(settings) is None:
-            if own_host.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the embedded ClickHouse host did not start")
-            time.sleep(0.2)
+    own_host = start_host(settings, say)
     try:
         data = generate(settings, database, logs, spans, 1.0, reuse, say)
         host = clickhouse.running_host(settings)

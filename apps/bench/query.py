@@ -235,17 +235,25 @@ def _explain(reader: Reader, sql: str, params: dict[str, Any]) -> str:
     return "\n".join(str(r[0]) for r in rows)
 
 
+def start_host(settings: Settings, say: Callable[[str], None]) -> subprocess.Popen[bytes] | None:
+    """In embedded mode with no host serving the data dir, start one and wait until it answers; the caller
+    stops what it gets back. None when a host (or a server) is already there."""
+    if not settings.embedded_clickhouse or clickhouse.running_host(settings) is not None:
+        return None
+    say("starting the embedded ClickHouse host")
+    host = subprocess.Popen(maple_command("clickhouse", "serve"), env=dict(os.environ))
+    deadline = time.monotonic() + 60
+    while clickhouse.running_host(settings) is None:
+        if host.poll() is not None or time.monotonic() > deadline:
+            host.kill()
+            raise RuntimeError("the embedded ClickHouse host did not start")
+        time.sleep(0.2)
+    return host
+
+
 def run(settings: Settings, *, database: str, logs: int, spans: int, hours: float, iterations: int, reuse: bool,
         say: Callable[[str], None]) -> dict[str, Any]:
-    own_host = None
-    if settings.embedded_clickhouse and clickhouse.running_host(settings) is None:
-        say("starting the embedded ClickHouse host")
-        own_host = subprocess.Popen(maple_command("clickhouse", "serve"), env=dict(os.environ))
-        deadline = time.monotonic() + 60
-        while clickhouse.running_host(settings) is None:
-            if own_host.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the embedded ClickHouse host did not start")
-            time.sleep(0.2)
+    own_host = start_host(settings, say)
     api = None
     store = open_store(settings)  # the API reads as the default team (the generated rows' tenant), with a query key
     key, secret = create_key(store, DEFAULT_TENANT, "query", "maple bench query", "bench", role="viewer")
