@@ -28,6 +28,10 @@ class Pipeline:
     def client(self):
         return clickhouse.connect(self.settings, database=self.database, in_process=False)
 
+    def stop(self) -> None:
+        for stage in (self.ingest, self.worker, self.sink):
+            stage.stop()
+
     def wait_for(self, sql: str, expected: object, timeout: float = 90) -> None:
         client = self.client()
         deadline = time.monotonic() + timeout
@@ -68,3 +72,17 @@ def apply_schema(env: dict[str, str]) -> None:
     result = subprocess.run(maple_command("schema", "apply"), env=clean_environ(**env),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def start_pipeline(bootstrap: str, settings: Settings, tag: str, extra_env: dict[str, str] | None = None, *,
+                   from_end: bool = False) -> Pipeline:
+    """Ingest, worker and sink of their own (groups and database named by `tag`) on the schema just applied.
+    `from_end`: the groups start at the topics' ends, for tests that count whole tables."""
+    env, database = pipeline_env(bootstrap, settings, tag)
+    env.update(extra_env or {})
+    apply_schema(env)
+    if from_end:
+        start_groups_at_end(bootstrap, env)
+    ingest = IngestProcess(bootstrap, env).start()
+    worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
+    return Pipeline(bootstrap, env, database, ingest, worker, sink, settings)

@@ -18,24 +18,17 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from maple.settings import Settings
 from maple.topics import DEAD_LETTER, HEADER_ERROR, HEADER_SOURCE, HEADER_STAGE, RAW_LOGS
 from processors.logs import BODY_ERROR
-from tests.helpers.ingest import IngestProcess, end_offsets, post, read_since
-from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
-from tests.helpers.stages import Stage
+from tests.helpers.ingest import end_offsets, post, read_since
+from tests.helpers.pipeline import Pipeline, start_pipeline
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
 
 @pytest.fixture(scope="module")
 def pipeline(kafka_bootstrap: str, clickhouse_settings: Settings) -> Iterator[Pipeline]:
-    tag = uuid.uuid4().hex[:8]
-    env, database = pipeline_env(kafka_bootstrap, clickhouse_settings, tag)
-    apply_schema(env)
-    ingest = IngestProcess(kafka_bootstrap, env).start()
-    worker = Stage(["worker"], env).start()
-    sink = Stage(["sink"], env).start()
-    yield Pipeline(kafka_bootstrap, env, database, ingest, worker, sink, clickhouse_settings)
-    for stage in (ingest, worker, sink):
-        stage.stop()
+    pipeline = start_pipeline(kafka_bootstrap, clickhouse_settings, uuid.uuid4().hex[:8])
+    yield pipeline
+    pipeline.stop()
 
 
 def _service() -> str:

@@ -27,9 +27,8 @@ from maple.settings import Settings
 from processors.red import DEFAULT_BUCKETS_MS
 from tests.helpers.environment import REPO
 from tests.helpers.grafana import All, ExpansionError, TimeRange, expand
-from tests.helpers.ingest import IngestProcess, status
-from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env, start_groups_at_end
-from tests.helpers.stages import Stage
+from tests.helpers.ingest import status
+from tests.helpers.pipeline import Pipeline, start_pipeline
 
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
 DATASOURCES = {"clickhouse": "grafana-clickhouse-datasource", "prometheus": "prometheus"}
@@ -213,18 +212,15 @@ def _send_metrics(endpoint: str, shop: str) -> None:
 def sent(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[Sent]:
     tag = uuid.uuid4().hex[:8]
-    env, database = pipeline_env(kafka_bootstrap, clickhouse_settings, tag)
     sampling = tmp_path_factory.mktemp("dashboards") / "sampling.yaml"
     sampling.write_text(yaml.safe_dump({"decision_wait": "2s", "late_span_window": "2s",
                                         "policies": [{"name": "all", "type": "always_sample"}]}))
     worker_port, sink_port = free_port(), free_port()
-    env.update({"MAPLE_TRACES_SAMPLING_CONFIG": str(sampling), "MAPLE_TRACES_TICK_INTERVAL_S": "0.5",
-                "MAPLE_WORKER_METRICS_PORT": str(worker_port), "MAPLE_SINK_METRICS_PORT": str(sink_port)})
-    apply_schema(env)
-    start_groups_at_end(kafka_bootstrap, env)  # the dashboards query whole tables
-    ingest = IngestProcess(kafka_bootstrap, env).start()
-    worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
-    pipeline = Pipeline(kafka_bootstrap, env, database, ingest, worker, sink, clickhouse_settings)
+    pipeline = start_pipeline(kafka_bootstrap, clickhouse_settings, tag, {
+        "MAPLE_TRACES_SAMPLING_CONFIG": str(sampling), "MAPLE_TRACES_TICK_INTERVAL_S": "0.5",
+        "MAPLE_WORKER_METRICS_PORT": str(worker_port), "MAPLE_SINK_METRICS_PORT": str(sink_port)},
+        from_end=True)  # the dashboards query whole tables
+    ingest = pipeline.ingest
     shop, auth = f"shop-{tag}", f"auth-{tag}"
     started = datetime.now(UTC)
     try:
@@ -246,8 +242,7 @@ def sent(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory: 
                    {"ingest": f"{ingest.http}/metrics", "worker": f"http://127.0.0.1:{worker_port}/metrics",
                     "sink": f"http://127.0.0.1:{sink_port}/metrics"}, started)
     finally:
-        for stage in (ingest, worker, sink):
-            stage.stop()
+        pipeline.stop()
 
 
 def _range(sent: Sent) -> TimeRange:

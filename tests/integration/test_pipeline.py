@@ -28,22 +28,15 @@ from maple.topics import (
     RAW_LOGS,
     SourcePosition,
 )
-from tests.helpers.ingest import IngestProcess, end_offsets, post, read_since
-from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
-from tests.helpers.stages import Stage
+from tests.helpers.ingest import end_offsets, post, read_since
+from tests.helpers.pipeline import Pipeline, start_pipeline
 
 
 @pytest.fixture(scope="module")
 def pipeline(kafka_bootstrap: str, clickhouse_settings: Settings) -> Iterator[Pipeline]:
-    tag = uuid.uuid4().hex[:8]
-    env, database = pipeline_env(kafka_bootstrap, clickhouse_settings, tag)
-    apply_schema(env)
-    ingest = IngestProcess(kafka_bootstrap, env).start()
-    worker = Stage(["worker"], env).start()
-    sink = Stage(["sink"], env).start()
-    yield Pipeline(kafka_bootstrap, env, database, ingest, worker, sink, clickhouse_settings)
-    for stage in (ingest, worker, sink):
-        stage.stop()
+    pipeline = start_pipeline(kafka_bootstrap, clickhouse_settings, uuid.uuid4().hex[:8])
+    yield pipeline
+    pipeline.stop()
 
 
 def _service() -> str:

@@ -24,8 +24,8 @@ from maple.net import free_port
 from maple.settings import Settings
 from query.store import Store
 from tests.helpers.access import bearer, query_key
-from tests.helpers.ingest import IngestProcess, status
-from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
+from tests.helpers.ingest import status
+from tests.helpers.pipeline import Pipeline, start_pipeline
 from tests.helpers.stages import Stage
 
 
@@ -48,20 +48,17 @@ def stack(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory:
           ) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("query-api")
     tag = uuid.uuid4().hex[:8]
-    env, database = pipeline_env(kafka_bootstrap, clickhouse_settings, tag)
     sampling = tmp / "sampling.yaml"
     sampling.write_text(yaml.safe_dump({"tail_sampling": {"decision_wait": "2s", "policies": [
         {"name": "all", "type": "probabilistic", "probabilistic": {"sampling_percentage": 100}}]}}))
-    env.update({"MAPLE_TRACES_SAMPLING_CONFIG": str(sampling), "MAPLE_TRACES_TICK_INTERVAL_S": "0.5"})
-    apply_schema(env)
-    ingest = IngestProcess(kafka_bootstrap, env).start()
-    worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
+    pipeline = start_pipeline(kafka_bootstrap, clickhouse_settings, tag, {
+        "MAPLE_TRACES_SAMPLING_CONFIG": str(sampling), "MAPLE_TRACES_TICK_INTERVAL_S": "0.5"})
     port = free_port()
     store = Store(f"sqlite:///{tmp / 'meta.db'}")
     store.migrate()
     headers = bearer(query_key(store, "default", "viewer"))
     store.close()
-    api = Stage(["api"], {**env, "MAPLE_API_PORT": str(port), "MAPLE_API_METADATA_URL": f"sqlite:///{tmp / 'meta.db'}",
+    api = Stage(["api"], {**pipeline.env, "MAPLE_API_PORT": str(port), "MAPLE_API_METADATA_URL": f"sqlite:///{tmp / 'meta.db'}",
                           "MAPLE_API_HEALTH_INTERVAL_S": "2"}).start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -69,12 +66,11 @@ def stack(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_factory:
         assert api.alive, "maple api exited:\n" + api.output()
         assert time.monotonic() < deadline, "maple api never became ready:\n" + api.output()
         time.sleep(0.2)
-    pipeline = Pipeline(kafka_bootstrap, env, database, ingest, worker, sink, clickhouse_settings)
     try:
         yield Stack(pipeline, api, url, tag, headers)
     finally:
-        for stage in (api, ingest, worker, sink):
-            stage.stop()
+        api.stop()
+        pipeline.stop()
 
 
 # -- logs --------------------------------------------------------------------------------------------

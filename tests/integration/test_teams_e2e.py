@@ -27,7 +27,7 @@ from query.alerts.notify import signature
 from query.store import Store
 from tests.helpers.access import bearer, ingest_key, query_key
 from tests.helpers.ingest import IngestProcess, post, status
-from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env, start_groups_at_end
+from tests.helpers.pipeline import Pipeline, start_pipeline
 from tests.helpers.stages import Stage
 from tests.helpers.webhooks import Receiver, receiver
 
@@ -127,23 +127,18 @@ def deployment(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_fac
     revoked_key, key_id = ingest_key(store, "team-b"), teams.list_keys(store, "team-b")[-1]["id"]
     teams.revoke_key(store, key_id, "test")
     tag = uuid.uuid4().hex[:8]
-    env, database = pipeline_env(kafka_bootstrap, clickhouse_settings, tag)
     sampling = tmp / "sampling.yaml"
     sampling.write_text(yaml.safe_dump({"tail_sampling": {"decision_wait": "1s", "policies": [
         {"name": "all", "type": "always_sample"}]}}))
-    env.update({"MAPLE_API_METADATA_URL": metadata, "MAPLE_INGEST_KEYS_REFRESH_S": "0.5",
-                "MAPLE_INGEST_API_KEYS": f"{STATIC_KEY}=team-c", "MAPLE_TRACES_SAMPLING_CONFIG": str(sampling),
-                "MAPLE_TRACES_TICK_INTERVAL_S": "0.5"})
-    apply_schema(env)
-    start_groups_at_end(kafka_bootstrap, env)  # the test counts whole tables
-    ingest = IngestProcess(kafka_bootstrap, env).start()
-    worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
+    pipeline = start_pipeline(kafka_bootstrap, clickhouse_settings, tag, {
+        "MAPLE_API_METADATA_URL": metadata, "MAPLE_INGEST_KEYS_REFRESH_S": "0.5",
+        "MAPLE_INGEST_API_KEYS": f"{STATIC_KEY}=team-c", "MAPLE_TRACES_SAMPLING_CONFIG": str(sampling),
+        "MAPLE_TRACES_TICK_INTERVAL_S": "0.5"}, from_end=True)  # the test counts whole tables
     port = free_port()
-    api = Stage(["api"], {**env, "MAPLE_API_PORT": str(port), "MAPLE_API_ALERT_TICK_S": "1",
+    api = Stage(["api"], {**pipeline.env, "MAPLE_API_PORT": str(port), "MAPLE_API_ALERT_TICK_S": "1",
                           "MAPLE_API_WEBHOOK_PRIVATE_TARGETS": "true", "MAPLE_API_HEALTH_INTERVAL_S": "2",
-                          "MAPLE_API_INGEST_METRICS_URLS": f"{ingest.http}/metrics"}).start()
+                          "MAPLE_API_INGEST_METRICS_URLS": f"{pipeline.ingest.http}/metrics"}).start()
     url = f"http://127.0.0.1:{port}"
-    pipeline = Pipeline(kafka_bootstrap, env, database, ingest, worker, sink, clickhouse_settings)
     with receiver() as hook:
         try:
             deadline = time.monotonic() + 90
@@ -153,8 +148,8 @@ def deployment(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path_fac
                 time.sleep(0.3)
             yield Deployment(pipeline, api, url, store, a, b, hook, revoked_key)
         finally:
-            for stage in (api, ingest, worker, sink):
-                stage.stop()
+            api.stop()
+            pipeline.stop()
             store.close()
 
 

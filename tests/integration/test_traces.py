@@ -18,8 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from maple.settings import Settings
 from processors.sampling import fnv1a64
-from tests.helpers.ingest import IngestProcess, post
-from tests.helpers.pipeline import Pipeline, apply_schema, pipeline_env
+from tests.helpers.ingest import post
+from tests.helpers.pipeline import Pipeline, start_pipeline
 from tests.helpers.stages import Stage
 
 
@@ -39,14 +39,9 @@ def _sampling_file(tmp_path: Path, percent: float) -> Path:
 
 def _start(kafka_bootstrap: str, clickhouse_settings: Settings, tmp_path: Path, percent: float
            ) -> tuple[Pipeline, dict[str, str]]:
-    tag = uuid.uuid4().hex[:8]
-    env, database = pipeline_env(kafka_bootstrap, clickhouse_settings, tag)
-    env.update({"MAPLE_TRACES_SAMPLING_CONFIG": str(_sampling_file(tmp_path, percent)),
-                "MAPLE_TRACES_TICK_INTERVAL_S": "0.5"})
-    apply_schema(env)
-    ingest = IngestProcess(kafka_bootstrap, env).start()
-    worker, sink = Stage(["worker"], env).start(), Stage(["sink"], env).start()
-    return Pipeline(kafka_bootstrap, env, database, ingest, worker, sink, clickhouse_settings), env
+    pipeline = start_pipeline(kafka_bootstrap, clickhouse_settings, uuid.uuid4().hex[:8], {
+        "MAPLE_TRACES_SAMPLING_CONFIG": str(_sampling_file(tmp_path, percent)), "MAPLE_TRACES_TICK_INTERVAL_S": "0.5"})
+    return pipeline, pipeline.env
 
 
 def _rows(pipeline: Pipeline, sql: str) -> list[tuple]:
@@ -137,8 +132,7 @@ def test_sdk_traces_land_sampled_and_complete_and_red_counts_every_span(
                                          "GROUP BY 1"))
         assert by_status == {"STATUS_CODE_ERROR": 20.0, "STATUS_CODE_UNSET": 780.0}
     finally:
-        for stage in (pipeline.ingest, pipeline.worker, pipeline.sink):
-            stage.stop()
+        pipeline.stop()
 
 
 SPANS_PER_TRACE = 5
